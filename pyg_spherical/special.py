@@ -222,6 +222,16 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False) -> _Bessel:
     return _where(n > 0, out, top) if masked else out
 
 
+def _log_ivn(v: Order, x: Tensor) -> Tensor:
+    """``log(Gamma(v+1) (2/x)^v I_v(x))``, which is ``~ x^2 / (4 (v+1))`` as ``x -> 0``.
+
+    From the series for ``x <= 2`` (any ``v``), so that it keeps its relative precision as it
+    tends to zero; no autograd.
+    """
+    small = _series(v, x, False).lnorm + x
+    return torch.where(x <= _SERIES_X, small, _core(v, x).lnorm + x)
+
+
 def _prepare(v: Order, x) -> tuple:
     if isinstance(v, Tensor):
         if v.requires_grad:

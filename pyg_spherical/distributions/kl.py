@@ -1,0 +1,49 @@
+"""KL divergences registered with :func:`torch.distributions.kl_divergence`."""
+from __future__ import annotations
+
+import torch
+from torch.distributions import register_kl
+
+from .hyperspherical_uniform import HypersphericalUniform
+from .von_mises_fisher import VonMisesFisher, _LogNormalizerScaled
+from .. import special
+
+
+def _check_dims(p, q):
+    if p.event_shape != q.event_shape:
+        raise ValueError(f"KL between distributions on different spheres: event shapes "
+                         f"{tuple(p.event_shape)} and {tuple(q.event_shape)}.")
+
+
+@register_kl(VonMisesFisher, HypersphericalUniform)
+def _kl_vmf_uniform(p: VonMisesFisher, q: HypersphericalUniform):
+    r"""Paper eq. 5: ``kappa A_m(kappa) + log C_m(kappa) + log|S^{m-1}|``; independent of ``mu``."""
+    _check_dims(p, q)
+    kl = p.kl_to_uniform()
+    return kl.expand(torch.broadcast_shapes(kl.shape, q.batch_shape))
+
+
+@register_kl(VonMisesFisher, VonMisesFisher)
+def _kl_vmf_vmf(p: VonMisesFisher, q: VonMisesFisher):
+    r"""Closed form ``E_p[log p - log q]``:
+
+    ``log C(kp) - log C(kq) + A(kp) (kp - kq mu_q^T mu_p)``, written as
+    ``L(kq) - L(kp) - kp (1 - A_p) + kq ((1 - mu_q^T mu_p) + (1 - A_p) mu_q^T mu_p)`` with
+    ``L = log(Gamma(m/2)(2/k)^{m/2-1} I_{m/2-1}(k)) - k`` so that no ``O(kappa)`` terms cancel.
+    """
+    _check_dims(p, q)
+    m = p.event_shape[0]
+    kp, kq = p.concentration, q.concentration
+    comp_p = special.iv_ratio_complement(m / 2, kp)
+    cos = (p.loc * q.loc).sum(-1)
+    one_minus_cos = 0.5 * ((p.loc - q.loc) ** 2).sum(-1)
+    Lp = _LogNormalizerScaled.apply(kp, m)
+    Lq = _LogNormalizerScaled.apply(kq, m)
+    return Lq - Lp - kp * comp_p + kq * (one_minus_cos + comp_p * cos)
+
+
+@register_kl(HypersphericalUniform, HypersphericalUniform)
+def _kl_uniform_uniform(p: HypersphericalUniform, q: HypersphericalUniform):
+    _check_dims(p, q)
+    return torch.zeros(torch.broadcast_shapes(p.batch_shape, q.batch_shape), dtype=p.dtype,
+                       device=p.device)
