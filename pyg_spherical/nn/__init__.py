@@ -1,0 +1,4 @@
+"""Neural-network building blocks: latent layers and encoders/decoders."""
+from .latent import GaussianLatent, LatentLayer, VMFLatent, make_latent
+
+__all__ = ["LatentLayer", "VMFLatent", "GaussianLatent", "make_latent"]

@@ -1,0 +1,174 @@
+r"""Latent layers: raw encoder outputs -> posterior distribution -> sample and KL to the prior.
+
+One module type per latent family, shared by the graph (:class:`~pyg_spherical.SphericalVGAE`)
+and image (:class:`~pyg_spherical.vae.VAE`) models, so that switching an S-VAE to an N-VAE is one
+argument (``make_latent("vmf" | "normal", dim)``):
+
+=================  =======================================  ===============================
+family             posterior                                prior
+=================  =======================================  ===============================
+``"vmf"``          ``vMF(normalize(loc_raw), softplus(c) + k0)``  ``U(S^{dim-1})`` (eq. 5)
+``"normal"``       ``N(loc_raw, exp(logstd))``               ``N(0, I)``
+=================  =======================================  ===============================
+
+Both take two raw tensors from an encoder: ``loc_raw`` of shape ``(..., dim)`` and ``scale_raw``
+of shape ``(..., 1)`` (vMF concentration) or ``(..., dim)`` (Gaussian log-std); use
+:attr:`LatentLayer.scale_dim` to size the encoder head. Note the paper's convention: an S-VAE with
+``dim = d`` lives on the sphere ``S^{d-1}`` embedded in ``R^d``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
+
+from ..distributions import HypersphericalUniform, VonMisesFisher
+
+__all__ = ["LatentLayer", "VMFLatent", "GaussianLatent", "make_latent", "LATENTS"]
+
+MAX_LOGSTD = 10.0  # as torch_geometric.nn.models.autoencoder
+
+
+class LatentLayer(nn.Module):
+    """Base class: ``forward(loc_raw, scale_raw)`` returns a sample in training mode and the
+    posterior's mode in eval mode, and remembers the posterior for :meth:`kl`."""
+
+    #: name used by :func:`make_latent`
+    kind: str = ""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"{type(self).__name__}: dim must be a positive int, got {dim!r}.")
+        self.dim = dim
+        self.posterior: Optional[Distribution] = None
+
+    @property
+    def scale_dim(self) -> int:
+        """Width of the ``scale_raw`` input the encoder must produce."""
+        raise NotImplementedError
+
+    def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> Distribution:
+        """The posterior ``q(z | x)`` with batch shape ``loc_raw.shape[:-1]``."""
+        raise NotImplementedError
+
+    def prior(self, device=None, dtype=None) -> Distribution:
+        """The prior ``p(z)`` with event shape ``(dim,)``."""
+        raise NotImplementedError
+
+    def point(self, q: Distribution) -> Tensor:
+        """The deterministic code used in eval mode (posterior mode/mean)."""
+        return q.mean
+
+    def forward(self, loc_raw: Tensor, scale_raw: Tensor) -> Tensor:
+        q = self.distribution(loc_raw, scale_raw)
+        self.posterior = q
+        return q.rsample() if self.training else self.point(q)
+
+    def kl(self, q: Optional[Distribution] = None) -> Tensor:
+        """``KL(q || p)`` per example, shape ``q.batch_shape`` (default: the last posterior)."""
+        q = self.posterior if q is None else q
+        if q is None:
+            raise RuntimeError("kl(): no posterior yet; call the layer (or encode) first.")
+        return kl_divergence(q, self.prior(q.mean.device, q.mean.dtype))
+
+    def _check_raw(self, loc_raw: Tensor, scale_raw: Tensor) -> None:
+        if loc_raw.shape[-1] != self.dim:
+            raise ValueError(f"{type(self).__name__}: loc_raw has last dim {loc_raw.shape[-1]}, "
+                             f"expected dim = {self.dim}.")
+        if scale_raw.shape[-1] != self.scale_dim:
+            raise ValueError(f"{type(self).__name__}: scale_raw has last dim "
+                             f"{scale_raw.shape[-1]}, expected {self.scale_dim}.")
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class VMFLatent(LatentLayer):
+    r"""von Mises-Fisher posterior with a uniform prior on ``S^{dim-1}`` (the S-VAE latent).
+
+    ``mu = loc_raw / ||loc_raw||``, ``kappa = softplus(scale_raw) + min_concentration``
+    (the ``+ 1`` of the authors' code by default, which keeps the posterior from collapsing into
+    the uniform prior early in training). KL: paper eq. 5, independent of ``mu``.
+
+    A zero ``loc_raw`` row has no direction: it raises (via ``torch._assert_async``, which does
+    not synchronise the host with the device) instead of silently producing NaN.
+
+    Args:
+        dim (int): ambient dimension ``m >= 2`` (codes are unit vectors in ``R^m``).
+        min_concentration (float): lower bound on ``kappa`` (default 1).
+    """
+
+    kind = "vmf"
+
+    def __init__(self, dim: int, min_concentration: float = 1.0):
+        super().__init__(dim)
+        if dim < 2:
+            raise ValueError("VMFLatent: dim must be >= 2 (a circle S^1 in R^2 at least).")
+        if min_concentration < 0:
+            raise ValueError("VMFLatent: min_concentration must be >= 0.")
+        self.min_concentration = float(min_concentration)
+
+    @property
+    def scale_dim(self) -> int:
+        return 1
+
+    def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> VonMisesFisher:
+        self._check_raw(loc_raw, scale_raw)
+        norm = torch.linalg.vector_norm(loc_raw, dim=-1, keepdim=True)
+        torch._assert_async(
+            (norm > 0).all(),
+            "VMFLatent: a mean-direction vector is exactly zero and has no direction.",
+        )
+        loc = loc_raw / norm
+        kappa = F.softplus(scale_raw.squeeze(-1)) + self.min_concentration
+        # The arguments are valid by construction; validation would force host syncs.
+        return VonMisesFisher(loc, kappa, validate_args=False)
+
+    def prior(self, device=None, dtype=None) -> HypersphericalUniform:
+        return HypersphericalUniform(self.dim, device=device, dtype=dtype)
+
+    def point(self, q: VonMisesFisher) -> Tensor:
+        return q.loc
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, min_concentration={self.min_concentration}"
+
+
+class GaussianLatent(LatentLayer):
+    r"""Diagonal Gaussian posterior ``N(mu, diag(sigma^2))`` with a standard normal prior (N-VAE).
+
+    ``mu = loc_raw``, ``sigma = exp(clamp(scale_raw, max=10))`` (``scale_raw`` is the log-std,
+    clamped as in PyG's ``VGAE``).
+    """
+
+    kind = "normal"
+
+    @property
+    def scale_dim(self) -> int:
+        return self.dim
+
+    def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> Independent:
+        self._check_raw(loc_raw, scale_raw)
+        scale = torch.exp(scale_raw.clamp(max=MAX_LOGSTD))
+        return Independent(Normal(loc_raw, scale, validate_args=False), 1)
+
+    def prior(self, device=None, dtype=None) -> Independent:
+        zero = torch.zeros(self.dim, device=device, dtype=dtype)
+        return Independent(Normal(zero, torch.ones_like(zero), validate_args=False), 1)
+
+
+LATENTS = {"vmf": VMFLatent, "normal": GaussianLatent}
+
+
+def make_latent(kind: str, dim: int, **kwargs) -> LatentLayer:
+    """``make_latent("vmf", d)`` (S-VAE) or ``make_latent("normal", d)`` (N-VAE)."""
+    aliases = {"svae": "vmf", "s": "vmf", "spherical": "vmf", "gaussian": "normal", "n": "normal",
+               "nvae": "normal"}
+    key = aliases.get(kind.lower(), kind.lower()) if isinstance(kind, str) else kind
+    if key not in LATENTS:
+        raise ValueError(f"unknown latent {kind!r}; choose one of {sorted(LATENTS)}.")
+    return LATENTS[key](dim, **kwargs)
