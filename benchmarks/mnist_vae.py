@@ -1,0 +1,470 @@
+#!/usr/bin/env python
+r"""MNIST S-VAE vs N-VAE: paper section 5.2, Table 1 and Figures 2, 7, 8, 9.
+
+Protocol (Appendix F.1, all flags): MLP encoder [256, 128] / decoder [128, 256], ReLU, Glorot
+init, Bernoulli likelihood; dynamically binarised MNIST (50k train / 10k validation / 10k test);
+Adam lr 1e-3, batch 64, linear KL warm-up over 100 epochs, early stopping with a look-ahead of 50
+epochs on the validation ELBO (not before the warm-up has ended), best checkpoint kept.
+Test metrics: ELBO, RE = E_q[log p(x|z)], KL, and LL = importance-sampled log p(x) with 500
+samples (Burda et al., 2016), all in nats per test image (fixed seeded binarisation).
+
+Note the paper's convention: the S-VAE with "d" latent dimensions lives on S^{d-1} in R^d.
+
+Examples::
+
+    python benchmarks/mnist_vae.py --latent vmf --dim 5                 # one run (resumes)
+    python benchmarks/mnist_vae.py --latent vmf --dim 5 --max-new-epochs 50   # time slice
+    python benchmarks/mnist_vae.py --table1 --dims 2 5 10 --runs 1     # train + table
+    python benchmarks/mnist_vae.py --table1 --eval-only               # table from checkpoints
+    python benchmarks/mnist_vae.py --figures                          # Figures 2, 7, 8, 9
+
+Checkpoints: ``checkpoints/mnist_vae/<latent>_d<dim>_s<seed>/{last,best}.pt`` (resumable);
+results: ``results/mnist_vae_<latent>_d<dim>_s<seed>.json``, ``results/mnist_table1.json``,
+figures ``results/figures/mnist_*.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np
+import torch
+from common import PAPER_TABLE1, REPO, RESULTS, device_arg, fmt, run_metadata, write_json
+
+LATENTS = ("normal", "vmf")
+NAMES = {"normal": "N-VAE", "vmf": "S-VAE"}
+TABLE1_DIMS = (2, 5, 10, 20, 40)
+METRICS = ("LL", "ELBO", "RE", "KL")
+
+
+# --------------------------------------------------------------------------------- helpers
+def run_name(latent: str, dim: int, seed: int) -> str:
+    return f"{latent}_d{dim}_s{seed}"
+
+
+def ckpt_dir(args, latent, dim, seed) -> Path:
+    return Path(args.checkpoint_dir) / run_name(latent, dim, seed)
+
+
+SMOKE = {"on": False}  # subset runs write results/smoke_* instead of the real result files
+
+
+def result_name(latent, dim, seed) -> str:
+    return ("smoke_" if SMOKE["on"] else "") + f"mnist_vae_{run_name(latent, dim, seed)}"
+
+
+def tqdm_factory(args):
+    if args.no_progress:
+        return None
+    from tqdm.auto import tqdm
+
+    def make(total=None, desc=None, leave=False):
+        return tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True, mininterval=1.0)
+
+    return make
+
+
+def load_data(args, device):
+    from pyg_spherical.datasets import binarize_fixed, load_mnist
+
+    try:
+        data = load_mnist(root=args.root, download=not args.no_download)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+    train = data["train"]
+    if args.train_subset:
+        train = train._replace(x=train.x[: args.train_subset], y=train.y[: args.train_subset])
+    val_x = binarize_fixed(data["val"].x, seed=args.eval_seed)
+    test_x = binarize_fixed(data["test"].x, seed=args.eval_seed + 1)
+    if args.eval_subset:
+        val_x = val_x[: args.eval_subset]
+        test_x, test_y = test_x[: args.eval_subset], data["test"].y[: args.eval_subset]
+    else:
+        test_y = data["test"].y
+    return {"train": train, "val_x": val_x.to(device), "test_x": test_x.to(device),
+            "test_y": test_y, "test_grey": data["test"].x}
+
+
+def elbo_terms(model, x, batch_size=2000, seed=None):
+    """Mean ELBO, RE, KL over ``x`` (single-sample RE); fixed noise when ``seed`` is given."""
+    sums = torch.zeros(3, dtype=torch.float64, device=x.device)
+    with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device],
+                               enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        for xb in x.split(batch_size):
+            elbo, rec, kl = model.elbo(xb)
+            sums += torch.stack([elbo.sum(), rec.sum(), kl.sum()]).double()
+    m = (sums / x.shape[0]).tolist()
+    return {"elbo": m[0], "rec": m[1], "kl": m[2]}
+
+
+def build(args, latent, dim, seed, device):
+    from pyg_spherical.datasets import DynamicBinarizedLoader
+    from pyg_spherical.training import EarlyStopping, Trainer, linear_warmup
+    from pyg_spherical.vae import VAE
+
+    torch.manual_seed(seed)
+    model = VAE(latent=latent, latent_dim=dim).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+
+    def train_step(xb, epoch):
+        beta = linear_warmup(epoch, args.warmup)
+        loss, rec, kl = model.loss(xb, beta)
+        return {"loss": loss, "elbo": rec - kl, "kl": kl}
+
+    val_x = args._data["val_x"]
+
+    def evaluate(m, epoch):
+        return elbo_terms(m, val_x, seed=args.eval_seed)
+
+    stopper = EarlyStopping(patience=args.patience, mode="max", min_epochs=args.warmup)
+    trainer = Trainer(model, opt, train_step, evaluate, monitor="elbo", early_stopping=stopper,
+                      max_epochs=args.max_epochs, checkpoint_dir=ckpt_dir(args, latent, dim, seed))
+    train = args._data["train"]
+    loader = DynamicBinarizedLoader(train.x, batch_size=args.batch_size, shuffle=True, seed=seed,
+                                    device=device)
+    return model, trainer, loader
+
+
+def train_one(args, latent, dim, seed, device):
+    """Train (or resume) one run; returns the trainer (with the best weights loaded)."""
+    model, trainer, loader = build(args, latent, dim, seed, device)
+    resumed = trainer.resume(map_location=device)
+    name = run_name(latent, dim, seed)
+    if resumed:
+        print(f"[{name}] resumed at epoch {trainer.epoch}"
+              + (f" (finished: {trainer.stop_reason})" if trainer.finished else ""), flush=True)
+    progress = tqdm_factory(args)
+
+    def on_epoch_end(tr, rec):
+        if args.no_progress or tr.epoch % args.print_every == 0 or tr.finished:
+            print(f"[{name}] epoch {rec['epoch']:4d}  train ELBO {rec['train_elbo']:8.2f}  "
+                  f"val ELBO {rec['val_elbo']:8.2f} (RE {rec['val_rec']:8.2f}, KL "
+                  f"{rec['val_kl']:6.2f})  best {tr.stopper.best:8.2f} @ {tr.stopper.best_epoch + 1}"
+                  f"  {rec['time_s']:.1f}s+{rec['eval_time_s']:.1f}s", flush=True)
+
+    if not trainer.finished and not args.eval_only:
+        trainer.fit(loader, progress=progress, max_new_epochs=args.max_new_epochs,
+                    on_epoch_end=on_epoch_end)
+    return model, trainer
+
+
+def load_best_model(args, latent, dim, seed, device):
+    """The best checkpointed model of a run, or ``None`` if there is none."""
+    from pyg_spherical.vae import VAE
+
+    path = ckpt_dir(args, latent, dim, seed) / "best.pt"
+    if not path.is_file():
+        return None, None
+    best = torch.load(path, map_location=device, weights_only=False)
+    model = VAE(latent=latent, latent_dim=dim).to(device)
+    model.load_state_dict(best["model"])
+    model.eval()
+    last_path = path.with_name("last.pt")
+    last = torch.load(last_path, map_location="cpu", weights_only=False) if last_path.is_file() else None
+    return model, {"best": best, "last": last}
+
+
+def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
+    """Test-set metrics of a run's best checkpoint; writes ``results/mnist_vae_<run>.json``."""
+    started = time.time()
+    model, ck = load_best_model(args, latent, dim, seed, device)
+    if model is None:
+        return None
+    history = ck["last"]["history"] if ck["last"] else []
+    stop_reason = ck["last"].get("stop_reason") if ck["last"] else None
+    test_x = args._data["test_x"]
+    t0 = time.perf_counter()
+    terms = elbo_terms(model, test_x, seed=args.eval_seed + 2)
+    torch.manual_seed(args.eval_seed + 3)
+    ll = model.log_likelihood(test_x, num_samples=args.ll_samples)
+    ll_time = time.perf_counter() - t0
+    epoch_times = [r["time_s"] for r in history]
+    out = {
+        "latent": latent, "dim": dim, "seed": seed,
+        "test": {"LL": float(ll.double().mean()), "ELBO": terms["elbo"], "RE": terms["rec"],
+                 "KL": terms["kl"], "LL_sem": float(ll.double().std() / math.sqrt(ll.numel()))},
+        "paper": {k: PAPER_TABLE1.get(latent, {}).get(dim, {}).get(k) for k in METRICS},
+        "epochs": len(history),
+        "best_epoch": int(ck["best"]["epoch"]),
+        "best_val": ck["best"]["record"],
+        "stop_reason": stop_reason,
+        "finished": stop_reason is not None,
+        "max_epochs": args.max_epochs,
+        "train_time_s": float(sum(epoch_times)),
+        "val_time_s": float(sum(r["eval_time_s"] for r in history)),
+        "epoch_time_s": {"median": float(np.median(epoch_times)) if epoch_times else None,
+                         "mean": float(np.mean(epoch_times)) if epoch_times else None},
+        "eval_time_s": ll_time, "ll_samples": args.ll_samples,
+        "history": [{k: r[k] for k in ("epoch", "train_elbo", "val_elbo", "val_rec", "val_kl",
+                                        "time_s")} for r in history],
+        "meta": run_metadata(args_for_json(args)),
+    }
+    write_json(result_name(latent, dim, seed), out, started=started)
+    return out
+
+
+def args_for_json(args):
+    ns = argparse.Namespace(**{k: v for k, v in vars(args).items() if not k.startswith("_")})
+    return ns
+
+
+# ----------------------------------------------------------------------------------- table
+def collect(dims, seeds):
+    """Read the per-run JSONs into ``{latent: {dim: [test dicts]}}``."""
+    rows = {lat: {} for lat in LATENTS}
+    runs = {lat: {} for lat in LATENTS}
+    for lat in LATENTS:
+        for d in dims:
+            for s in seeds:
+                p = RESULTS / f"{result_name(lat, d, s)}.json"
+                if p.is_file():
+                    r = json.loads(p.read_text())
+                    rows[lat].setdefault(d, []).append(r["test"])
+                    runs[lat].setdefault(d, []).append(
+                        {k: r[k] for k in ("seed", "epochs", "best_epoch", "finished",
+                                           "stop_reason", "train_time_s", "epoch_time_s",
+                                           "eval_time_s")})
+    return rows, runs
+
+
+def summarize(rows):
+    out = {}
+    for lat, by_d in rows.items():
+        for d, tests in by_d.items():
+            cell = {}
+            for k in METRICS:
+                v = np.array([t[k] for t in tests], dtype=float)
+                cell[k] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+            cell["n"] = len(tests)
+            out.setdefault(lat, {})[d] = cell
+    return out
+
+
+def print_table(summary, runs, dims):
+    print("\nTable 1 (MNIST test set, nats; ours vs paper, mean ± std over runs)")
+    head = f"{'model':6s} {'d':>3s} " + " ".join(f"{m + ' ours':>16s} {m + ' paper':>16s}"
+                                                  for m in METRICS) + "  runs  epochs"
+    print(head)
+    print("-" * len(head))
+    for lat in LATENTS:
+        for d in dims:
+            cell = summary.get(lat, {}).get(d)
+            paper = PAPER_TABLE1.get(lat, {}).get(d, {})
+            parts = []
+            for m in METRICS:
+                ours = fmt(*cell[m]) if cell else "-"
+                ref = fmt(*paper[m]) if m in paper else "-"
+                parts.append(f"{ours:>16s} {ref:>16s}")
+            info = runs.get(lat, {}).get(d, [])
+            ep = ",".join(f"{r['epochs']}{'' if r['finished'] else '+'}" for r in info) or "-"
+            print(f"{NAMES[lat]:6s} {d:3d} " + " ".join(parts) + f"  {cell['n'] if cell else 0:4d}  {ep}")
+    print("('+' after the epoch count: run not finished, i.e. best checkpoint so far.)")
+
+
+def write_table(args, dims, seeds, started):
+    rows, runs = collect(dims, seeds)
+    summary = summarize(rows)
+    print_table(summary, runs, dims)
+    payload = {
+        "ours": {lat: {str(d): c for d, c in by.items()} for lat, by in summary.items()},
+        "paper": {lat: {str(d): PAPER_TABLE1[lat][d] for d in dims if d in PAPER_TABLE1[lat]}
+                  for lat in LATENTS},
+        "runs": {lat: {str(d): r for d, r in by.items()} for lat, by in runs.items()},
+        "meta": run_metadata(args_for_json(args)),
+    }
+    path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_table1", payload, started=started)
+    print(f"wrote {path.relative_to(REPO)}")
+
+
+# --------------------------------------------------------------------------------- figures
+def make_figures(args, device):
+    from matplotlib.figure import Figure
+
+    from pyg_spherical.plotting import image_grid, plane_grid, plot_latent, save_figure, sphere_grid
+
+    fig_dir = RESULTS / "figures" if not SMOKE["on"] else RESULTS / "smoke_figures"
+    seed = args.seed
+    written = []
+    test_x, test_y = args._data["test_x"], args._data["test_y"]
+
+    # Figure 2: test latents, N-VAE in R^2 and S-VAE on S^2 (dim 3, Hammer projection).
+    nvae2, _ = load_best_model(args, "normal", 2, seed, device)
+    svae3, _ = load_best_model(args, "vmf", 3, seed, device)
+    svae2, _ = load_best_model(args, "vmf", 2, seed, device)
+    panels = [(m, t, k) for m, t, k in (
+        (nvae2, r"(a) $\mathbb{R}^2$ latent space of the N-VAE", "euclidean"),
+        (svae3, r"(b) Hammer projection of the $\mathcal{S}^2$ latent space of the S-VAE", "hammer"),
+        (svae2, r"(c) $\mathcal{S}^1$ latent space of the S-VAE (d = 2)", "circle"),
+    ) if m is not None]
+    if panels:
+        fig = Figure(figsize=(6 * len(panels), 5.5))
+        for i, (m, title, kind) in enumerate(panels):
+            ax = fig.add_subplot(1, len(panels), i + 1)
+            z = m.embed(test_x)
+            plot_latent(z, test_y, ax=ax, kind=kind, title=title, s=1.5, legend=(i == len(panels) - 1))
+        fig.tight_layout()
+        written.append(save_figure(fig, fig_dir / "mnist_fig2_latents.png"))
+
+    # Figures 7 / 8: random samples from the prior for every trained d.
+    g = torch.Generator(device=device).manual_seed(args.eval_seed)
+    for lat, figno in (("normal", 7), ("vmf", 8)):
+        models = []
+        for d in sorted(set(args.fig_dims)):
+            m, _ = load_best_model(args, lat, d, seed, device)
+            if m is not None:
+                models.append((d, m))
+        if not models:
+            continue
+        fig = Figure(figsize=(4 * len(models), 4.4))
+        for i, (d, m) in enumerate(models):
+            ax = fig.add_subplot(1, len(models), i + 1)
+            image_grid(m.sample(100, generator=g), nrow=10, ax=ax, title=f"d = {d}")
+        fig.suptitle(f"Random samples from the {NAMES[lat]} (Figure {figno})")
+        fig.tight_layout()
+        written.append(save_figure(fig, fig_dir / f"mnist_fig{figno}_samples_{lat}.png"))
+
+    # Figure 9: 2-d latent manifolds (N-VAE d = 2 on a normal-quantile grid; S-VAE on S^2).
+    n = args.grid
+    panels = []
+    if nvae2 is not None:
+        panels.append((nvae2, plane_grid(n), "N-VAE, $\\mathbb{R}^2$ (normal quantile grid)"))
+    if svae3 is not None:
+        panels.append((svae3, sphere_grid(n), "S-VAE, $\\mathcal{S}^2$ (equal-area grid, Hammer layout)"))
+    if panels:
+        fig = Figure(figsize=(7 * len(panels), 7.4))
+        for i, (m, grid, title) in enumerate(panels):
+            ax = fig.add_subplot(1, len(panels), i + 1)
+            z = torch.as_tensor(grid, dtype=torch.float32, device=device)
+            with torch.no_grad():
+                img = torch.sigmoid(m.decode(z))
+            image_grid(img, nrow=n, ax=ax, title=title)
+        fig.tight_layout()
+        written.append(save_figure(fig, fig_dir / "mnist_fig9_manifold.png"))
+    if svae2 is not None:  # the S-VAE "d = 2" manifold is the circle S^1: decode along it
+        k = 2 * n
+        ang = torch.linspace(-math.pi, math.pi, k + 1, device=device)[:-1]
+        z = torch.stack([torch.cos(ang), torch.sin(ang)], dim=-1)
+        with torch.no_grad():
+            img = torch.sigmoid(svae2.decode(z))
+        fig = Figure(figsize=(12, 1.9))
+        image_grid(img, nrow=k, ax=fig.add_subplot(1, 1, 1),
+                   title="S-VAE d = 2: decoded along the circle $S^1$ (angle -pi..pi)")
+        fig.tight_layout()
+        written.append(save_figure(fig, fig_dir / "mnist_fig9_circle.png"))
+    for w in written:
+        print(f"wrote {Path(w).relative_to(REPO) if Path(w).is_absolute() else w}")
+    if not written:
+        print("no checkpoints found for the figures (train normal d=2, vmf d=3 / d in --fig-dims)")
+
+
+# ------------------------------------------------------------------------------------ main
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--latent", choices=LATENTS, help="latent family of a single run")
+    p.add_argument("--dim", type=int, help="latent dimension d (S-VAE: the sphere S^{d-1} in R^d)")
+    p.add_argument("--table1", action="store_true",
+                   help="run every d in --dims for both latents and print Table 1")
+    p.add_argument("--dims", type=int, nargs="+", default=list(TABLE1_DIMS),
+                   help="latent dims for --table1 (default: 2 5 10 20 40)")
+    p.add_argument("--runs", type=int, default=1, help="runs (seeds seed .. seed+runs-1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-only", action="store_true",
+                   help="do not train: evaluate the existing (best) checkpoints")
+    p.add_argument("--no-eval", action="store_true", help="train only, skip the test evaluation")
+    p.add_argument("--figures", action="store_true", help="write Figures 2, 7, 8, 9 from checkpoints")
+    p.add_argument("--fig-dims", type=int, nargs="+", default=[2, 5, 10, 20],
+                   help="dims shown in Figures 7/8 (those with checkpoints)")
+    p.add_argument("--grid", type=int, default=20, help="Figure 9 grid size")
+    p.add_argument("--max-epochs", type=int, default=1000, help="hard cap on epochs per run")
+    p.add_argument("--max-new-epochs", type=int, default=None,
+                   help="train at most this many more epochs in this call (time slicing)")
+    p.add_argument("--warmup", type=int, default=100, help="linear KL warm-up epochs")
+    p.add_argument("--patience", type=int, default=50, help="early-stopping look-ahead (epochs)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--ll-samples", type=int, default=500, help="importance samples for LL")
+    p.add_argument("--eval-seed", type=int, default=1234, help="seed of the fixed binarisation")
+    p.add_argument("--root", default=None, help="data root (default $PYG_SPHERICAL_DATA)")
+    p.add_argument("--no-download", action="store_true")
+    p.add_argument("--checkpoint-dir", default=str(REPO / "checkpoints" / "mnist_vae"))
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--train-subset", type=int, default=0, help="use only N training images (smoke)")
+    p.add_argument("--eval-subset", type=int, default=0, help="use only N val/test images (smoke)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.add_argument("--print-every", type=int, default=10, help="epoch log line every N epochs")
+    args = p.parse_args(argv)
+    if not (args.table1 or args.figures or (args.latent and args.dim)):
+        p.error("give --latent and --dim, or --table1, or --figures")
+    if bool(args.latent) != bool(args.dim):
+        p.error("--latent and --dim go together")
+    for d in ([args.dim] if args.dim else []) + (args.dims if args.table1 else []):
+        if d < 1:
+            p.error(f"latent dim must be >= 1, got {d}")
+    if args.latent == "vmf" and args.dim is not None and args.dim < 2:
+        p.error("the S-VAE needs --dim >= 2 (the circle S^1 in R^2)")
+    if args.table1 and min(args.dims) < 2:
+        p.error("--dims must be >= 2 for the S-VAE")
+    for name in ("max_epochs", "batch_size", "ll_samples", "runs", "patience", "threads", "grid"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup < 0:
+        p.error("--warmup must be >= 0")
+    if args.lr <= 0:
+        p.error("--lr must be > 0")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.time()
+    torch.set_num_threads(args.threads)
+    device = device_arg(args.device)
+    SMOKE["on"] = bool(args.train_subset or args.eval_subset)
+    args._data = load_data(args, device)
+    seeds = list(range(args.seed, args.seed + args.runs))
+
+    if args.table1:
+        configs = [(lat, d) for d in args.dims for lat in LATENTS]
+    elif args.latent:
+        configs = [(args.latent, args.dim)]
+    else:
+        configs = []
+    for lat, d in configs:
+        for s in seeds:
+            _, trainer = train_one(args, lat, d, s, device)
+            if args.no_eval:
+                continue
+            if args.eval_only and trainer.epoch == 0:
+                print(f"[{run_name(lat, d, s)}] no checkpoint; skipped")
+                continue
+            r = evaluate_run(args, lat, d, s, device)
+            if r is not None:
+                t = r["test"]
+                print(f"[{run_name(lat, d, s)}] test LL {t['LL']:.2f}  ELBO {t['ELBO']:.2f}  RE "
+                      f"{t['RE']:.2f}  KL {t['KL']:.2f}  (epochs {r['epochs']}, best "
+                      f"{r['best_epoch']}, {r['stop_reason'] or 'not finished'}; "
+                      f"{r['epoch_time_s']['median']:.1f}s/epoch, LL eval {r['eval_time_s']:.0f}s)",
+                      flush=True)
+    if args.table1 and not args.no_eval:
+        write_table(args, sorted(set(args.dims)), seeds, started)
+    elif configs and not args.no_eval:
+        rows, runs = collect([args.dim], seeds)
+        print_table(summarize(rows), runs, [args.dim])
+    if args.figures:
+        make_figures(args, device)
+
+
+if __name__ == "__main__":
+    main()
