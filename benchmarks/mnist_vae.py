@@ -366,6 +366,61 @@ def make_figures(args, device):
         print("no checkpoints found for the figures (train normal d=2, vmf d=3 / d in --fig-dims)")
 
 
+# ----------------------------------------------------------------------------------- speed
+def speed(args, device):
+    """Training-step time of both latents on the same batches, interleaved (fair under load)."""
+    from pyg_spherical.vae import VAE
+
+    started = time.time()
+    train = args._data["train"]
+    g = torch.Generator().manual_seed(0)
+    n_steps = args.speed_steps
+    idx = torch.randint(0, train.x.shape[0], (n_steps * args.batch_size,), generator=g)
+    xs = torch.bernoulli(train.x.index_select(0, idx), generator=g).to(device)
+    batches = xs.split(args.batch_size)
+    dims = sorted(set(args.dims if args.table1 else ([args.dim] if args.dim else [2, 5, 10])))
+    out = {}
+    print(f"\ntraining step time, batch {args.batch_size}, {n_steps} steps x {args.speed_reps} "
+          f"interleaved repetitions, {torch.get_num_threads()} thread(s), device {device}")
+    print(f"{'d':>3s} {'N-VAE ms/step':>14s} {'S-VAE ms/step':>14s} {'ratio':>6s} "
+          f"{'N-VAE s/epoch':>14s} {'S-VAE s/epoch':>14s}")
+    steps_per_epoch = math.ceil(train.x.shape[0] / args.batch_size)
+    for d in dims:
+        models = {}
+        for lat in LATENTS:
+            torch.manual_seed(0)
+            m = VAE(lat, d).to(device)
+            models[lat] = (m, torch.optim.Adam(m.parameters(), lr=args.lr))
+        times = {lat: [] for lat in LATENTS}
+        for rep in range(args.speed_reps + 1):  # the first repetition warms up
+            for lat, (m, opt) in models.items():
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for xb in batches:
+                    loss, _, _ = m.loss(xb, 0.5)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                if rep:
+                    times[lat].append((time.perf_counter() - t0) / n_steps)
+        med = {lat: float(np.median(v)) for lat, v in times.items()}
+        ratio = med["vmf"] / med["normal"]
+        out[str(d)] = {"ms_per_step": {k: 1e3 * v for k, v in med.items()},
+                       "s_per_epoch": {k: v * steps_per_epoch for k, v in med.items()},
+                       "ratio_vmf_over_normal": ratio,
+                       "all_ms_per_step": {k: [1e3 * t for t in v] for k, v in times.items()}}
+        print(f"{d:3d} {1e3 * med['normal']:14.2f} {1e3 * med['vmf']:14.2f} {ratio:6.2f} "
+              f"{med['normal'] * steps_per_epoch:14.1f} {med['vmf'] * steps_per_epoch:14.1f}")
+    if not SMOKE["on"]:
+        path = write_json("mnist_speed", {"speed": out, "steps_per_epoch": steps_per_epoch,
+                                          "meta": run_metadata(args_for_json(args))},
+                          started=started)
+        print(f"wrote {path.relative_to(REPO)}")
+
+
 # ------------------------------------------------------------------------------------ main
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -383,6 +438,10 @@ def parse_args(argv=None):
                    help="do not train: evaluate the existing (best) checkpoints")
     p.add_argument("--no-eval", action="store_true", help="train only, skip the test evaluation")
     p.add_argument("--figures", action="store_true", help="write Figures 2, 7, 8, 9 from checkpoints")
+    p.add_argument("--speed", action="store_true",
+                   help="only time training steps of both latents (--dim, or --dims with --table1)")
+    p.add_argument("--speed-steps", type=int, default=200, help="steps per timing repetition")
+    p.add_argument("--speed-reps", type=int, default=3, help="interleaved timing repetitions")
     p.add_argument("--fig-dims", type=int, nargs="+", default=[2, 5, 10, 20],
                    help="dims shown in Figures 7/8 (those with checkpoints)")
     p.add_argument("--grid", type=int, default=20, help="Figure 9 grid size")
@@ -405,9 +464,9 @@ def parse_args(argv=None):
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     p.add_argument("--print-every", type=int, default=10, help="epoch log line every N epochs")
     args = p.parse_args(argv)
-    if not (args.table1 or args.figures or (args.latent and args.dim)):
-        p.error("give --latent and --dim, or --table1, or --figures")
-    if bool(args.latent) != bool(args.dim):
+    if not (args.table1 or args.figures or args.speed or (args.latent and args.dim)):
+        p.error("give --latent and --dim, or --table1, or --figures, or --speed")
+    if args.latent and not args.dim:
         p.error("--latent and --dim go together")
     for d in ([args.dim] if args.dim else []) + (args.dims if args.table1 else []):
         if d < 1:
@@ -416,7 +475,8 @@ def parse_args(argv=None):
         p.error("the S-VAE needs --dim >= 2 (the circle S^1 in R^2)")
     if args.table1 and min(args.dims) < 2:
         p.error("--dims must be >= 2 for the S-VAE")
-    for name in ("max_epochs", "batch_size", "ll_samples", "runs", "patience", "threads", "grid"):
+    for name in ("max_epochs", "batch_size", "ll_samples", "runs", "patience", "threads", "grid",
+                 "speed_steps", "speed_reps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0:
@@ -434,6 +494,9 @@ def main(argv=None):
     SMOKE["on"] = bool(args.train_subset or args.eval_subset)
     args._data = load_data(args, device)
     seeds = list(range(args.seed, args.seed + args.runs))
+    if args.speed:
+        speed(args, device)
+        return
 
     if args.table1:
         configs = [(lat, d) for d in args.dims for lat in LATENTS]

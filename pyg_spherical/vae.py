@@ -258,7 +258,7 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def log_likelihood(self, x: Tensor, num_samples: int = 500, batch_size: int | None = None,
-                       max_rows: int = 25_000) -> Tensor:
+                       max_rows: int = 10_000) -> Tensor:
         r"""Importance-sampled marginal log-likelihood ``log p(x)`` (Burda et al., 2016), ``(B,)``.
 
         ``logsumexp_s w_s - log S`` with the log weights of :meth:`iw_log_weights`, evaluated for
