@@ -65,7 +65,7 @@ def _poly(table, p: Tensor, t, deriv: bool = False) -> Tensor:
         coefs = [i * coefs[i] for i in range(1, ncoef)]
     out = torch.zeros_like(p) + coefs[-1]
     for c in reversed(coefs[:-1]):
-        out = out * p + c
+        out.mul_(p).add_(c)
     return out
 
 
@@ -98,7 +98,7 @@ def _stirling_corr(w) -> Tensor:
     return out * inv
 
 
-def _debye(w, x: Tensor, want_grad: bool) -> _Bessel:
+def _debye(w, x: Tensor, want_grad: bool, want_log: bool = True) -> _Bessel:
     """Debye's expansion at order ``w >= V0`` (DLMF 10.41.3-4), written without cancellation."""
     _, K = _params(x.dtype)
     U, VmU = debye_tables(K)
@@ -110,15 +110,18 @@ def _debye(w, x: Tensor, want_grad: bool) -> _Bessel:
     svmu = _poly(VmU, p, t)
     qm1 = svmu / su  # Q - 1
     s_m_x = wt * wt / (s + x)  # s - x
-    s_m_w = x * x / (s + wt)  # s - w
-    log_ive = s_m_x + wt * torch.log(x / (wt + s)) - 0.5 * torch.log(2 * math.pi * s) + torch.log(su)
-    lnorm = (
-        -wt * (s_m_w + x) / (s + x)  # s - w - x
-        - wt * torch.log1p(s_m_w / (2 * wt))
-        - 0.5 * torch.log1p(s_m_w / wt)
-        + torch.log(su)
-        + _stirling_corr(wt)
-    )
+    log_ive = lnorm = None
+    if want_log:
+        s_m_w = x * x / (s + wt)  # s - w
+        log_su = torch.log(su)
+        log_ive = s_m_x + wt * torch.log(x / (wt + s)) - 0.5 * torch.log(2 * math.pi * s) + log_su
+        lnorm = (
+            -wt * (s_m_w + x) / (s + x)  # s - w - x
+            - wt * torch.log1p(s_m_w / (2 * wt))
+            - 0.5 * torch.log1p(s_m_w / wt)
+            + log_su
+            + _stirling_corr(wt)
+        )
     sq_m_x = s * qm1 + s_m_x  # s Q - x
     D = wt + s + s * qm1
     R = x / D
@@ -160,11 +163,15 @@ def _series(v: Order, x: Tensor, want_grad: bool) -> _Bessel:
     return _Bessel(log_ive, dlog_iv - 1, dlog_iv, ell - x, R, 1 - R, dR)
 
 
-def _core(v: Order, x: Tensor, want_grad: bool = False) -> _Bessel:
-    """All quantities of :class:`_Bessel` at order ``v``, elementwise in ``x``."""
-    out = _core_large(v, x, want_grad)
+def _core(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = True) -> _Bessel:
+    """All quantities of :class:`_Bessel` at order ``v``, elementwise in ``x``.
+
+    ``want_log=False`` skips the logarithmic quantities (and the series, which only they need:
+    the ratio recurrence is exact at small ``x``), leaving them ``None``.
+    """
+    out = _core_large(v, x, want_grad, want_log)
     V0, _ = _params(x.dtype)
-    if not isinstance(v, Tensor) and v >= V0:
+    if not want_log or (not isinstance(v, Tensor) and v >= V0):
         return out
     # Small x: the recurrence sums logs of size |log(x / 2k)| whose rounding would dominate
     # log I_v(x) ~ 0; the series is exact there.
@@ -174,7 +181,7 @@ def _core(v: Order, x: Tensor, want_grad: bool = False) -> _Bessel:
     return _where(small, _series(v, x, want_grad), out)
 
 
-def _core_large(v: Order, x: Tensor, want_grad: bool = False) -> _Bessel:
+def _core_large(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = True) -> _Bessel:
     """Debye's expansion, plus the downward ratio recurrence from order ``w >= V0`` if ``v < V0``."""
     V0, _ = _params(x.dtype)
     if isinstance(v, Tensor):
@@ -186,7 +193,7 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False) -> _Bessel:
         n = max(0, math.ceil(V0 - v))
         steps = n
     w = v + n
-    top = _debye(w, x, want_grad)
+    top = _debye(w, x, want_grad, want_log)
     if steps == 0:
         return top
     R, comp, dR = top.R, top.comp, top.dR
@@ -202,7 +209,8 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False) -> _Bessel:
         dR_new = 2 * k / denom**2 - R_new**2 * dR if want_grad else None
         if masked:
             active = i < n
-            logsum = torch.where(active, logsum + torch.log(R), logsum)
+            if want_log:
+                logsum = torch.where(active, logsum + torch.log(R), logsum)
             comp_up = torch.where(active, comp, comp_up)
             R_up = torch.where(active, R, R_up)
             R = torch.where(active, R_new, R)
@@ -210,15 +218,17 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False) -> _Bessel:
             if want_grad:
                 dR = torch.where(active, dR_new, dR)
         else:
-            logsum = logsum + torch.log(R)
+            if want_log:
+                logsum = logsum + torch.log(R)
             comp_up, R_up = comp, R
             R, comp, dR = R_new, comp_new, dR_new
-    log_ive = top.log_ive - logsum
-    lgam = torch.lgamma(torch.as_tensor(v + 1.0, dtype=x.dtype, device=x.device))
+    log_ive = lnorm = None
+    if want_log:
+        log_ive = top.log_ive - logsum
+        lgam = torch.lgamma(torch.as_tensor(v + 1.0, dtype=x.dtype, device=x.device))
+        lnorm = log_ive - v * torch.log(x / 2) + lgam
     # d/dx log iv_v = R_{v+1} + v/x; for ive subtract 1 as v/x - (1 - R_{v+1}).
-    out = _Bessel(
-        log_ive, v / x - comp_up, R_up + v / x, log_ive - v * torch.log(x / 2) + lgam, R, comp, dR
-    )
+    out = _Bessel(log_ive, v / x - comp_up, R_up + v / x, lnorm, R, comp, dR)
     return _where(n > 0, out, top) if masked else out
 
 
@@ -274,7 +284,7 @@ class _IvRatio(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v, complement):
         xc = x.to(_compute_dtype(x))
-        b = _core(v, xc)
+        b = _core(v, xc, want_log=False)
         ctx.v, ctx.complement = v, complement
         ctx.save_for_backward(x)
         return (b.comp if complement else b.R).to(x.dtype)
@@ -283,7 +293,7 @@ class _IvRatio(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        dR = _core(ctx.v, x.to(_compute_dtype(x)), want_grad=True).dR.to(x.dtype)
+        dR = _core(ctx.v, x.to(_compute_dtype(x)), want_grad=True, want_log=False).dR.to(x.dtype)
         return (-g * dR if ctx.complement else g * dR), None, None
 
 

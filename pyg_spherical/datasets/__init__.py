@@ -17,6 +17,7 @@ from .mnist import (
     train_val_split,
 )
 from .root import resolve_cache, resolve_root
+from .planetoid import PLANETOID_NAMES, LinkSplit, link_split, load_planetoid  # noqa: F401
 
 __all__ = [
     "MNIST_FILES",

@@ -7,7 +7,7 @@ from torch.distributions import constraints
 
 def unit_norm_tolerance(dtype: torch.dtype) -> float:
     """How far ``||x||`` may stray from 1 and still count as a unit vector."""
-    return 1e-4 if torch.finfo(dtype).eps > 1e-10 else 1e-8
+    return 1e-4 if torch.finfo(dtype).eps > 1e-10 else 1e-6
 
 
 class _UnitSphere(constraints.Constraint):

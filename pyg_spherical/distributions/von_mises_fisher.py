@@ -19,6 +19,8 @@ from .constraints import sphere, unit_norm_tolerance
 
 __all__ = ["VonMisesFisher", "log_sphere_area"]
 
+_TINY = 1e-30  # guards a zero-norm Gaussian draw (probability ~0)
+
 
 def log_sphere_area(m: int) -> float:
     r"""``log |S^{m-1}| = log(2 pi^{m/2} / Gamma(m/2))``, the surface area of the unit sphere in R^m (eq. 10)."""
@@ -242,15 +244,17 @@ class VonMisesFisher(Distribution):
         omega = 1 - w
         radial = torch.sqrt(torch.clamp(w * (2 - w), min=0))
         v = torch.randn(shape[:-1] + (m - 1,), dtype=kappa.dtype, device=kappa.device)
-        v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
+        v = v * (radial / torch.linalg.vector_norm(v, dim=-1).clamp_min(_TINY)).unsqueeze(-1)
         loc = self.loc.expand(shape)
-        # Householder reflection H = I - 2 u u^T mapping s e_1 to mu, s = -sign(mu_1).
-        s = torch.where(loc[..., :1] >= 0, -1.0, 1.0).to(loc.dtype)
-        z0 = torch.cat([s * omega.unsqueeze(-1), radial.unsqueeze(-1) * v], dim=-1)
-        u = -loc
-        u = torch.cat([u[..., :1] + s, u[..., 1:]], dim=-1)  # s e_1 - mu
-        uu = 0.5 * (u * u).sum(-1)  # ||s e_1 - mu||^2 / 2 = 1 + |mu_1| >= 1
-        return z0 - u * ((u * z0).sum(-1) / uu).unsqueeze(-1)
+        mu1, mu_rest = loc[..., 0], loc[..., 1:]
+        # z = H z0 with z0 = (s omega, r v) and the Householder reflection H = I - 2 u u^T,
+        # u ∝ s e_1 - mu, s = -sign(mu_1) so that ||s e_1 - mu||^2 = 2 (1 + |mu_1|) >= 2.
+        # Expanded (for unit mu): z = z0 - (s e_1 - mu) c, c = omega - (mu_rest . r v) / (1 - s mu_1).
+        s = torch.where(mu1 >= 0, -1.0, 1.0).to(loc.dtype)
+        proj = (mu_rest * v).sum(-1) / (1 - s * mu1)
+        c = omega - proj
+        first = s * proj + mu1 * c
+        return torch.cat([first.unsqueeze(-1), v + mu_rest * c.unsqueeze(-1)], dim=-1)
 
     def rejection_attempts(self, sample_shape=torch.Size()) -> Tensor:
         """Number of proposals the Ulrich/Wood sampler needed per draw (paper Table 5).

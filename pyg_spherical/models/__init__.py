@@ -1,0 +1,5 @@
+"""Models: the spherical VGAE (graphs)."""
+from ..nn.graph_encoders import GCNEncoder, SphericalGCNEncoder
+from .vgae import SphericalVGAE
+
+__all__ = ["SphericalVGAE", "SphericalGCNEncoder", "GCNEncoder"]

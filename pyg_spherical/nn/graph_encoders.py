@@ -1,0 +1,179 @@
+r"""GCN encoders for (spherical) variational graph auto-encoders.
+
+The VGAE encoder of Kipf & Welling (2016), used unchanged in section 5.4 / Appendix F.3 of the
+paper: one hidden GCN layer, then two GCN heads on the shared hidden representation,
+
+.. math::
+    H = \mathrm{ReLU}(\hat A\, \mathrm{drop}(X) W_0), \qquad
+    \mathrm{loc} = \hat A\, \mathrm{drop}(H) W_\mu, \qquad
+    \mathrm{scale} = \hat A\, \mathrm{drop}(H) W_\sigma,
+
+with :math:`\hat A = \tilde D^{-1/2}(A + I)\tilde D^{-1/2}` (computed once per forward pass and
+shared by the three layers), Glorot-uniform weights, no biases (as in the reference code) unless
+``bias=True``, and dropout on the input of every layer (as in the reference code).
+
+The encoders return the **raw** pair ``(loc_raw, scale_raw)`` that a latent layer
+(:mod:`pyg_spherical.nn.latent`) turns into a posterior:
+
+* :class:`SphericalGCNEncoder` (S-VGAE): ``loc_raw`` ``(N, d)`` and ``scale_raw`` ``(N, 1)``;
+  :class:`~pyg_spherical.nn.latent.VMFLatent` makes them ``mu = loc_raw / ||loc_raw||`` on
+  ``S^{d-1}`` and ``kappa = softplus(scale_raw) + 1``.
+* :class:`GCNEncoder` (N-VGAE): ``mu`` ``(N, d)`` and ``log sigma`` ``(N, d)`` -- exactly what
+  :class:`torch_geometric.nn.VGAE` expects, so it also works with PyG's own ``VGAE``.
+
+Each encoder carries ``latent_kind`` (``"vmf"`` / ``"normal"``) and ``out_channels`` so that
+:class:`~pyg_spherical.models.SphericalVGAE` builds the matching latent layer by itself.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GCNConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+from .latent import LATENTS
+
+__all__ = ["GCNLatentEncoder", "SphericalGCNEncoder", "GCNEncoder", "LOC_BIAS_INIT"]
+
+#: half-width of the uniform initialisation of a vMF encoder's mean-direction bias
+LOC_BIAS_INIT = 1e-2
+
+
+class GCNLatentEncoder(nn.Module):
+    r"""Two-layer GCN encoder emitting the raw parameters of a latent layer of kind ``latent``.
+
+    Args:
+        in_channels (int): node feature size ``F``.
+        hidden_channels (int): hidden GCN width (paper: 32).
+        out_channels (int): latent size ``d`` (the S-VGAE lives on ``S^{d-1} ⊂ R^d``).
+        dropout (float): dropout probability on the input of every GCN layer.
+        latent (str): ``"vmf"`` or ``"normal"``; sets the width of the scale head
+            (``1`` concentration or ``d`` log-stds).
+        bias (bool): add a bias to every GCN layer (the reference VGAE has none).
+        cached (bool): cache the normalised adjacency of the first call. Only for full-batch
+            training on one fixed graph (as PyG's ``GCNConv(cached=True)``); leave it off for
+            mini-batches of sampled subgraphs. :meth:`reset_parameters` clears the cache.
+        add_self_loops (bool): use ``A + I`` in the normalisation (default, as GCN).
+
+    Shapes:
+        ``x (N, F)``, ``edge_index (2, E)``, optional ``edge_weight (E,)`` ->
+        ``(loc_raw (N, d), scale_raw (N, 1 or d))``.
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int = 32, out_channels: int = 16,
+                 dropout: float = 0.0, *, latent: str = "vmf", bias: bool = True,
+                 cached: bool = False, add_self_loops: bool = True):
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        kind = latent.lower() if isinstance(latent, str) else latent
+        if kind not in LATENTS:
+            raise ValueError(f"unknown latent {latent!r}; choose one of {sorted(LATENTS)}.")
+        self.in_channels, self.hidden_channels, self.out_channels = (
+            in_channels, hidden_channels, out_channels)
+        self.dropout = float(dropout)
+        self.latent_kind = kind
+        self.scale_channels = LATENTS[kind](out_channels).scale_dim
+        self.cached, self.add_self_loops = cached, add_self_loops
+        # normalize=False: the normalised adjacency is computed once in forward() and shared.
+        self.conv1 = GCNConv(in_channels, hidden_channels, normalize=False, bias=bias)
+        self.conv_loc = GCNConv(hidden_channels, out_channels, normalize=False, bias=bias)
+        self.conv_scale = GCNConv(hidden_channels, self.scale_channels, normalize=False, bias=bias)
+        self._cache: Optional[Tuple[Tensor, Tensor]] = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot-uniform weights and zero biases (PyG's ``GCNConv`` initialisation), except the
+        mean-direction bias of a vMF encoder, drawn from ``U(-LOC_BIAS_INIT, LOC_BIAS_INIT)``;
+        clears the cached adjacency.
+
+        Why the vMF exception: a node whose receptive field is empty after dropout (an isolated
+        node of the training graph with one or two words, all dropped) or has no features at
+        all (CiteSeer has such nodes) gets ``H = 0`` and hence ``loc_raw = bias``. With a zero
+        bias that row has no direction (the latent layer raises); with a small random bias it
+        gets the shared direction ``bias / ||bias||``, and the other rows barely change.
+        """
+        self.conv1.reset_parameters()
+        self.conv_loc.reset_parameters()
+        self.conv_scale.reset_parameters()
+        if self.latent_kind == "vmf" and self.conv_loc.bias is not None:
+            with torch.no_grad():
+                self.conv_loc.bias.uniform_(-LOC_BIAS_INIT, LOC_BIAS_INIT)
+        self._cache = None
+
+    def normalized_adjacency(self, edge_index: Tensor, num_nodes: int,
+                             edge_weight: Optional[Tensor] = None,
+                             dtype=None) -> Tuple[Tensor, Tensor]:
+        r"""``(edge_index, edge_weight)`` of :math:`\tilde D^{-1/2}(A + I)\tilde D^{-1/2}`."""
+        if self.cached and self._cache is not None:
+            return self._cache
+        out = gcn_norm(edge_index, edge_weight, num_nodes, improved=False,
+                       add_self_loops=self.add_self_loops, dtype=dtype)
+        if self.cached:
+            self._cache = out
+        return out
+
+    def forward(self, x: Tensor, edge_index: Tensor,
+                edge_weight: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        ei, ew = self.normalized_adjacency(edge_index, x.size(0), edge_weight, dtype=x.dtype)
+        if x.is_sparse:
+            h = self._sparse_input_conv(x, ei, ew).relu()
+        else:
+            x = F.dropout(x, p=self.dropout, training=self.training)
+            h = self.conv1(x, ei, ew).relu()
+        h = F.dropout(h, p=self.dropout, training=self.training)
+        return self.conv_loc(h, ei, ew), self.conv_scale(h, ei, ew)
+
+    def _sparse_input_conv(self, x: Tensor, ei: Tensor, ew: Tensor) -> Tensor:
+        r"""First layer for a sparse COO ``x``: dropout on the stored entries only, then
+        ``A_hat (drop(X) W_0^T) + b``. Same distribution as dense dropout (zeros stay zero) at
+        ``nnz`` instead of ``N F`` random draws (the reference code's sparse dropout)."""
+        x = x.coalesce() if not x.is_coalesced() else x
+        val = x.values()
+        if self.training and self.dropout > 0:
+            val = F.dropout(val, p=self.dropout, training=True)
+            x = torch.sparse_coo_tensor(x.indices(), val, x.shape, is_coalesced=True,
+                                        check_invariants=False)
+        conv = self.conv1
+        xw = torch.sparse.mm(x, conv.lin.weight.t())
+        out = conv.propagate(ei, x=xw, edge_weight=ew)
+        return out if conv.bias is None else out + conv.bias
+
+    def extra_repr(self) -> str:
+        return (f"latent={self.latent_kind!r}, dropout={self.dropout}, "
+                f"cached={self.cached}")
+
+
+class SphericalGCNEncoder(GCNLatentEncoder):
+    r"""S-VGAE encoder: a mean-direction head ``(N, d)`` and a concentration head ``(N, 1)``.
+
+    Use with :class:`~pyg_spherical.models.SphericalVGAE`, which normalises the mean direction
+    (a zero row raises an error instead of producing NaN) and maps the concentration to
+    ``kappa = softplus(.) + 1 > 0``.
+
+    Example::
+
+        >>> enc = SphericalGCNEncoder(1433, hidden_channels=32, out_channels=16, dropout=0.1)
+        >>> loc_raw, kappa_raw = enc(x, edge_index)       # (N, 16), (N, 1)
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int = 32, out_channels: int = 16,
+                 dropout: float = 0.0, **kwargs):
+        super().__init__(in_channels, hidden_channels, out_channels, dropout, latent="vmf",
+                         **kwargs)
+
+
+class GCNEncoder(GCNLatentEncoder):
+    r"""N-VGAE encoder (Kipf & Welling, 2016): ``mu`` ``(N, d)`` and ``log sigma`` ``(N, d)``.
+
+    Interchangeable with the encoder of PyG's VGAE example: ``torch_geometric.nn.VGAE(GCNEncoder(...))``
+    and ``SphericalVGAE(GCNEncoder(...))`` compute the same losses.
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int = 32, out_channels: int = 16,
+                 dropout: float = 0.0, **kwargs):
+        super().__init__(in_channels, hidden_channels, out_channels, dropout, latent="normal",
+                         **kwargs)
