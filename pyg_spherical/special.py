@@ -238,8 +238,14 @@ def _log_ivn(v: Order, x: Tensor) -> Tensor:
     From the series for ``x <= 2`` (any ``v``), so that it keeps its relative precision as it
     tends to zero; no autograd.
     """
-    small = _series(v, x, False).lnorm + x
-    return torch.where(x <= _SERIES_X, small, _core(v, x).lnorm + x)
+    terms = 14 if x.dtype == torch.float64 else 8
+    xs = torch.clamp(x, max=_SERIES_X)
+    y = xs * xs / 4
+    t, total = torch.ones_like(y), torch.zeros_like(y)
+    for j in range(1, terms + 1):
+        t = t * y / (j * (v + j))
+        total = total + t
+    return torch.where(x <= _SERIES_X, torch.log1p(total), _core(v, x).lnorm + x)
 
 
 def _prepare(v: Order, x) -> tuple:

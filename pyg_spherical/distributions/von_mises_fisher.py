@@ -200,10 +200,10 @@ class VonMisesFisher(Distribution):
 
     @property
     def variance(self) -> Tensor:
-        r"""Diagonal of ``Cov[z] = (A/kappa) I + (1 - A^2 - (m-1) A / kappa) mu mu^T``."""
+        r"""Diagonal of ``Cov[z] = (A/kappa) I + (1 - A^2 - m A / kappa) mu mu^T``."""
         A = self.mean_resultant_length.unsqueeze(-1)
         k = self.concentration.unsqueeze(-1)
-        along = 1 - A * A - (self._m - 1) * A / k
+        along = 1 - A * A - self._m * A / k
         return A / k + along * self.loc * self.loc
 
     # --- densities -----------------------------------------------------------------------
