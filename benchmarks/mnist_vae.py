@@ -270,12 +270,43 @@ def print_table(summary, runs, dims):
     print("('+' after the epoch count: run not finished, i.e. best checkpoint so far.)")
 
 
+def print_intrinsic(summary, runs, dims):
+    """S-VAE on S^d (latent_dim d + 1, intrinsic dimension d) beside the paper's "d" rows."""
+    print("\nS-VAE by intrinsic dimension: ours on S^d (latent_dim d+1) vs the paper's d "
+          "(and our N-VAE in R^d)")
+    head = (f"{'d':>3s} {'sphere':>6s} " + " ".join(f"{m + ' ours':>16s} {m + ' paper':>16s}"
+                                                    for m in METRICS)
+            + f" {'N-VAE LL (ours)':>16s}  epochs")
+    print(head)
+    print("-" * len(head))
+    for d in dims:
+        cell = summary.get("vmf", {}).get(d + 1)
+        if cell is None:
+            continue
+        paper = PAPER_TABLE1["vmf"].get(d, {})
+        parts = [f"{fmt(*cell[m]):>16s} {fmt(*paper[m]) if m in paper else '-':>16s}"
+                 for m in METRICS]
+        ncell = summary.get("normal", {}).get(d)
+        nll = fmt(*ncell["LL"]) if ncell else "-"
+        info = runs.get("vmf", {}).get(d + 1, [])
+        ep = ",".join(f"{r['epochs']}{'' if r['finished'] else '+'}" for r in info) or "-"
+        print(f"{d:3d} {'S^' + str(d):>6s} " + " ".join(parts) + f" {nll:>16s}  {ep}")
+
+
 def write_table(args, dims, seeds, started):
-    rows, runs = collect(dims, seeds)
+    all_dims = sorted(set(dims) | ({d + 1 for d in dims} if args.intrinsic else set()))
+    rows, runs = collect(all_dims, seeds)
     summary = summarize(rows)
     print_table(summary, runs, dims)
+    if args.intrinsic:
+        print_intrinsic(summary, runs, dims)
     payload = {
-        "ours": {lat: {str(d): c for d, c in by.items()} for lat, by in summary.items()},
+        "convention": "S-VAE latent_dim d = the sphere S^{d-1} in R^d; 'intrinsic' holds the "
+                      "S-VAE with latent_dim d+1 (S^d) keyed by d",
+        "ours": {lat: {str(d): c for d, c in by.items() if d in dims}
+                 for lat, by in summary.items()},
+        "intrinsic": {str(d): summary["vmf"][d + 1] for d in dims
+                      if args.intrinsic and d + 1 in summary.get("vmf", {})},
         "paper": {lat: {str(d): PAPER_TABLE1[lat][d] for d in dims if d in PAPER_TABLE1[lat]}
                   for lat in LATENTS},
         "runs": {lat: {str(d): r for d, r in by.items()} for lat, by in runs.items()},
@@ -432,6 +463,9 @@ def parse_args(argv=None):
                    help="run every d in --dims for both latents and print Table 1")
     p.add_argument("--dims", type=int, nargs="+", default=list(TABLE1_DIMS),
                    help="latent dims for --table1 (default: 2 5 10 20 40)")
+    p.add_argument("--intrinsic", action="store_true",
+                   help="with --table1: also run the S-VAE with latent_dim d+1 (the sphere S^d, "
+                        "intrinsic dimension d) for every d, and print it beside the paper's d")
     p.add_argument("--runs", type=int, default=1, help="runs (seeds seed .. seed+runs-1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-only", action="store_true",
@@ -500,6 +534,8 @@ def main(argv=None):
 
     if args.table1:
         configs = [(lat, d) for d in args.dims for lat in LATENTS]
+        if args.intrinsic:
+            configs += [("vmf", d + 1) for d in args.dims if d + 1 not in args.dims]
     elif args.latent:
         configs = [(args.latent, args.dim)]
     else:
