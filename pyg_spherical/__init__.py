@@ -16,8 +16,8 @@ Data sets are read from ``$PYG_SPHERICAL_DATA`` (or a ``root=`` argument).
 """
 from . import distributions, special
 from .distributions import HypersphericalUniform, VonMisesFisher
-from .nn import GaussianLatent, VMFLatent, make_latent
 from .models import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
+from .nn import GaussianLatent, VMFLatent, make_latent
 
 __version__ = "0.1.0"
 
@@ -30,4 +30,4 @@ __all__ = [
     "special",
     "distributions",
 ]
-__all__ += ["SphericalVGAE", "SphericalGCNEncoder", "GCNEncoder"]
+__all__ += ["GCNEncoder", "SphericalGCNEncoder", "SphericalVGAE"]

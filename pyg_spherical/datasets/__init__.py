@@ -16,8 +16,8 @@ from .mnist import (
     read_idx,
     train_val_split,
 )
-from .root import resolve_cache, resolve_root
 from .planetoid import PLANETOID_NAMES, LinkSplit, link_split, load_planetoid  # noqa: F401
+from .root import resolve_cache, resolve_root
 
 __all__ = [
     "MNIST_FILES",

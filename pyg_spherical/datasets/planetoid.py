@@ -32,14 +32,14 @@ import random
 import shutil
 import urllib.error
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from .root import PathLike, resolve_cache, resolve_root
 
-__all__ = ["PLANETOID_NAMES", "LinkSplit", "load_planetoid", "link_split", "planetoid_raw_dir"]
+__all__ = ["PLANETOID_NAMES", "LinkSplit", "link_split", "load_planetoid", "planetoid_raw_dir"]
 
 #: canonical spelling (as in PyG and the data root) of the supported graphs
 PLANETOID_NAMES = ("Cora", "CiteSeer", "PubMed")
@@ -58,7 +58,7 @@ def _raw_files(name: str) -> list[str]:
     return [f"ind.{name.lower()}.{s}" for s in _RAW_SUFFIXES]
 
 
-def planetoid_raw_dir(name: str, root: Optional[PathLike] = None) -> Optional[Path]:
+def planetoid_raw_dir(name: str, root: PathLike | None = None) -> Path | None:
     """``<root>/<Name>/raw`` if it holds all eight raw files of ``name``, else ``None``."""
     name = _canonical(name)
     raw = resolve_root(root) / name / "raw"
@@ -81,7 +81,7 @@ def _link_raw(src: Path, dst: Path, files: list[str]) -> None:
             shutil.copyfile(src / f, target)
 
 
-def load_planetoid(name: str, root: Optional[PathLike] = None, *, cache: Optional[PathLike] = None,
+def load_planetoid(name: str, root: PathLike | None = None, *, cache: PathLike | None = None,
                    download: bool = True):
     r"""Load one Planetoid graph as a :class:`torch_geometric.data.Data`.
 
@@ -141,7 +141,7 @@ class LinkSplit(NamedTuple):
 
 
 def link_split(data, val_ratio: float = 0.05, test_ratio: float = 0.10,
-               seed: Optional[int] = None) -> LinkSplit:
+               seed: int | None = None) -> LinkSplit:
     r"""The 85 / 5 / 10 % undirected edge split of Kipf & Welling (2016) (paper section 5.4).
 
     Uses :class:`torch_geometric.transforms.RandomLinkSplit` (``is_undirected=True``): each

@@ -2,4 +2,4 @@
 from ..nn.graph_encoders import GCNEncoder, SphericalGCNEncoder
 from .vgae import SphericalVGAE
 
-__all__ = ["SphericalVGAE", "SphericalGCNEncoder", "GCNEncoder"]
+__all__ = ["GCNEncoder", "SphericalGCNEncoder", "SphericalVGAE"]

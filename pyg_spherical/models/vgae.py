@@ -22,8 +22,6 @@ model as ``torch_geometric.nn.VGAE``.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
@@ -65,15 +63,15 @@ class SphericalVGAE(VGAE):
         >>> auc, ap = model.test(z, pos_edge_index, neg_edge_index)
     """
 
-    def __init__(self, encoder: Module, decoder: Optional[Module] = None,
-                 latent: Union[str, LatentLayer, None] = None):
+    def __init__(self, encoder: Module, decoder: Module | None = None,
+                 latent: str | LatentLayer | None = None):
         super().__init__(encoder, decoder)
         if latent is None:
             latent = getattr(encoder, "latent_kind", "vmf")
         if isinstance(latent, str):
             dim = getattr(encoder, "out_channels", None)
             if not isinstance(dim, int):
-                raise ValueError(
+                raise TypeError(
                     "SphericalVGAE: the encoder has no integer `out_channels`; pass the latent "
                     "layer explicitly, e.g. latent=make_latent('vmf', dim).")
             latent = make_latent(latent, dim)
@@ -81,8 +79,8 @@ class SphericalVGAE(VGAE):
             raise TypeError(f"SphericalVGAE: latent must be a str or a LatentLayer, got "
                             f"{type(latent).__name__}.")
         self.latent = latent
-        self.__mu__: Optional[Tensor] = None
-        self.__logstd__: Optional[Tensor] = None
+        self.__mu__: Tensor | None = None
+        self.__logstd__: Tensor | None = None
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -91,7 +89,7 @@ class SphericalVGAE(VGAE):
         return self.latent.kind
 
     @property
-    def posterior(self) -> Optional[Distribution]:
+    def posterior(self) -> Distribution | None:
         """``q(Z | X, A)`` of the last :meth:`encode` (``VonMisesFisher`` or ``Independent(Normal)``)."""
         return self.latent.posterior
 
@@ -113,7 +111,7 @@ class SphericalVGAE(VGAE):
         self.__mu__, self.__logstd__ = loc_raw, scale_raw
         return self.latent(loc_raw, scale_raw)
 
-    def kl_loss(self, mu: Optional[Tensor] = None, logstd: Optional[Tensor] = None) -> Tensor:
+    def kl_loss(self, mu: Tensor | None = None, logstd: Tensor | None = None) -> Tensor:
         r"""Mean over nodes of ``KL(q(z_i) || p(z_i))`` (a scalar), PyG's ``VGAE`` convention.
 
         With no arguments, uses the posterior of the last :meth:`encode`; otherwise the raw

@@ -1,5 +1,5 @@
 """Neural-network building blocks: latent layers and encoders/decoders."""
-from .latent import GaussianLatent, LatentLayer, VMFLatent, make_latent
 from .graph_encoders import GCNEncoder, GCNLatentEncoder, SphericalGCNEncoder  # noqa: F401
+from .latent import GaussianLatent, LatentLayer, VMFLatent, make_latent
 
 __all__ = ["LatentLayer", "VMFLatent", "GaussianLatent", "make_latent"]

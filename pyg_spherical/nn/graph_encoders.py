@@ -26,8 +26,6 @@ Each encoder carries ``latent_kind`` (``"vmf"`` / ``"normal"``) and ``out_channe
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,7 +34,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from .latent import LATENTS
 
-__all__ = ["GCNLatentEncoder", "SphericalGCNEncoder", "GCNEncoder", "LOC_BIAS_INIT"]
+__all__ = ["LOC_BIAS_INIT", "GCNEncoder", "GCNLatentEncoder", "SphericalGCNEncoder"]
 
 #: half-width of the uniform initialisation of a vMF encoder's mean-direction bias
 LOC_BIAS_INIT = 1e-2
@@ -82,7 +80,7 @@ class GCNLatentEncoder(nn.Module):
         self.conv1 = GCNConv(in_channels, hidden_channels, normalize=False, bias=bias)
         self.conv_loc = GCNConv(hidden_channels, out_channels, normalize=False, bias=bias)
         self.conv_scale = GCNConv(hidden_channels, self.scale_channels, normalize=False, bias=bias)
-        self._cache: Optional[Tuple[Tensor, Tensor]] = None
+        self._cache: tuple[Tensor, Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -105,8 +103,8 @@ class GCNLatentEncoder(nn.Module):
         self._cache = None
 
     def normalized_adjacency(self, edge_index: Tensor, num_nodes: int,
-                             edge_weight: Optional[Tensor] = None,
-                             dtype=None) -> Tuple[Tensor, Tensor]:
+                             edge_weight: Tensor | None = None,
+                             dtype=None) -> tuple[Tensor, Tensor]:
         r"""``(edge_index, edge_weight)`` of :math:`\tilde D^{-1/2}(A + I)\tilde D^{-1/2}`."""
         if self.cached and self._cache is not None:
             return self._cache
@@ -117,7 +115,7 @@ class GCNLatentEncoder(nn.Module):
         return out
 
     def forward(self, x: Tensor, edge_index: Tensor,
-                edge_weight: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                edge_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
         ei, ew = self.normalized_adjacency(edge_index, x.size(0), edge_weight, dtype=x.dtype)
         if x.is_sparse:
             h = self._sparse_input_conv(x, ei, ew).relu()

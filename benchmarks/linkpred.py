@@ -1,0 +1,550 @@
+#!/usr/bin/env python
+r"""Link prediction on citation graphs: S-VGAE vs N-VGAE (paper section 5.4, Table 4, Figure 3).
+
+Protocol (Appendix F.3): one hidden GCN layer of 32 units, Glorot init; 200 epochs (400 on
+PubMed) of full-batch Adam; an 85 / 5 / 10 % undirected edge split; one uniformly sampled negative
+pair per positive edge, resampled every epoch; node features as stored (no row normalisation);
+the test AUC / AP reported at the epoch of best validation AUC; mean and standard error over runs.
+Defaults are the paper's Table 7 hyper-parameters per data set and model; ``--grid`` searches the
+paper's grid on validation AUC instead.
+
+Examples::
+
+    python benchmarks/linkpred.py --dataset Cora                 # both models, Table 7 settings
+    python benchmarks/linkpred.py --dataset CiteSeer --model svgae --runs 10
+    python benchmarks/linkpred.py --dataset Cora --grid           # paper's grid, then --runs runs
+    python benchmarks/linkpred.py --dataset Cora --speed          # epoch time at equal latent dims
+    python benchmarks/linkpred.py --scaling                       # epoch time, Cora -> 10x PubMed
+    python benchmarks/linkpred.py --dataset Cora --plot           # Figure 3 (3-d latents)
+
+Run ``r`` (0-based) uses seed ``--seed + r`` for its edge split, initialisation and sampling; both
+models of a run see the same split and are trained side by side, epoch by epoch, so that their
+epoch times are measured under the same machine load.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import random
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (
+    PAPER_TABLE4,
+    PAPER_TABLE7,
+    RESULTS,
+    device_arg,
+    fmt,
+    run_metadata,
+    write_json,
+)
+
+MODELS = {"svgae": "S-VGAE", "vgae": "N-VGAE"}
+DATASETS = ("Cora", "CiteSeer", "PubMed")
+GRID = {"lr": (0.01, 0.005, 0.001), "dropout": (0.0, 0.1, 0.2, 0.3, 0.4), "dim": (8, 16, 32, 64)}
+
+
+# ---------------------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse with a single ``error: ...`` line on bad input."""
+
+    def error(self, message):  # pragma: no cover - exercised through the CLI
+        self.exit(2, f"error: {message}\n")
+
+
+def fail(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    raise SystemExit(2)
+
+
+def dataset_name(value: str) -> str:
+    for name in DATASETS:
+        if value.lower() == name.lower():
+            return name
+    raise argparse.ArgumentTypeError(
+        f"unknown dataset {value!r}; choose one of {', '.join(DATASETS)}")
+
+
+def positive(kind):
+    def parse(value):
+        try:
+            v = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {value!r}")
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        return v
+    return parse
+
+
+def probability(value):
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a float, got {value!r}")
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"dropout must be in [0, 1), got {value}")
+    return v
+
+
+def latent_dim(value):
+    v = positive(int)(value)
+    if v < 2:
+        raise argparse.ArgumentTypeError(f"--dim must be >= 2 (S-VGAE codes live on S^(dim-1)), got {v}")
+    return v
+
+
+def build_parser() -> Parser:
+    p = Parser(description=__doc__.split("\n\n")[0] + " See the module docstring for the protocol.",
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", type=dataset_name, default="Cora",
+                   help="Cora, CiteSeer or PubMed (default Cora)")
+    p.add_argument("--model", choices=("svgae", "vgae", "both"), default="both",
+                   help="S-VGAE, N-VGAE or both side by side (default both)")
+    p.add_argument("--runs", type=positive(int), default=5, help="independent runs (default 5)")
+    p.add_argument("--epochs", type=positive(int), default=None,
+                   help="training epochs (default 200; 400 for PubMed)")
+    p.add_argument("--lr", type=positive(float), default=None,
+                   help="Adam learning rate (default: paper Table 7 per data set and model)")
+    p.add_argument("--dropout", type=probability, default=None,
+                   help="dropout on every GCN input (default: Table 7)")
+    p.add_argument("--dim", type=latent_dim, default=None, help="latent dimension (default: Table 7)")
+    p.add_argument("--hidden", type=positive(int), default=32, help="hidden GCN units (default 32)")
+    p.add_argument("--grid", action="store_true",
+                   help="select lr x dropout x dim on validation AUC over the paper's grid "
+                        "(lr {0.01,0.005,0.001} x dropout {0,...,0.4} x dim {8,16,32,64}), "
+                        "then run --runs runs of the selected setting")
+    p.add_argument("--grid-runs", type=positive(int), default=1,
+                   help="runs per grid point, seeds --seed + 1000 + r (default 1)")
+    p.add_argument("--speed", action="store_true",
+                   help="also time training epochs of both models at equal dims {16,32,64}")
+    p.add_argument("--scaling", action="store_true",
+                   help="only time epochs on Cora, PubMed and a synthetic graph 10x PubMed's size")
+    p.add_argument("--plot", action="store_true",
+                   help="only draw the paper's Figure 3 (3-d latents of both models) as PNG")
+    p.add_argument("--root", default=None,
+                   help="data root with <Name>/raw/ind.<name>.* (default $PYG_SPHERICAL_DATA)")
+    p.add_argument("--no-download", action="store_true", help="never download missing data")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--threads", type=positive(int), default=1,
+                   help="torch CPU threads (default 1, so that two jobs can share a machine)")
+    p.add_argument("--out", default=None, help="result name under results/ (default derived)")
+    p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+def seed_all(seed: int) -> None:
+    """PyG's negative sampling draws from Python's ``random``; the rest from torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def mean_se(values):
+    values = [float(v) for v in values]
+    m = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return m, se
+
+
+def settings(args, dataset: str, model: str) -> dict:
+    lr, dropout, dim = PAPER_TABLE7[dataset][model]
+    return {
+        "lr": args.lr if args.lr is not None else lr,
+        "dropout": args.dropout if args.dropout is not None else dropout,
+        "dim": args.dim if args.dim is not None else dim,
+        "hidden": args.hidden,
+        "epochs": args.epochs if args.epochs is not None else (400 if dataset == "PubMed" else 200),
+    }
+
+
+class Graph:
+    """Features and split on the target device (``x`` sparse COO where supported)."""
+
+    def __init__(self, data, split, device):
+        x = data.x.to(device)
+        self.x = x if device.type == "mps" else x.to_sparse()
+        self.num_nodes, self.num_features = data.num_nodes, data.num_features
+        self.y = data.y
+        self.train = split.train_pos_edge_index.to(device)
+        self.val = (split.val_pos_edge_index.to(device), split.val_neg_edge_index.to(device))
+        self.test = (split.test_pos_edge_index.to(device), split.test_neg_edge_index.to(device))
+
+
+class Trainer:
+    """One model, one run: full-batch training step, evaluation, best-validation bookkeeping."""
+
+    def __init__(self, model_name: str, cfg: dict, graph: Graph, device, dtype=torch.float32):
+        from pyg_spherical import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
+
+        Enc = SphericalGCNEncoder if model_name == "svgae" else GCNEncoder
+        enc = Enc(graph.num_features, cfg["hidden"], cfg["dim"], cfg["dropout"], cached=True)
+        self.name, self.cfg, self.g, self.device = model_name, cfg, graph, device
+        self.model = SphericalVGAE(enc).to(device=device, dtype=dtype)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
+        self.times: list[float] = []
+        self.best = {"val_auc": -1.0}
+        self.last_loss = None
+
+    def step(self) -> None:
+        m, g = self.model, self.g
+        t0 = time.perf_counter()
+        m.train()
+        self.opt.zero_grad(set_to_none=True)
+        z = m.encode(g.x, g.train)
+        loss = m.recon_loss(z, g.train) + m.kl_loss() / g.num_nodes
+        loss.backward()
+        self.opt.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - t0)
+        self.last_loss = loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> float:
+        m, g = self.model, self.g
+        z = m.embed(g.x, g.train)
+        val_auc, val_ap = m.test(z, *g.val)
+        if val_auc > self.best["val_auc"]:
+            test_auc, test_ap = m.test(z, *g.test)
+            self.best = {"epoch": epoch, "val_auc": float(val_auc), "val_ap": float(val_ap),
+                         "test_auc": float(test_auc), "test_ap": float(test_ap)}
+        return float(val_auc)
+
+    def summary(self) -> dict:
+        out = dict(self.best)
+        t = self.times[1:] or self.times  # the first epoch includes one-off setup
+        out["epoch_ms_median"] = 1000 * statistics.median(t)
+        out["epoch_ms_mean"] = 1000 * statistics.fmean(t)
+        out["final_loss"] = float(self.last_loss)
+        q = self.model.posterior
+        if self.name == "svgae":
+            out["final_kappa_median"] = float(q.concentration.median())
+        else:
+            out["final_sigma_median"] = float(q.base_dist.scale.median())
+        return out
+
+
+def load(args, dataset):
+    from pyg_spherical.datasets import load_planetoid
+
+    try:
+        return load_planetoid(dataset, args.root, download=not args.no_download)
+    except FileNotFoundError as e:
+        fail(str(e))
+
+
+def make_split(data, seed):
+    from pyg_spherical.datasets import link_split
+
+    return link_split(data, val_ratio=0.05, test_ratio=0.10, seed=seed)
+
+
+def train_runs(args, data, cfgs: dict, seeds, device, bar=None) -> dict:
+    """Train every model of ``cfgs`` for each seed, side by side; returns per-model run lists."""
+    out = {name: [] for name in cfgs}
+    for seed in seeds:
+        graph = Graph(data, make_split(data, seed), device)
+        seed_all(seed)
+        trainers = {name: Trainer(name, cfg, graph, device) for name, cfg in cfgs.items()}
+        epochs = max(cfg["epochs"] for cfg in cfgs.values())
+        for epoch in range(epochs):
+            post = {}
+            for name, tr in trainers.items():
+                if epoch < tr.cfg["epochs"]:
+                    tr.step()
+                    post[name] = tr.evaluate(epoch)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({f"{MODELS[k]} val": f"{v:.3f}" for k, v in post.items()})
+        for name, tr in trainers.items():
+            res = tr.summary()
+            res["seed"] = seed
+            out[name].append(res)
+    return out
+
+
+def summarize(runs: list[dict]) -> dict:
+    s = {}
+    for key in ("test_auc", "test_ap", "val_auc"):
+        m, se = mean_se([r[key] for r in runs])
+        s[key] = {"mean": 100 * m, "se": 100 * se}
+    s["epoch_ms"] = statistics.median(r["epoch_ms_median"] for r in runs)
+    s["best_epoch_mean"] = statistics.fmean(r["epoch"] for r in runs)
+    return s
+
+
+def progress(args, total, desc):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=args.no_progress, dynamic_ncols=True,
+                file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+def grid_search(args, data, dataset, models, device) -> dict:
+    points = list(itertools.product(GRID["lr"], GRID["dropout"], GRID["dim"]))
+    epochs = args.epochs if args.epochs is not None else (400 if dataset == "PubMed" else 200)
+    seeds = [args.seed + 1000 + r for r in range(args.grid_runs)]
+    table = {m: [] for m in models}
+    bar = progress(args, len(points) * len(seeds) * epochs, f"grid {dataset}")
+    for lr, dropout, dim in points:
+        cfgs = {m: {"lr": lr, "dropout": dropout, "dim": dim, "hidden": args.hidden,
+                    "epochs": epochs} for m in models}
+        runs = train_runs(args, data, cfgs, seeds, device, bar)
+        for m in models:
+            table[m].append({"lr": lr, "dropout": dropout, "dim": dim,
+                             "val_auc": statistics.fmean(r["val_auc"] for r in runs[m]),
+                             "test_auc": statistics.fmean(r["test_auc"] for r in runs[m])})
+    bar.close()
+    best = {m: max(table[m], key=lambda r: r["val_auc"]) for m in models}
+    return {"points": table, "selected": best, "seeds": seeds}
+
+
+def speed_test(args, data, device, dims=(16, 32, 64), epochs=60) -> list[dict]:
+    """Epoch time of both models at equal latent dims, interleaved epoch by epoch."""
+    graph = Graph(data, make_split(data, args.seed), device)
+    rows = []
+    for dim in dims:
+        seed_all(args.seed)
+        cfg = {"lr": 0.01, "dropout": 0.1, "dim": dim, "hidden": args.hidden, "epochs": epochs}
+        trs = {m: Trainer(m, cfg, graph, device) for m in MODELS}
+        for _ in range(epochs):
+            for tr in trs.values():
+                tr.step()
+        ms = {m: 1000 * statistics.median(tr.times[5:]) for m, tr in trs.items()}
+        rows.append({"dim": dim, "svgae_ms": ms["svgae"], "vgae_ms": ms["vgae"],
+                     "ratio": ms["svgae"] / ms["vgae"], "epochs_timed": epochs - 5})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+def synthetic_graph(num_nodes: int, num_edges: int, num_features: int, nnz_per_row: int,
+                    seed: int):
+    """A random graph with PubMed-like sparsity: ``num_edges`` undirected edges whose endpoints
+    follow a heavy-tailed (Zipf-like) degree distribution, and sparse non-negative features."""
+    from torch_geometric.data import Data
+    from torch_geometric.utils import coalesce, to_undirected
+
+    g = torch.Generator().manual_seed(seed)
+    weights = (torch.arange(1, num_nodes + 1, dtype=torch.float64) ** -0.5)
+    src = torch.multinomial(weights, num_edges, replacement=True, generator=g)
+    dst = torch.randint(0, num_nodes, (num_edges,), generator=g)
+    keep = src != dst
+    ei = to_undirected(coalesce(torch.stack([src[keep], dst[keep]])), num_nodes=num_nodes)
+    rows = torch.arange(num_nodes).repeat_interleave(nnz_per_row)
+    cols = torch.randint(0, num_features, (num_nodes * nnz_per_row,), generator=g)
+    vals = torch.rand(num_nodes * nnz_per_row, generator=g)
+    x = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (num_nodes, num_features)).coalesce()
+    return Data(x=x, edge_index=ei, num_nodes=num_nodes)
+
+
+def epoch_times(data, device, dim, hidden, epochs, seed, sparse_x=None) -> dict:
+    """Median training-epoch time of both models (interleaved) on the full graph ``data``."""
+    from pyg_spherical import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
+
+    x = (sparse_x if sparse_x is not None else data.x.to_sparse()).to(device)
+    ei = data.edge_index.to(device)
+    seed_all(seed)
+    out = {}
+    models = {}
+    for name, Enc in (("svgae", SphericalGCNEncoder), ("vgae", GCNEncoder)):
+        m = SphericalVGAE(Enc(x.size(1), hidden, dim, 0.1, cached=True)).to(device)
+        models[name] = (m, torch.optim.Adam(m.parameters(), lr=0.01), [])
+    for _ in range(epochs):
+        for name, (m, opt, times) in models.items():
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            z = m.encode(x, ei)
+            loss = m.recon_loss(z, ei) + m.kl_loss() / data.num_nodes
+            loss.backward()
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    for name, (_, _, times) in models.items():
+        out[f"{name}_ms"] = 1000 * statistics.median(times[1:])
+    out["ratio"] = out["svgae_ms"] / out["vgae_ms"]
+    return out
+
+
+def run_scaling(args, device) -> dict:
+    rows = []
+    bar = progress(args, 4, "scaling")
+    for name in ("Cora", "PubMed"):
+        data = load(args, name)
+        r = epoch_times(data, device, 32, args.hidden, 8, args.seed)
+        r.update(graph=name, nodes=data.num_nodes, undirected_edges=data.edge_index.size(1) // 2,
+                 features=data.num_features)
+        rows.append(r)
+        bar.update(1)
+    pub = load(args, "PubMed")
+    nnz = round((pub.x != 0).sum().item() / pub.num_nodes)
+    for factor in (10,):
+        syn = synthetic_graph(factor * pub.num_nodes, factor * pub.edge_index.size(1) // 2,
+                              pub.num_features, nnz, args.seed)
+        bar.update(1)
+        r = epoch_times(syn, device, 32, args.hidden, 5, args.seed, sparse_x=syn.x)
+        r.update(graph=f"synthetic {factor}x PubMed", nodes=syn.num_nodes,
+                 undirected_edges=syn.edge_index.size(1) // 2, features=pub.num_features)
+        rows.append(r)
+        bar.update(1)
+    bar.close()
+    return {"dim": 32, "hidden": args.hidden, "rows": rows}
+
+
+# ---------------------------------------------------------------------------------------------
+def run_plot(args, data, device) -> dict:
+    """Figure 3: latent spaces of N-VGAE (R^3) and S-VGAE (S^2, Hammer projection) on Cora."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pyg_spherical.plotting import plot_latent, save_figure
+
+    cfgs = {m: dict(settings(args, args.dataset, m), dim=3)
+            for m in MODELS}
+    seed = args.seed
+    graph = Graph(data, make_split(data, seed), device)
+    seed_all(seed)
+    trainers = {m: Trainer(m, cfgs[m], graph, device) for m in MODELS}
+    bar = progress(args, cfgs["svgae"]["epochs"], "figure 3")
+    for epoch in range(cfgs["svgae"]["epochs"]):
+        for tr in trainers.values():
+            tr.step()
+            tr.evaluate(epoch)
+        bar.update(1)
+    bar.close()
+    z = {m: tr.model.embed(graph.x, graph.train).cpu() for m, tr in trainers.items()}
+    labels = data.y.cpu().numpy()
+    fig = plt.figure(figsize=(13.5, 4.8))
+    ax = fig.add_subplot(1, 2, 1, projection="3d")
+    zn = z["vgae"].numpy()
+    cmap = plt.get_cmap("tab10")
+    for c in np.unique(labels):
+        sel = labels == c
+        ax.scatter(zn[sel, 0], zn[sel, 1], zn[sel, 2], s=2, color=cmap(int(c)), label=str(c),
+                   depthshade=False)
+    ax.set_title("(a) N-VGAE, $\\mathbb{R}^3$")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_zlabel("$z_3$")
+    ax2 = fig.add_subplot(1, 2, 2)
+    plot_latent(z["svgae"], labels, ax=ax2, kind="hammer",
+                title="(b) S-VGAE, $\\mathcal{S}^2$ (Hammer projection)")
+    fig.suptitle(f"{args.dataset}: unsupervised 3-d latent spaces, coloured by the unseen "
+                 "document class (paper Figure 3)")
+    name = args.out or f"linkpred_fig3_{args.dataset.lower()}"
+    path = save_figure(fig, RESULTS / f"{name}.png")
+    plt.close(fig)
+    best = {MODELS[m]: tr.best for m, tr in trainers.items()}
+    return {"png": os.path.relpath(path, RESULTS.parent), "config": cfgs, "best": best}
+
+
+# ---------------------------------------------------------------------------------------------
+def print_table(dataset, summaries, cfgs, speed=None):
+    paper = PAPER_TABLE4[dataset]
+    print(f"\nLink prediction on {dataset} (test set at the epoch of best validation AUC; "
+          "mean ± standard error, %)")
+    head = f"{'model':8s} {'metric':6s} {'ours':>15s} {'paper':>13s} {'diff':>6s}  setting (lr, dropout, dim, epochs)   epoch"
+    print(head)
+    print("-" * len(head))
+    for m, s in summaries.items():
+        cfg = cfgs[m]
+        for metric, key in (("AUC", "test_auc"), ("AP", "test_ap")):
+            pm, pse = paper[m][metric]
+            ours = fmt(s[key]["mean"], s[key]["se"])
+            diff = s[key]["mean"] - pm
+            setting = f"{cfg['lr']:g}, {cfg['dropout']:g}, {cfg['dim']}, {cfg['epochs']}"
+            ep = f"{s['epoch_ms']:.1f} ms" if metric == "AUC" else ""
+            print(f"{MODELS[m]:8s} {metric:6s} {ours:>15s} {fmt(pm, pse, 1):>13s} {diff:+6.2f}  "
+                  f"{setting:35s} {ep}")
+    if len(summaries) == 2:
+        r = summaries["svgae"]["epoch_ms"] / summaries["vgae"]["epoch_ms"]
+        print(f"epoch-time ratio S-VGAE / N-VGAE at these settings: {r:.2f}")
+    if speed:
+        print("equal-dim epoch times (ms):  " + ",  ".join(
+            f"d={r['dim']}: S {r['svgae_ms']:.1f} / N {r['vgae_ms']:.1f} = {r['ratio']:.2f}x"
+            for r in speed))
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = device_arg(args.device)
+    started = time.time()
+    meta = run_metadata(args)
+
+    if args.scaling:
+        res = run_scaling(args, device)
+        print("\nTraining-epoch time vs graph size (full batch, dim 32, hidden "
+              f"{args.hidden}, median over epochs)")
+        print(f"{'graph':26s} {'nodes':>8s} {'edges':>9s} {'S-VGAE ms':>10s} {'N-VGAE ms':>10s} {'ratio':>6s}")
+        for r in res["rows"]:
+            print(f"{r['graph']:26s} {r['nodes']:8d} {r['undirected_edges']:9d} "
+                  f"{r['svgae_ms']:10.1f} {r['vgae_ms']:10.1f} {r['ratio']:6.2f}")
+        path = write_json(args.out or "linkpred_scaling", {"meta": meta, "scaling": res}, started)
+        print(f"wrote {os.path.relpath(path, RESULTS.parent)}")
+        return 0
+
+    data = load(args, args.dataset)
+    if args.plot:
+        res = run_plot(args, data, device)
+        print(f"wrote {res['png']}")
+        for m, b in res["best"].items():
+            print(f"{m}: best val AUC {100 * b['val_auc']:.1f} at epoch {b['epoch']}, "
+                  f"test AUC {100 * b['test_auc']:.1f} / AP {100 * b['test_ap']:.1f} (3-d latent)")
+        write_json(args.out or f"linkpred_fig3_{args.dataset.lower()}", {"meta": meta, **res},
+                   started)
+        return 0
+
+    models = list(MODELS) if args.model == "both" else [args.model]
+    payload = {"meta": meta, "dataset": args.dataset, "paper": {m: PAPER_TABLE4[args.dataset][m]
+                                                                 for m in models}}
+    if args.grid:
+        grid = grid_search(args, data, args.dataset, models, device)
+        payload["grid"] = grid
+        cfgs = {m: {**settings(args, args.dataset, m), **{k: grid["selected"][m][k]
+                                                         for k in ("lr", "dropout", "dim")}}
+                for m in models}
+        for m in models:
+            s = grid["selected"][m]
+            print(f"grid: {MODELS[m]} selected lr={s['lr']:g} dropout={s['dropout']:g} "
+                  f"dim={s['dim']} (val AUC {100 * s['val_auc']:.2f})")
+    else:
+        cfgs = {m: settings(args, args.dataset, m) for m in models}
+    payload["config"] = cfgs
+
+    seeds = [args.seed + r for r in range(args.runs)]
+    epochs = max(c["epochs"] for c in cfgs.values())
+    bar = progress(args, len(seeds) * epochs, f"{args.dataset} {'+'.join(MODELS[m] for m in models)}")
+    runs = train_runs(args, data, cfgs, seeds, device, bar)
+    bar.close()
+    summaries = {m: summarize(runs[m]) for m in models}
+    payload["runs"] = runs
+    payload["summary"] = summaries
+    if len(models) == 2:
+        payload["epoch_time_ratio"] = summaries["svgae"]["epoch_ms"] / summaries["vgae"]["epoch_ms"]
+    speed = None
+    if args.speed:
+        speed = speed_test(args, data, device)
+        payload["speed_equal_dims"] = speed
+    print_table(args.dataset, summaries, cfgs, speed)
+    name = args.out or f"linkpred_{args.dataset.lower()}" + ("_grid" if args.grid else "")
+    path = write_json(name, payload, started)
+    print(f"wrote {os.path.relpath(path, RESULTS.parent)} ({time.time() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

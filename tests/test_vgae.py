@@ -1,0 +1,434 @@
+"""Tests for SphericalVGAE, the GCN encoders and the Planetoid link-split helpers (issue 3)."""
+from __future__ import annotations
+
+import math
+import os
+import random
+
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.nn import VGAE
+from torch_geometric.utils import to_undirected
+
+from pyg_spherical import (
+    GCNEncoder,
+    SphericalGCNEncoder,
+    SphericalVGAE,
+    VonMisesFisher,
+    make_latent,
+)
+from pyg_spherical.datasets import link_split, load_planetoid, resolve_root
+from pyg_spherical.datasets.planetoid import planetoid_raw_dir
+from pyg_spherical.nn import GaussianLatent, VMFLatent
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+# ------------------------------------------------------------------------------------ helpers
+def sbm_graph(n_per_block=25, blocks=8, p_in=0.3, p_out=0.005, num_features=32, seed=0):
+    """Stochastic block model with noisy bag-of-words features that hint at the block."""
+    g = torch.Generator().manual_seed(seed)
+    n = n_per_block * blocks
+    y = torch.arange(blocks).repeat_interleave(n_per_block)
+    same = y[:, None] == y[None, :]
+    prob = torch.where(same, torch.tensor(p_in), torch.tensor(p_out))
+    upper = torch.triu(torch.rand(n, n, generator=g) < prob, diagonal=1)
+    ei = to_undirected(upper.nonzero().t(), num_nodes=n)
+    words = num_features // blocks
+    x = (torch.rand(n, num_features, generator=g) < 0.05).float()
+    own = torch.rand(n, words, generator=g) < 0.4
+    for b in range(blocks):
+        x[y == b, b * words:(b + 1) * words] += own[y == b].float()
+    return Data(x=x.clamp(max=1), edge_index=ei, y=y, num_nodes=n)
+
+
+def vmf_kl_s2(kappa: torch.Tensor) -> torch.Tensor:
+    """Closed form KL(vMF(mu, kappa) || U(S^2)) = kappa coth(kappa) - 1 + log(kappa / sinh kappa)."""
+    k = kappa.double()
+    log_sinh = k + torch.log1p(-torch.exp(-2 * k)) - math.log(2)
+    return k / torch.tanh(k) - 1 + torch.log(k) - log_sinh
+
+
+def auc_after_training(model, data, split, epochs, lr=0.01):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        model.train()
+        opt.zero_grad()
+        z = model.encode(data.x, split.train_pos_edge_index)
+        loss = model.recon_loss(z, split.train_pos_edge_index) + model.kl_loss() / data.num_nodes
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        z = model.encode(data.x, split.train_pos_edge_index)
+        return model.test(z, split.test_pos_edge_index, split.test_neg_edge_index)
+
+
+@pytest.fixture
+def graph():
+    return sbm_graph()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small graphs: one thread is fastest, and keeps a shared machine usable."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------- API compatibility
+def test_is_a_pyg_vgae_and_builds_the_right_latent(graph):
+    s = SphericalVGAE(SphericalGCNEncoder(graph.num_features, 32, 16, dropout=0.1))
+    n = SphericalVGAE(GCNEncoder(graph.num_features, 32, 16))
+    assert isinstance(s, VGAE) and isinstance(n, VGAE)
+    assert isinstance(s.latent, VMFLatent) and s.latent.dim == 16 and s.latent_kind == "vmf"
+    assert isinstance(n.latent, GaussianLatent) and n.latent_kind == "normal"
+    # one argument switches the family; an explicit layer is used as given
+    m = SphericalVGAE(GCNEncoder(graph.num_features, 32, 16), latent="normal")
+    assert isinstance(m.latent, GaussianLatent)
+    lat = make_latent("vmf", 16)
+    assert SphericalVGAE(SphericalGCNEncoder(graph.num_features), latent=lat).latent is lat
+    with pytest.raises(TypeError, match="out_channels"):
+        SphericalVGAE(torch.nn.Linear(3, 3))
+    with pytest.raises(TypeError):
+        SphericalVGAE(SphericalGCNEncoder(graph.num_features), latent=3)
+
+
+@pytest.mark.parametrize("Enc", [SphericalGCNEncoder, GCNEncoder])
+def test_drop_in_pyg_autoencoder_example_loop(Enc, graph):
+    """PyG's examples/autoencoder.py training/test functions, unchanged, with our model."""
+    import torch_geometric.transforms as T
+
+    torch.manual_seed(0)
+    random.seed(0)
+    train_data, _val_data, test_data = T.RandomLinkSplit(
+        num_val=0.05, num_test=0.1, is_undirected=True, split_labels=True,
+        add_negative_train_samples=False)(graph)
+    model = SphericalVGAE(Enc(graph.num_features, 32, 16))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+
+    def train():
+        model.train()
+        optimizer.zero_grad()
+        z = model.encode(train_data.x, train_data.edge_index)
+        loss = model.recon_loss(z, train_data.pos_edge_label_index)
+        loss = loss + (1 / train_data.num_nodes) * model.kl_loss()
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
+    @torch.no_grad()
+    def test(data):
+        model.eval()
+        z = model.encode(data.x, data.edge_index)
+        return model.test(z, data.pos_edge_label_index, data.neg_edge_label_index)
+
+    losses = [train() for _ in range(60)]
+    auc, ap = test(test_data)
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0]
+    assert 0.0 <= auc <= 1.0 and 0.0 <= ap <= 1.0
+    model.reset_parameters()  # PyG API
+    assert model.encoder._cache is None
+
+
+def test_gaussian_latent_reproduces_pyg_vgae(graph):
+    """Same encoder and RNG: identical samples, KL and reconstruction loss as PyG's VGAE."""
+    enc = GCNEncoder(graph.num_features, 32, 8, dropout=0.2)
+    ours, ref = SphericalVGAE(enc), VGAE(enc)
+    for mode in ("train", "eval"):
+        ours.train(mode == "train")
+        ref.train(mode == "train")
+        torch.manual_seed(3)
+        z1 = ours.encode(graph.x, graph.edge_index)
+        kl1 = ours.kl_loss()
+        random.seed(5)
+        torch.manual_seed(5)
+        r1 = ours.recon_loss(z1, graph.edge_index)
+        torch.manual_seed(3)
+        z2 = ref.encode(graph.x, graph.edge_index)
+        kl2 = ref.kl_loss()
+        random.seed(5)
+        torch.manual_seed(5)
+        r2 = ref.recon_loss(z2, graph.edge_index)
+        torch.testing.assert_close(z1, z2)
+        torch.testing.assert_close(kl1, kl2)
+        torch.testing.assert_close(r1, r2)
+        # raw parameters are exposed like PyG's
+        torch.testing.assert_close(ours.__mu__, ref.__mu__)
+        torch.testing.assert_close(ours.__logstd__, ref.__logstd__)
+
+
+# ------------------------------------------------------------------------------------ KL values
+def test_vmf_kl_loss_matches_closed_form_on_s2(graph):
+    model = SphericalVGAE(SphericalGCNEncoder(graph.num_features, 16, 3))
+    z = model.encode(graph.x, graph.edge_index)
+    q = model.posterior
+    assert isinstance(q, VonMisesFisher) and q.batch_shape == (graph.num_nodes,)
+    expected = vmf_kl_s2(q.concentration.detach()).mean()
+    torch.testing.assert_close(model.kl_loss().double(), expected, rtol=1e-5, atol=1e-6)
+    assert z.shape == (graph.num_nodes, 3)
+
+
+def test_kl_loss_matches_distribution_kl_and_explicit_arguments(graph):
+    torch.manual_seed(0)
+    model = SphericalVGAE(SphericalGCNEncoder(graph.num_features, 16, 10))
+    model.encode(graph.x, graph.edge_index)
+    q = model.posterior
+    torch.testing.assert_close(model.kl_loss(), q.kl_to_uniform().mean())
+    # explicit raw outputs (PyG signature) and a partially given pair
+    loc, raw = model.__mu__, model.__logstd__
+    torch.testing.assert_close(model.kl_loss(loc, raw), model.kl_loss())
+    torch.testing.assert_close(model.kl_loss(logstd=raw + 1.0),
+                               VonMisesFisher(q.loc, torch.nn.functional.softplus(raw + 1.0).squeeze(-1) + 1)
+                               .kl_to_uniform().mean())
+    # Gaussian: the textbook closed form
+    g = SphericalVGAE(GCNEncoder(graph.num_features, 16, 10))
+    g.encode(graph.x, graph.edge_index)
+    mu, logstd = g.__mu__, g.__logstd__
+    ref = -0.5 * torch.mean(torch.sum(1 + 2 * logstd - mu ** 2 - torch.exp(logstd) ** 2, dim=1))
+    torch.testing.assert_close(g.kl_loss(), ref)
+
+
+def test_kl_loss_before_encode_raises():
+    model = SphericalVGAE(SphericalGCNEncoder(5, 8, 4))
+    with pytest.raises(RuntimeError, match="encode"):
+        model.kl_loss()
+
+
+def test_kl_gradient_reaches_concentration_only(graph):
+    model = SphericalVGAE(SphericalGCNEncoder(graph.num_features, 16, 6))
+    model.encode(graph.x, graph.edge_index)
+    model.kl_loss().backward()
+    enc = model.encoder
+    assert enc.conv_scale.lin.weight.grad.abs().sum() > 0
+    assert enc.conv_loc.lin.weight.grad is None or enc.conv_loc.lin.weight.grad.abs().sum() == 0
+
+
+# --------------------------------------------------------------------------- encoder outputs
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_encoder_shapes_and_validity(device, dtype, graph):
+    x, ei = graph.x.to(device, dtype), graph.edge_index.to(device)
+    n, d = graph.num_nodes, 7
+    s_enc = SphericalGCNEncoder(graph.num_features, 32, d, dropout=0.1).to(device, dtype)
+    loc, kappa_raw = s_enc(x, ei)
+    assert loc.shape == (n, d) and kappa_raw.shape == (n, 1)
+    assert loc.dtype == dtype and loc.device.type == device
+    n_enc = GCNEncoder(graph.num_features, 32, d).to(device, dtype)
+    mu, logstd = n_enc(x, ei)
+    assert mu.shape == (n, d) and logstd.shape == (n, d)
+
+    model = SphericalVGAE(s_enc).to(device, dtype)
+    z = model.encode(x, ei)  # training mode: a sample
+    q = model.posterior
+    assert z.shape == (n, d) and z.dtype == dtype
+    torch.testing.assert_close(torch.linalg.vector_norm(z, dim=-1),
+                               torch.ones(n, device=device, dtype=dtype))
+    torch.testing.assert_close(torch.linalg.vector_norm(q.loc, dim=-1),
+                               torch.ones(n, device=device, dtype=dtype))
+    assert (q.concentration > 1).all() and torch.isfinite(q.concentration).all()
+    loss = model.recon_loss(z, ei) + model.kl_loss() / n
+    loss.backward()
+    assert torch.isfinite(loss) and loss.dtype == dtype
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+    model.eval()  # eval: the mean direction, deterministic
+    z1, z2 = model.encode(x, ei), model.encode(x, ei)
+    torch.testing.assert_close(z1, z2)
+    torch.testing.assert_close(z1, model.posterior.loc)
+    model.train()
+    assert not torch.allclose(model.encode(x, ei), model.encode(x, ei))
+
+
+def test_zero_mean_direction_is_a_clear_error_not_nan():
+    class Zero(torch.nn.Module):
+        out_channels = 4
+
+        def forward(self, x, edge_index):
+            loc = torch.ones(x.size(0), 4)
+            loc[1] = 0.0
+            return loc, torch.zeros(x.size(0), 1)
+
+    model = SphericalVGAE(Zero())
+    with pytest.raises(RuntimeError, match="zero"):
+        model.encode(torch.zeros(3, 2), torch.zeros(2, 0, dtype=torch.long))
+
+
+def test_featureless_isolated_nodes_still_get_a_direction():
+    """All features dropped / absent + no neighbours => H = 0; the random loc bias keeps it valid."""
+    x = torch.zeros(4, 6)
+    x[0, 1] = 1.0
+    ei = torch.tensor([[0, 1], [1, 0]])
+    model = SphericalVGAE(SphericalGCNEncoder(6, 8, 3, dropout=0.5))
+    for mode in (True, False):
+        model.train(mode)
+        z = model.encode(x, ei)
+        assert torch.isfinite(z).all()
+    assert SphericalGCNEncoder(6, 8, 3).conv_loc.bias.abs().max() > 0
+    assert GCNEncoder(6, 8, 3).conv_loc.bias.abs().max() == 0  # PyG's init for the Gaussian
+
+
+def test_sparse_features_match_dense(graph):
+    torch.manual_seed(0)
+    enc = SphericalGCNEncoder(graph.num_features, 16, 5, dropout=0.3)
+    enc.eval()
+    dense = enc(graph.x, graph.edge_index)
+    sparse = enc(graph.x.to_sparse(), graph.edge_index)
+    for a, b in zip(dense, sparse):
+        torch.testing.assert_close(a, b)
+    # training mode: dropout on the stored entries only; Monte Carlo mean and variance of the
+    # first layer (before ReLU) against the exact moments of dense inverted dropout:
+    # out_i = sum_jk A_ij x_jk m_jk W_k / (1 - p), m ~ Bernoulli(1 - p)
+    enc.train()
+    p, reps = 0.3, 1000
+    xs = graph.x.to_sparse()
+    ei, ew = enc.normalized_adjacency(graph.edge_index, graph.num_nodes)
+    A = torch.zeros(graph.num_nodes, graph.num_nodes).index_put_((ei[1], ei[0]), ew, accumulate=True)
+    w = enc.conv1.lin.weight.detach()
+    b = enc.conv1.bias.detach()
+    with torch.no_grad():
+        draws = torch.stack([enc._sparse_input_conv(xs, ei, ew) for _ in range(reps)])
+    mean_ref = A @ (graph.x @ w.t()) + b
+    var_ref = p / (1 - p) * ((A ** 2) @ ((graph.x ** 2) @ (w.t() ** 2)))
+    se = (var_ref / reps).sqrt()
+    assert ((draws.mean(0) - mean_ref).abs() <= 5 * se + 1e-6).all()
+    rel = draws.var(0)[var_ref > 1e-4] / var_ref[var_ref > 1e-4]
+    assert 0.9 < rel.mean() < 1.1  # pooled over entries (each has ~3% relative SE)
+    loc, _ = enc(xs, graph.edge_index)
+    assert torch.isfinite(loc).all()
+
+
+def test_cached_adjacency_equals_uncached_and_resets(graph):
+    torch.manual_seed(0)
+    a = SphericalGCNEncoder(graph.num_features, 16, 4, cached=True).eval()
+    b = SphericalGCNEncoder(graph.num_features, 16, 4).eval()
+    b.load_state_dict(a.state_dict())
+    for _ in range(2):
+        for u, v in zip(a(graph.x, graph.edge_index), b(graph.x, graph.edge_index)):
+            torch.testing.assert_close(u, v)
+    assert a._cache is not None
+    a.reset_parameters()
+    assert a._cache is None
+
+
+# ------------------------------------------------------------------------------- training
+@pytest.mark.parametrize("Enc", [SphericalGCNEncoder, GCNEncoder])
+def test_short_training_lifts_auc_well_above_chance(Enc, graph):
+    torch.manual_seed(0)
+    random.seed(0)
+    split = link_split(graph, seed=0)
+    model = SphericalVGAE(Enc(graph.num_features, 32, 8, dropout=0.0))
+    model.eval()
+    with torch.no_grad():
+        z0 = model.encode(graph.x, split.train_pos_edge_index)
+        auc0, _ = model.test(z0, split.test_pos_edge_index, split.test_neg_edge_index)
+    auc, ap = auc_after_training(model, graph, split, epochs=80)
+    assert auc > 0.85 and ap > 0.8, (auc0, auc, ap)
+    assert auc > auc0
+
+
+def test_minibatches_from_torch_geometric_loaders(graph):
+    """Sampled subgraphs (RandomNodeLoader) and batched graphs (DataLoader) train fine."""
+    from torch_geometric.loader import DataLoader, RandomNodeLoader
+
+    torch.manual_seed(0)
+    random.seed(0)
+    model = SphericalVGAE(SphericalGCNEncoder(graph.num_features, 32, 8, dropout=0.1))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    sizes = set()
+    for epoch in range(3):
+        for batch in RandomNodeLoader(graph, num_parts=4, shuffle=True):
+            model.train()
+            opt.zero_grad()
+            z = model.encode(batch.x, batch.edge_index)
+            assert z.shape == (batch.num_nodes, 8)
+            sizes.add(batch.num_nodes)
+            loss = model.recon_loss(z, batch.edge_index) + model.kl_loss() / batch.num_nodes
+            loss.backward()
+            opt.step()
+            assert torch.isfinite(loss)
+    assert len(sizes) >= 1 and max(sizes) < graph.num_nodes
+    graphs = [sbm_graph(n_per_block=10, seed=s) for s in range(6)]
+    for batch in DataLoader(graphs, batch_size=3):
+        z = model.encode(batch.x, batch.edge_index)
+        loss = model.recon_loss(z, batch.edge_index) + model.kl_loss() / batch.num_nodes
+        loss.backward()
+        assert z.shape == (batch.num_nodes, 8) and torch.isfinite(loss)
+
+
+def test_torch_compile_traces_the_encoder(graph):
+    """torch.compile (graph capture with the no-codegen backend, to stay fast in CI)."""
+    torch.manual_seed(0)
+    model = SphericalVGAE(SphericalGCNEncoder(graph.num_features, 16, 4))
+    compiled = torch.compile(model.encoder, backend="aot_eager")
+    model_c = SphericalVGAE(compiled, latent=model.latent)
+    model.eval()
+    model_c.eval()
+    torch.testing.assert_close(model_c.encode(graph.x, graph.edge_index),
+                               model.encode(graph.x, graph.edge_index))
+    model_c.train()
+    z = model_c.encode(graph.x, graph.edge_index)
+    loss = model_c.recon_loss(z, graph.edge_index) + model_c.kl_loss() / graph.num_nodes
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+# --------------------------------------------------------------------------- data and split
+def test_link_split_protocol(graph):
+    sp = link_split(graph, seed=1)
+    e_und = graph.edge_index.size(1) // 2
+    n_val, n_test = sp.val_pos_edge_index.size(1), sp.test_pos_edge_index.size(1)
+    assert n_val == math.floor(0.05 * e_und) and n_test == math.floor(0.10 * e_und)
+    assert sp.train_pos_edge_index.size(1) == 2 * (e_und - n_val - n_test)
+    assert sp.val_neg_edge_index.size(1) == n_val and sp.test_neg_edge_index.size(1) == n_test
+    full = {tuple(e) for e in graph.edge_index.t().tolist()}
+    train = {tuple(e) for e in sp.train_pos_edge_index.t().tolist()}
+    assert all((b, a) in train for a, b in train)  # both directions
+    for pos in (sp.val_pos_edge_index, sp.test_pos_edge_index):
+        assert not any((a, b) in train or (b, a) in train for a, b in pos.t().tolist())
+    for neg in (sp.val_neg_edge_index, sp.test_neg_edge_index):
+        assert not any((a, b) in full for a, b in neg.t().tolist())
+    # reproducible, seed-dependent, and the global RNGs are left alone
+    state, py_state = torch.get_rng_state(), random.getstate()
+    again = link_split(graph, seed=1)
+    assert torch.equal(torch.get_rng_state(), state) and random.getstate() == py_state
+    assert all(torch.equal(a, b) for a, b in zip(sp, again))
+    assert not torch.equal(link_split(graph, seed=2).test_pos_edge_index, sp.test_pos_edge_index)
+    with pytest.raises(ValueError):
+        link_split(graph, val_ratio=0.6, test_ratio=0.5)
+
+
+def test_load_planetoid_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown Planetoid"):
+        load_planetoid("Karate", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="raw files not found"):
+        load_planetoid("Cora", root=tmp_path / "data", cache=tmp_path / "cache", download=False)
+
+
+# ------------------------------------------------------------------------ Cora integration
+def _cora_root():
+    if planetoid_raw_dir("Cora") is not None:
+        return resolve_root()
+    if os.environ.get("CI"):
+        pytest.fail("CI: Cora raw files not found under $PYG_SPHERICAL_DATA "
+                    f"({resolve_root()}/Cora/raw)")
+    pytest.skip("Cora raw files not available (set PYG_SPHERICAL_DATA)")
+
+
+@pytest.mark.slow
+def test_cora_integration(tmp_path):
+    root = _cora_root()
+    data = load_planetoid("cora", root=root, cache=tmp_path, download=False)
+    assert (data.num_nodes, data.num_features, data.edge_index.size(1)) == (2708, 1433, 10556)
+    assert set(data.x.unique().tolist()) == {0.0, 1.0}  # raw bag-of-words, not row-normalised
+    torch.manual_seed(0)
+    random.seed(0)
+    split = link_split(data, seed=0)
+    data.x = data.x.to_sparse()
+    model = SphericalVGAE(SphericalGCNEncoder(data.num_features, 32, 16, dropout=0.0, cached=True))
+    auc, ap = auc_after_training(model, data, split, epochs=80)
+    assert auc > 0.88 and ap > 0.88, (auc, ap)
