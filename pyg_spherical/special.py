@@ -31,6 +31,7 @@ Orders must satisfy ``v >= 0`` and arguments ``x > 0``; the functions are not di
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from numbers import Real
 from typing import NamedTuple, Optional, Union
 
@@ -49,42 +50,56 @@ def _params(dtype: torch.dtype):
     return (20, 10) if dtype == torch.float64 else (8, 6)
 
 
+@lru_cache(maxsize=256)
+def _scalar_coefs(table, t: float, deriv: bool, dtype: torch.dtype, device: torch.device):
+    """Coefficients ``c_i = sum_k C[k][i] t^k`` (of ``dS/dp`` if ``deriv``) as 0-dim tensors."""
+    ncoef = len(table[0])
+    coefs = [sum(table[k][i] * t**k for k in range(len(table))) for i in range(ncoef)]
+    if deriv:
+        coefs = [i * coefs[i] for i in range(1, ncoef)]
+    return tuple(torch.tensor(c, dtype=dtype, device=device) for c in coefs)
+
+
 def _poly(table, p: Tensor, t, deriv: bool = False) -> Tensor:
     """Evaluate ``S(p) = sum_k t^k sum_i C[k][i] p^i`` (or dS/dp) by Horner's scheme."""
-    ncoef = len(table[0])
     if isinstance(t, Tensor):
+        ncoef = len(table[0])
         coefs = []
         for i in range(ncoef):
             c = torch.zeros_like(t)
             for k in reversed(range(len(table))):
                 c = c * t + table[k][i]
             coefs.append(c)
-    else:
-        coefs = [sum(table[k][i] * t**k for k in range(len(table))) for i in range(ncoef)]
-    if deriv:
-        coefs = [i * coefs[i] for i in range(1, ncoef)]
-    out = torch.zeros_like(p) + coefs[-1]
+        if deriv:
+            coefs = [i * coefs[i] for i in range(1, ncoef)]
+    else:  # one fused multiply-add per coefficient, coefficients cached per order
+        coefs = _scalar_coefs(table, float(t), deriv, p.dtype, p.device)
+    out = coefs[-1].expand_as(p)
     for c in reversed(coefs[:-1]):
-        out.mul_(p).add_(c)
+        out = torch.addcmul(c, out, p)
     return out
 
 
 class _Bessel(NamedTuple):
     """Quantities at order v: ``log_ive = log I_v - x``; ``dlog_ive``, ``dlog_iv`` their x-derivatives;
     ``lnorm = log(Gamma(v+1) (2/x)^v I_v(x)) - x``; ``R = I_v / I_{v-1}``; ``comp = 1 - R``;
-    ``dR = dR/dx`` (only when asked for)."""
+    ``dR = dR/dx`` (only when asked for); ``R_next``, ``comp_next``: ``R_{v+1}`` and its
+    complement where the recurrence or series produced them (else ``None``)."""
 
-    log_ive: Tensor
+    log_ive: Optional[Tensor]
     dlog_ive: Tensor
     dlog_iv: Tensor
-    lnorm: Tensor
+    lnorm: Optional[Tensor]
     R: Tensor
     comp: Tensor
     dR: Optional[Tensor]
+    R_next: Optional[Tensor] = None
+    comp_next: Optional[Tensor] = None
 
 
 def _where(mask, a: _Bessel, b: _Bessel) -> _Bessel:
-    return _Bessel(*(None if x is None else torch.where(mask, x, y) for x, y in zip(a, b)))
+    return _Bessel(*(None if x is None or y is None else torch.where(mask, x, y)
+                     for x, y in zip(a, b)))
 
 
 def _stirling_corr(w) -> Tensor:
@@ -158,9 +173,10 @@ def _series(v: Order, x: Tensor, want_grad: bool) -> _Bessel:
     lgam = torch.lgamma(torch.as_tensor(v + 1.0, dtype=x.dtype, device=x.device))
     log_ive = v * torch.log(half) - lgam + ell - x
     R = half * (1 + sum_v) / (v + sum_m)
-    dlog_iv = half * (1 + sum_p) / ((v + 1) * (1 + sum_v)) + v / x
+    R_next = half * (1 + sum_p) / ((v + 1) * (1 + sum_v))
+    dlog_iv = R_next + v / x
     dR = 1 - R * R - (2 * v - 1) * R / x if want_grad else None
-    return _Bessel(log_ive, dlog_iv - 1, dlog_iv, ell - x, R, 1 - R, dR)
+    return _Bessel(log_ive, dlog_iv - 1, dlog_iv, ell - x, R, 1 - R, dR, R_next, 1 - R_next)
 
 
 def _core(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = True) -> _Bessel:
@@ -228,16 +244,14 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = T
         lgam = torch.lgamma(torch.as_tensor(v + 1.0, dtype=x.dtype, device=x.device))
         lnorm = log_ive - v * torch.log(x / 2) + lgam
     # d/dx log iv_v = R_{v+1} + v/x; for ive subtract 1 as v/x - (1 - R_{v+1}).
-    out = _Bessel(log_ive, v / x - comp_up, R_up + v / x, lnorm, R, comp, dR)
+    out = _Bessel(log_ive, v / x - comp_up, R_up + v / x, lnorm, R, comp, dR, R_up, comp_up)
     return _where(n > 0, out, top) if masked else out
 
 
-def _log_ivn(v: Order, x: Tensor) -> Tensor:
-    """``log(Gamma(v+1) (2/x)^v I_v(x))``, which is ``~ x^2 / (4 (v+1))`` as ``x -> 0``.
-
-    From the series for ``x <= 2`` (any ``v``), so that it keeps its relative precision as it
-    tends to zero; no autograd.
-    """
+def _log_ivn_small(v: Order, x: Tensor) -> Tensor:
+    """``log(Gamma(v+1) (2/x)^v I_v(x)) ~ x^2 / (4 (v+1))`` for ``x <= 2`` (any ``v``), from the
+    series so that it keeps its relative precision as it tends to zero; no autograd. Values
+    above ``x = 2`` are those at ``x = 2`` (callers select with ``torch.where``)."""
     terms = 14 if x.dtype == torch.float64 else 8
     xs = torch.clamp(x, max=_SERIES_X)
     y = xs * xs / 4
@@ -245,7 +259,7 @@ def _log_ivn(v: Order, x: Tensor) -> Tensor:
     for j in range(1, terms + 1):
         t = t * y / (j * (v + j))
         total = total + t
-    return torch.where(x <= _SERIES_X, torch.log1p(total), _core(v, x).lnorm + x)
+    return torch.log1p(total)
 
 
 def _prepare(v: Order, x) -> tuple:

@@ -65,9 +65,14 @@ class _KLUniform(torch.autograd.Function):
         ctx.save_for_backward(kappa)
         k = _compute(kappa)
         v = m / 2 - 1
-        top = special._core(m / 2, k)
-        small = k * top.R - special._log_ivn(v, k)
-        large = -k * top.comp - special._core(v, k).lnorm
+        b = special._core(v, k)  # order m/2 - 1; the recurrence also yields A_m = R_{m/2}
+        if b.R_next is None:
+            top = special._core(m / 2, k, want_log=False)
+            A, comp = top.R, top.comp
+        else:
+            A, comp = b.R_next, b.comp_next
+        small = k * A - special._log_ivn_small(v, k)
+        large = -k * comp - b.lnorm
         kl = torch.where(k <= special._SERIES_X, small, large)
         return torch.clamp(kl, min=0).to(kappa.dtype)
 

@@ -73,7 +73,8 @@ class LatentLayer(nn.Module):
         q = self.posterior if q is None else q
         if q is None:
             raise RuntimeError("kl(): no posterior yet; call the layer (or encode) first.")
-        return kl_divergence(q, self.prior(q.mean.device, q.mean.dtype))
+        ref = q.loc if isinstance(q, VonMisesFisher) else q.mean
+        return kl_divergence(q, self.prior(ref.device, ref.dtype))
 
     def _check_raw(self, loc_raw: Tensor, scale_raw: Tensor) -> None:
         if loc_raw.shape[-1] != self.dim:

@@ -1,0 +1,160 @@
+"""Throughput of the vMF reparameterised sampler: ``rsample`` + ``backward``.
+
+Side by side, in one run and on the same inputs (batch 100k by default):
+
+- ``vmf``      pyg_spherical.VonMisesFisher.rsample + backward to (loc, concentration)
+               (Ulrich/Wood rejection, implicit-reparameterisation gradient in kappa)
+- ``gauss``    torch.distributions.Normal.rsample + backward of the same shape (the N-VAE cost)
+- ``powersph`` power_spherical.PowerSpherical.rsample + backward (if the package is installed;
+               ``pip install power-spherical``), a reparameterisable alternative to the vMF
+- ``scipy``    scipy.stats.vonmises_fisher(mu, kappa).rvs(batch): sampling only, no gradient,
+               one shared mean direction (its API takes a single mu)
+
+Each cell is the median over ``--repeats`` timed calls (after a warm-up), the methods
+interleaved so that background load affects them alike. Targets (issue 2): vmf within 4x of
+gauss at m = 10, and faster than powersph.
+
+    python benchmarks/sampler.py                       # full table, writes results/sampler.json
+    python benchmarks/sampler.py --batch 10000 --repeats 3 --dims 3 10 --kappas 1 100
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import device_arg, run_metadata, write_json  # noqa: E402
+
+from pyg_spherical import VonMisesFisher  # noqa: E402
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def make_methods(batch, m, kappa, device, dtype):
+    g = torch.Generator(device="cpu").manual_seed(0)
+    loc0 = torch.nn.functional.normalize(torch.randn(batch, m, generator=g, dtype=dtype), dim=-1).to(device)
+    loc = loc0.clone().requires_grad_(True)
+    kap = torch.full((batch,), float(kappa), dtype=dtype, device=device, requires_grad=True)
+    mu = torch.randn(batch, m, dtype=dtype, device=device, requires_grad=True)
+    sd = torch.full((batch, m), 0.5, dtype=dtype, device=device, requires_grad=True)
+
+    def vmf():
+        z = VonMisesFisher(loc, kap, validate_args=False).rsample()
+        z.sum().backward()
+
+    def gauss():
+        z = torch.distributions.Normal(mu, sd, validate_args=False).rsample()
+        z.sum().backward()
+
+    methods = {"vmf": vmf, "gauss": gauss}
+    try:
+        from power_spherical import PowerSpherical
+
+        def powersph():
+            z = PowerSpherical(loc, kap, validate_args=False).rsample()
+            z.sum().backward()
+
+        methods["powersph"] = powersph
+    except ImportError:
+        pass
+    try:
+        from scipy.stats import vonmises_fisher
+
+        mu_np = loc0[0].double().cpu().numpy()
+
+        def scipy_rvs():
+            vonmises_fisher(mu_np, kappa).rvs(batch, random_state=1)
+
+        methods["scipy"] = scipy_rvs
+    except ImportError:  # pragma: no cover
+        pass
+    return methods
+
+
+def time_methods(methods, repeats, device):
+    times = {k: [] for k in methods}
+    for fn in methods.values():  # warm-up
+        fn()
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--batch", type=int, default=100_000)
+    p.add_argument("--dims", type=int, nargs="+", default=[3, 10, 100], help="ambient dimensions m")
+    p.add_argument("--kappas", type=float, nargs="+", default=[1, 10, 100, 1000])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--out", default="sampler", help="JSON name under results/")
+    args = p.parse_args(argv)
+    if args.batch < 1 or args.repeats < 1 or min(args.dims) < 2 or min(args.kappas) <= 0:
+        p.error("need --batch >= 1, --repeats >= 1, dims >= 2 and kappas > 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = device_arg(args.device)
+    dtype = getattr(torch, args.dtype)
+    started = time.time()
+    meta = run_metadata(args)
+    rows = []
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    grid = [(m, k) for m in args.dims for k in args.kappas]
+    it = tqdm(grid, desc="sampler", file=sys.stderr) if tqdm else grid
+    for m, k in it:
+        torch.manual_seed(0)
+        ms = time_methods(make_methods(args.batch, m, k, device, dtype), args.repeats, device)
+        row = {"m": m, "kappa": k, "ms": ms,
+               "vmf_over_gauss": ms["vmf"] / ms["gauss"]}
+        if "powersph" in ms:
+            row["vmf_over_powersph"] = ms["vmf"] / ms["powersph"]
+        rows.append(row)
+
+    cols = [c for c in ("vmf", "gauss", "powersph", "scipy") if c in rows[0]["ms"]]
+    header = f"{'m':>4} {'kappa':>7} | " + " ".join(f"{c + ' ms':>11}" for c in cols) + \
+        " | vmf/gauss" + (" | vmf/powersph" if "powersph" in cols else "")
+    print(f"\nrsample + backward, batch {args.batch}, {args.dtype}, {device}, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        line = f"{r['m']:>4} {r['kappa']:>7g} | " + " ".join(f"{r['ms'][c]:>11.2f}" for c in cols)
+        line += f" | {r['vmf_over_gauss']:>9.2f}"
+        if "vmf_over_powersph" in r:
+            line += f" | {r['vmf_over_powersph']:>13.2f}"
+        print(line)
+    at10 = [r["vmf_over_gauss"] for r in rows if r["m"] == 10]
+    if at10:
+        print(f"target vmf <= 4x gauss at m = 10: worst {max(at10):.2f}x "
+              f"({'met' if max(at10) <= 4 else 'missed'})")
+    if "powersph" in cols:
+        worst = max(r["vmf_over_powersph"] for r in rows)
+        print(f"target vmf faster than power-spherical: worst ratio {worst:.2f} "
+              f"({'met' if worst < 1 else 'missed'})")
+    path = write_json(args.out, {"meta": meta, "rows": rows}, started=started)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
