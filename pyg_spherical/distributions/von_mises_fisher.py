@@ -109,6 +109,58 @@ def _check_loc(loc: Tensor) -> None:
         )
 
 
+class _Reflect(torch.autograd.Function):
+    r"""``z = H(mu) (s omega, r v)``: the tangent-normal decomposition and Householder reflection.
+
+    ``omega = 1 - w``, ``r = sqrt(w (2 - w))``, ``v`` a unit vector in ``R^{m-1}`` and
+    ``H = I - 2 u u^T`` with ``u ∝ s e_1 - mu``, ``s = -sign(mu_1)`` (so ``||s e_1 - mu||^2 =
+    2 (1 + |mu_1|) >= 2``: stable also at ``mu = ±e_1``). For a unit ``mu``, with ``a = mu_1``,
+    ``M = mu_{2:}``, ``V = r v`` and ``P = M^T V / (1 - s a)``:
+
+    ``z_1 = a omega + (s - a) P``,  ``z_{2:} = V + M (omega - P)``.
+
+    Written as one function with a hand-derived backward (gradients in ``mu`` and ``w``), which
+    avoids the full-size zero-filled buffers autograd allocates for slices and concatenations.
+    """
+
+    @staticmethod
+    def forward(ctx, loc, w, v):
+        a, M = loc[..., 0], loc[..., 1:]
+        omega = 1 - w
+        r = torch.sqrt(torch.clamp(w * (2 - w), min=0))
+        V = v * r.unsqueeze(-1)
+        s = torch.where(a >= 0, -1.0, 1.0).to(loc.dtype)
+        den = 1 - s * a
+        P = (M * V).sum(-1) / den
+        c = omega - P
+        z = torch.empty(loc.shape, dtype=loc.dtype, device=loc.device)
+        z[..., 0] = a * omega + (s - a) * P
+        torch.addcmul(V, M, c.unsqueeze(-1), out=z[..., 1:])
+        ctx.save_for_backward(loc, v, omega, r, s, den, P)
+        return z
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        loc, v, omega, r, s, den, P = ctx.saved_tensors
+        a, M = loc[..., 0], loc[..., 1:]
+        g1, gr = g[..., 0], g[..., 1:]
+        gM = (gr * M).sum(-1)
+        dP = g1 * (s - a) - gM  # dL/dP
+        k = (dP / den).unsqueeze(-1)
+        dloc = dw = None
+        if ctx.needs_input_grad[0]:
+            dloc = torch.empty_like(loc)
+            dloc[..., 0] = g1 * (omega - P) + dP * P * s / den
+            torch.addcmul(gr * (omega - P).unsqueeze(-1), k, v * r.unsqueeze(-1), out=dloc[..., 1:])
+        if ctx.needs_input_grad[1]:
+            domega = g1 * a + gM
+            dr = ((gr + k * M) * v).sum(-1)  # dL/dV . v
+            # r = sqrt(w (2 - w)): dr/dw = (1 - w) / r = omega / r; domega/dw = -1
+            dw = -domega + dr * omega / torch.clamp(r, min=_TINY)
+        return dloc, dw, None
+
+
 class VonMisesFisher(Distribution):
     r"""von Mises-Fisher distribution ``vMF(mu, kappa)`` on the unit sphere ``S^{m-1} ⊂ R^m``.
 
@@ -246,20 +298,9 @@ class VonMisesFisher(Distribution):
         kappa = self.concentration.expand(shape[:-1])
         w, _ = sample_w(kappa.detach(), m)  # 1 - omega, no grad
         w = reparameterized_w(kappa, w, m)
-        omega = 1 - w
-        radial = torch.sqrt(torch.clamp(w * (2 - w), min=0))
         v = torch.randn(shape[:-1] + (m - 1,), dtype=kappa.dtype, device=kappa.device)
-        v = v * (radial / torch.linalg.vector_norm(v, dim=-1).clamp_min(_TINY)).unsqueeze(-1)
-        loc = self.loc.expand(shape)
-        mu1, mu_rest = loc[..., 0], loc[..., 1:]
-        # z = H z0 with z0 = (s omega, r v) and the Householder reflection H = I - 2 u u^T,
-        # u ∝ s e_1 - mu, s = -sign(mu_1) so that ||s e_1 - mu||^2 = 2 (1 + |mu_1|) >= 2.
-        # Expanded (for unit mu): z = z0 - (s e_1 - mu) c, c = omega - (mu_rest . r v) / (1 - s mu_1).
-        s = torch.where(mu1 >= 0, -1.0, 1.0).to(loc.dtype)
-        proj = (mu_rest * v).sum(-1) / (1 - s * mu1)
-        c = omega - proj
-        first = s * proj + mu1 * c
-        return torch.cat([first.unsqueeze(-1), v + mu_rest * c.unsqueeze(-1)], dim=-1)
+        v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(_TINY)
+        return _Reflect.apply(self.loc.expand(shape), w, v)
 
     def rejection_attempts(self, sample_shape=torch.Size()) -> Tensor:
         """Number of proposals the Ulrich/Wood sampler needed per draw (paper Table 5).
