@@ -471,6 +471,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-only", action="store_true",
                    help="do not train: evaluate the existing (best) checkpoints")
     p.add_argument("--no-eval", action="store_true", help="train only, skip the test evaluation")
+    p.add_argument("--table-only", action="store_true",
+                   help="with --table1: only aggregate the existing results/mnist_vae_*.json")
     p.add_argument("--figures", action="store_true", help="write Figures 2, 7, 8, 9 from checkpoints")
     p.add_argument("--speed", action="store_true",
                    help="only time training steps of both latents (--dim, or --dims with --table1)")
@@ -532,7 +534,9 @@ def main(argv=None):
         speed(args, device)
         return
 
-    if args.table1:
+    if args.table1 and args.table_only:
+        configs = []
+    elif args.table1:
         configs = [(lat, d) for d in args.dims for lat in LATENTS]
         if args.intrinsic:
             configs += [("vmf", d + 1) for d in args.dims if d + 1 not in args.dims]
