@@ -444,6 +444,7 @@ def run_plot(args, data, device) -> dict:
                 title="(b) S-VGAE, $\\mathcal{S}^2$ (Hammer projection)")
     fig.suptitle(f"{args.dataset}: unsupervised 3-d latent spaces, coloured by the unseen "
                  "document class (paper Figure 3)")
+    fig.subplots_adjust(top=0.84, wspace=0.12)
     name = args.out or f"linkpred_fig3_{args.dataset.lower()}"
     path = save_figure(fig, RESULTS / f"{name}.png")
     plt.close(fig)

@@ -432,3 +432,32 @@ def test_cora_integration(tmp_path):
     model = SphericalVGAE(SphericalGCNEncoder(data.num_features, 32, 16, dropout=0.0, cached=True))
     auc, ap = auc_after_training(model, data, split, epochs=80)
     assert auc > 0.88 and ap > 0.88, (auc, ap)
+
+
+# ------------------------------------------------------------------------------ benchmark CLI
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "Karate"], "unknown dataset"),
+    (["--runs", "0"], "must be > 0"),
+    (["--dropout", "1"], "dropout must be in [0, 1)"),
+    (["--dim", "1"], "--dim must be >= 2"),
+    (["--no-such-flag"], "unrecognized arguments"),
+])
+def test_linkpred_cli_bad_input_is_one_error_line(argv, message, capsys):
+    from benchmarks import linkpred
+
+    with pytest.raises(SystemExit) as e:
+        linkpred.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+
+
+def test_linkpred_cli_missing_data_offline(tmp_path, monkeypatch, capsys):
+    from benchmarks import linkpred
+
+    monkeypatch.setenv("PYG_SPHERICAL_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit) as e:
+        linkpred.main(["--root", str(tmp_path / "empty"), "--no-download", "--no-progress"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: Cora: raw files not found"), err
