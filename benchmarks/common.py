@@ -92,12 +92,13 @@ PAPER_TABLE5 = {
 # ---------------------------------------------------------------------------------------------
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=REPO, capture_output=True,
                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False,
+                               cwd=REPO,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
-    except Exception:  # pragma: no cover - no git
+    except (OSError, subprocess.SubprocessError):  # pragma: no cover - no git
         return "unknown"
 
 

@@ -28,9 +28,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import device_arg, run_metadata, write_json  # noqa: E402
+from common import device_arg, run_metadata, write_json
 
-from pyg_spherical import VonMisesFisher  # noqa: E402
+from pyg_spherical import VonMisesFisher
 
 
 def _sync(device):

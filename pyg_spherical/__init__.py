@@ -22,12 +22,12 @@ from .nn import GaussianLatent, VMFLatent, make_latent
 __version__ = "0.1.0"
 
 __all__ = [
-    "VonMisesFisher",
+    "GaussianLatent",
     "HypersphericalUniform",
     "VMFLatent",
-    "GaussianLatent",
+    "VonMisesFisher",
+    "distributions",
     "make_latent",
     "special",
-    "distributions",
 ]
 __all__ += ["GCNEncoder", "SphericalGCNEncoder", "SphericalVGAE"]

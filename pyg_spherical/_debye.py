@@ -8,7 +8,7 @@ Generated once at import with exact rational arithmetic:
 Returned as float tables ``C[k][i]`` = coefficient of p^i in the k-th polynomial.
 """
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 
 def _mul(a, b):
@@ -34,7 +34,7 @@ def _integ(a):
     return [Fraction(0)] + [c / (i + 1) for i, c in enumerate(a)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def debye_tables(K: int):
     """Float tables (U, V - U) of the Debye polynomials U_k, V_k - U_k for k = 0..K."""
     U = [[Fraction(1)]]
@@ -49,5 +49,5 @@ def debye_tables(K: int):
         inner = _add([c / 2 for c in u], _mul([Fraction(0), Fraction(1)], _deriv(u)))
         VmU.append(_mul([Fraction(0), Fraction(-1), Fraction(0), Fraction(1)], inner))
     width = 3 * K + 2
-    pad = lambda c: [float(x) for x in c] + [0.0] * (width - len(c))  # noqa: E731
+    pad = lambda c: [float(x) for x in c] + [0.0] * (width - len(c))
     return tuple(tuple(pad(c)) for c in U), tuple(tuple(pad(c)) for c in VmU)

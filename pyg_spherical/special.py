@@ -33,14 +33,14 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from numbers import Real
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Union
 
 import torch
 from torch import Tensor
 
 from ._debye import debye_tables
 
-__all__ = ["log_iv", "log_ive", "iv_ratio"]
+__all__ = ["iv_ratio", "log_iv", "log_ive"]
 
 Order = Union[Real, Tensor]
 
@@ -86,15 +86,15 @@ class _Bessel(NamedTuple):
     ``dR = dR/dx`` (only when asked for); ``R_next``, ``comp_next``: ``R_{v+1}`` and its
     complement where the recurrence or series produced them (else ``None``)."""
 
-    log_ive: Optional[Tensor]
+    log_ive: Tensor | None
     dlog_ive: Tensor
     dlog_iv: Tensor
-    lnorm: Optional[Tensor]
+    lnorm: Tensor | None
     R: Tensor
     comp: Tensor
-    dR: Optional[Tensor]
-    R_next: Optional[Tensor] = None
-    comp_next: Optional[Tensor] = None
+    dR: Tensor | None
+    R_next: Tensor | None = None
+    comp_next: Tensor | None = None
 
 
 def _where(mask, a: _Bessel, b: _Bessel) -> _Bessel:
@@ -204,7 +204,7 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = T
         v = v.to(x.dtype)
         v, x = torch.broadcast_tensors(v, x)
         n = torch.clamp(torch.ceil(V0 - v), min=0)
-        steps = int(math.ceil(V0))
+        steps = math.ceil(V0)
     else:
         n = max(0, math.ceil(V0 - v))
         steps = n

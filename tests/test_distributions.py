@@ -122,7 +122,7 @@ def test_s2_sampler_matches_exact_cdf():
     for kappa in (1e-3, 1.0, 40.0):
         w, attempts = sample_w(torch.full((20_000,), kappa, dtype=F64), 3)
         omega = (1 - w).numpy()
-        cdf = lambda o: np.expm1(kappa * (o + 1)) / np.expm1(2 * kappa)  # noqa: E731
+        cdf = lambda o, k=kappa: np.expm1(k * (o + 1)) / np.expm1(2 * k)
         assert st.kstest(omega, cdf).pvalue > 1e-3
         assert (attempts == 1).all()
 
@@ -209,7 +209,7 @@ def test_concentration_gradient_nonlinear_f(m, kappa):
         r = mp.sqrt(sum((k * mp.mpf(float(mi)) + mp.mpf(float(ai))) ** 2
                         for mi, ai in zip(mu.tolist(), a.tolist())))
         v = mp.mpf(m) / 2 - 1
-        log_c = lambda t: v * mp.log(t) - mp.log(mp.besseli(v, t))  # noqa: E731
+        log_c = lambda t: v * mp.log(t) - mp.log(mp.besseli(v, t))
         return mp.exp(log_c(k) - log_c(r))
 
     g, se = _mc_grad(m, kappa, 100_000, lambda z, mu_: torch.exp(z @ a))
@@ -247,10 +247,10 @@ def test_implicit_gradient_against_mpmath_quadrature():
     def ref(w, k, m):
         th0 = 2 * mp.asin(mp.sqrt(mp.mpf(w) / 2))
         c = m - 2
-        psi = lambda t: k * mp.cos(t) + (c * mp.log(mp.sin(t)) if c else 0)  # noqa: E731
+        psi = lambda t: k * mp.cos(t) + (c * mp.log(mp.sin(t)) if c else 0)
         tm = mp.acos(2 * k / (c + mp.sqrt(c * c + 4 * k * k))) if c else mp.mpf(0)
         pm = psi(tm) if c else psi(mp.mpf(0))
-        f = lambda t: mp.exp(psi(t) - pm)  # noqa: E731
+        f = lambda t: mp.exp(psi(t) - pm)
         sd = 1 / mp.sqrt(k + c + 1)
         pts = sorted({mp.mpf(0), tm, th0, mp.pi} | {p for p in (tm - 10 * sd, tm + 10 * sd,
                                                                th0 - 10 * sd, th0 + 10 * sd)
@@ -275,9 +275,12 @@ def test_s2_gradient_matches_derivative_of_inverse_cdf():
     """On S^2, w(kappa; u) = -log(u + (1 - u) e^{-2 kappa}) / kappa exactly; differentiate in mpmath."""
     us = [0.01, 0.2, 0.5, 0.8, 0.99]
     for kappa in (1e-5, 0.001, 0.1, 0.3, 2.0, 40.0, 1e4):
-        wfun = lambda k, u: -mp.log(u + (1 - u) * mp.exp(-2 * k)) / k  # noqa: E731
-        w = torch.tensor([float(wfun(mp.mpf(kappa), mp.mpf(u))) for u in us], dtype=F64)
-        ref = torch.tensor([float(mp.diff(lambda k: wfun(k, mp.mpf(u)), mp.mpf(kappa))) for u in us],
+        def wfun(k, u):
+            u = mp.mpf(u)  # exactly, so that u + (1 - u) = 1 at kappa -> 0
+            return -mp.log(u + (1 - u) * mp.exp(-2 * k)) / k
+
+        w = torch.tensor([float(wfun(mp.mpf(kappa), u)) for u in us], dtype=F64)
+        ref = torch.tensor([float(mp.diff(lambda k, u=u: wfun(k, u), mp.mpf(kappa))) for u in us],
                            dtype=F64)
         got = dw_dkappa(w, torch.full_like(w, kappa), 3)
         torch.testing.assert_close(got, ref, rtol=1e-9, atol=0)
@@ -295,9 +298,9 @@ def test_gradcheck_log_prob_and_kl():
                               validate_args=False).log_prob(z)
 
     assert torch.autograd.gradcheck(lp, (mu, k))
-    kl = lambda k_: VonMisesFisher(mu.detach().expand(3, 4), k_).kl_to_uniform()  # noqa: E731
+    kl = lambda k_: VonMisesFisher(mu.detach().expand(3, 4), k_).kl_to_uniform()
     assert torch.autograd.gradcheck(kl, (k,))
-    ent = lambda k_: VonMisesFisher(mu.detach().expand(3, 4), k_).entropy()  # noqa: E731
+    ent = lambda k_: VonMisesFisher(mu.detach().expand(3, 4), k_).entropy()
     assert torch.autograd.gradcheck(ent, (k,))
 
 

@@ -106,10 +106,10 @@ def test_extremes_are_finite():
 def test_gradcheck_float64():
     x = torch.tensor([1e-3, 0.7, 2.5, 40.0, 3e3], dtype=torch.float64, requires_grad=True)
     for v in (0, 1.5, 12.0, 64.0):
-        assert torch.autograd.gradcheck(lambda t: log_iv(v, t), (x,))
-        assert torch.autograd.gradcheck(lambda t: log_ive(v, t), (x,))
-        assert torch.autograd.gradcheck(lambda t: iv_ratio(v, t), (x,))
-        assert torch.autograd.gradcheck(lambda t: iv_ratio_complement(v, t), (x,))
+        assert torch.autograd.gradcheck(lambda t, v=v: log_iv(v, t), (x,))
+        assert torch.autograd.gradcheck(lambda t, v=v: log_ive(v, t), (x,))
+        assert torch.autograd.gradcheck(lambda t, v=v: iv_ratio(v, t), (x,))
+        assert torch.autograd.gradcheck(lambda t, v=v: iv_ratio_complement(v, t), (x,))
     # second derivative of log I_v (its backward is itself differentiable)
     assert torch.autograd.gradgradcheck(lambda t: log_iv(3.0, t), (x,))
 

@@ -1,7 +1,7 @@
 """Distributions on the unit hypersphere, following :mod:`torch.distributions` conventions."""
+from . import kl as _kl  # noqa: F401  (registers the KL divergences)
 from .constraints import sphere
 from .hyperspherical_uniform import HypersphericalUniform
 from .von_mises_fisher import VonMisesFisher, log_sphere_area
-from . import kl as _kl  # noqa: F401  (registers the KL divergences)
 
-__all__ = ["VonMisesFisher", "HypersphericalUniform", "log_sphere_area", "sphere"]
+__all__ = ["HypersphericalUniform", "VonMisesFisher", "log_sphere_area", "sphere"]

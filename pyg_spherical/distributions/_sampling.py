@@ -12,8 +12,7 @@ We carry ``w = 1 - omega`` instead of ``omega``: at large ``kappa`` ``omega`` ro
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from typing import Optional
+from functools import cache
 
 import numpy as np
 import torch
@@ -108,7 +107,7 @@ def sample_w(kappa: Tensor, m: int) -> tuple[Tensor, Tensor]:
         return _sample_w_wood(kappa, m)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gauss_legendre(n: int):
     x, w = np.polynomial.legendre.leggauss(n)
     # mapped to [0, 1]
@@ -147,7 +146,7 @@ def _dw_dkappa_s2(w: Tensor, kappa: Tensor) -> Tensor:
     return -torch.where(k < cut, series, closed)
 
 
-def dw_dkappa(w: Tensor, kappa: Tensor, m: int, nodes: Optional[int] = None) -> Tensor:
+def dw_dkappa(w: Tensor, kappa: Tensor, m: int, nodes: int | None = None) -> Tensor:
     r"""Implicit reparameterisation gradient ``dw/dkappa`` of ``w = 1 - omega``.
 
     Figurnov, Mohamed & Mnih (2018): for a sample with CDF ``F(. | kappa)`` held fixed,

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from torch.distributions import register_kl
 
+from .. import special
 from .hyperspherical_uniform import HypersphericalUniform
 from .von_mises_fisher import VonMisesFisher, _LogNormalizerScaled
-from .. import special
 
 
 def _check_dims(p, q):

@@ -18,8 +18,6 @@ of shape ``(..., 1)`` (vMF concentration) or ``(..., dim)`` (Gaussian log-std); 
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,7 +25,7 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from ..distributions import HypersphericalUniform, VonMisesFisher
 
-__all__ = ["LatentLayer", "VMFLatent", "GaussianLatent", "make_latent", "LATENTS"]
+__all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "VMFLatent", "make_latent"]
 
 MAX_LOGSTD = 10.0  # as torch_geometric.nn.models.autoencoder
 
@@ -44,7 +42,7 @@ class LatentLayer(nn.Module):
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"{type(self).__name__}: dim must be a positive int, got {dim!r}.")
         self.dim = dim
-        self.posterior: Optional[Distribution] = None
+        self.posterior: Distribution | None = None
 
     @property
     def scale_dim(self) -> int:
@@ -68,7 +66,7 @@ class LatentLayer(nn.Module):
         self.posterior = q
         return q.rsample() if self.training else self.point(q)
 
-    def kl(self, q: Optional[Distribution] = None) -> Tensor:
+    def kl(self, q: Distribution | None = None) -> Tensor:
         """``KL(q || p)`` per example, shape ``q.batch_shape`` (default: the last posterior)."""
         q = self.posterior if q is None else q
         if q is None:
