@@ -381,3 +381,33 @@ def test_rejection_attempts_match_wood_acceptance_rate():
         # the paper's estimate has its own MC error (1000 samples): allow 4 SE of each
         se = math.sqrt(att.var().item() / 20_000 + att.var().item() / 1000)
         assert abs(att.mean().item() - paper) < 4 * se + 1e-9
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_kl_vmf_vmf_extremes_are_finite_and_nonnegative(dtype):
+    m = 6
+    ks = torch.tensor([1e-6, 1.0, 1e3, 1e6], dtype=dtype)
+    kp, kq = torch.meshgrid(ks, ks, indexing="ij")
+    kp, kq = kp.reshape(-1).requires_grad_(True), kq.reshape(-1).requires_grad_(True)
+    mu_p = unit(m, 1, dtype).expand(16, m)
+    mu_q = unit(m, 2, dtype).expand(16, m)
+    kl = kl_divergence(VonMisesFisher(mu_p, kp), VonMisesFisher(mu_q, kq))
+    kl.sum().backward()
+    assert torch.isfinite(kl).all() and torch.isfinite(kp.grad).all() and torch.isfinite(kq.grad).all()
+    assert (kl >= -1e-6 * (1 + kl.abs())).all()
+    # identical distributions: zero
+    same = kl_divergence(VonMisesFisher(mu_p, kp.detach()), VonMisesFisher(mu_p, kp.detach()))
+    assert same.abs().max().item() < 1e-5
+
+
+def test_log_prob_float32_at_large_kappa_against_float64_reference():
+    """kappa (mu^T z - 1) is evaluated as -kappa ||z - mu||^2 / 2: no O(kappa) cancellation."""
+    m, kappa = 10, 1e5
+    mu = unit(m, 3)
+    ref = st.vonmises_fisher(mu.numpy(), kappa)
+    z = torch.as_tensor(ref.rvs(20, random_state=0))
+    lp32 = VonMisesFisher(mu.float(), torch.tensor(kappa)).log_prob(z.float()).double()
+    lp64 = VonMisesFisher(mu, torch.tensor(kappa, dtype=F64)).log_prob(z)
+    # the float32 inputs themselves are rounded: |d log p| <= kappa |mu||dz| ~ 1e5 * 1e-7
+    assert (lp32 - lp64).abs().max().item() < 0.05
+    np.testing.assert_allclose(lp64.numpy(), ref.logpdf(z.numpy()), rtol=1e-9, atol=1e-6)
