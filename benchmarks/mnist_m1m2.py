@@ -1,0 +1,420 @@
+#!/usr/bin/env python
+r"""Semi-supervised MNIST with the stacked M1+M2 model: paper section 5.3, Table 3 and Figure 10.
+
+Protocol (Appendix F.2; Kingma et al., 2014): M1 (x -> z1 -> x) and M2 (z1 -> y, (z1, y) -> z2,
+(z2, y) -> z1) with one hidden layer of 500 ReLU units per MLP, Glorot init; trained end-to-end
+with Adam (lr 1e-3), mini-batches of 100 unlabelled + 100 labelled images (dynamically
+binarised), 100 class-balanced labels (10 per class) drawn from the 50k training images, the
+remaining 49,900 used unlabelled; early stopping with a look-ahead of 50 epochs on the
+validation accuracy (10k held-out training images, fixed binarisation), the best-validation
+checkpoint is evaluated on the test set (fixed binarisation). z1 and z2 are each vMF ("S") or
+Gaussian ("N"): --combos N+N S+S S+N. The classification loss is weighted by --alpha per labelled
+image relative to its bound (see pyg_spherical/m1m2.py for the objective).
+
+Examples::
+
+    python benchmarks/mnist_m1m2.py --combos S+N --z1-dims 10 --z2-dims 10        # one run (resumes)
+    python benchmarks/mnist_m1m2.py --max-epochs 300                               # N+N, S+S, S+N at 10/10
+    python benchmarks/mnist_m1m2.py --z1-dims 5 10 50 --z2-dims 5 10 50            # full Table 3 grid
+    python benchmarks/mnist_m1m2.py --eval-only                                    # table from checkpoints
+    python benchmarks/mnist_m1m2.py --figure --fig-combo S+N --fig-z1 10 --fig-z2 10   # Figure 10
+
+Checkpoints: ``checkpoints/mnist_m1m2/<combo>_z1-<d1>_z2-<d2>_s<seed>/{last,best}.pt``
+(resumable); results: ``results/mnist_m1m2_<run>.json``, ``results/mnist_m1m2_table3.json``,
+``results/figures/mnist_m1m2_fig10_<run>.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np
+import torch
+from common import PAPER_TABLE3, REPO, RESULTS, device_arg, fmt, run_metadata, write_json
+
+COMBOS = ("N+N", "S+S", "S+N")
+DIMS = (5, 10, 50)
+SMOKE = {"on": False}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a single ``error: ...`` line on bad input."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}\n")
+
+
+def run_name(combo, d1, d2, seed) -> str:
+    return f"{combo.replace('+', '')}_z1-{d1}_z2-{d2}_s{seed}"
+
+
+def result_name(combo, d1, d2, seed) -> str:
+    return ("smoke_" if SMOKE["on"] else "") + f"mnist_m1m2_{run_name(combo, d1, d2, seed)}"
+
+
+def ckpt_dir(args, combo, d1, d2, seed) -> Path:
+    return Path(args.checkpoint_dir) / (("smoke_" if SMOKE["on"] else "")
+                                        + run_name(combo, d1, d2, seed))
+
+
+def args_for_json(args):
+    return argparse.Namespace(**{k: v for k, v in vars(args).items() if not k.startswith("_")})
+
+
+def tqdm_factory(args):
+    if args.no_progress:
+        return None
+    from tqdm.auto import tqdm
+
+    def make(total=None, desc=None, leave=False):
+        return tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True, mininterval=1.0)
+
+    return make
+
+
+# ------------------------------------------------------------------------------------ data
+def load_data(args, device):
+    from pyg_spherical.datasets import binarize_fixed, load_mnist
+
+    try:
+        data = load_mnist(root=args.root, download=not args.no_download)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+    train, val, test = data["train"], data["val"], data["test"]
+    if args.train_subset:
+        train = train._replace(x=train.x[: args.train_subset], y=train.y[: args.train_subset],
+                               index=train.index[: args.train_subset])
+    val_x, val_y = binarize_fixed(val.x, seed=args.eval_seed), val.y
+    test_x, test_y = binarize_fixed(test.x, seed=args.eval_seed + 1), test.y
+    if args.eval_subset:
+        val_x, val_y = val_x[: args.eval_subset], val_y[: args.eval_subset]
+        test_x, test_y = test_x[: args.eval_subset], test_y[: args.eval_subset]
+    return {"train": train, "val_x": val_x.to(device), "val_y": val_y.to(device),
+            "test_x": test_x.to(device), "test_y": test_y.to(device), "test_grey": test.x}
+
+
+def labelled_weight(args, n_l, n_u) -> float:
+    """``w_l``: 1 for ``equal``, ``N_l / N_u`` for ``kingma``, else the number given."""
+    if args.labelled_weight == "equal":
+        return 1.0
+    if args.labelled_weight == "kingma":
+        return n_l / n_u
+    return float(args.labelled_weight)
+
+
+def labelled_split(train, n_labels, seed):
+    """Class-balanced labelled indices and the complementary unlabelled ones (numpy int64)."""
+    from pyg_spherical.evaluation import balanced_label_draw
+
+    try:
+        lab = balanced_label_draw(train.y.cpu(), n_labels, seed=seed, num_classes=10)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+    mask = np.ones(train.y.shape[0], dtype=bool)
+    mask[lab] = False
+    return lab, np.flatnonzero(mask)
+
+
+# ------------------------------------------------------------------------------- training
+def build(args, combo, d1, d2, seed, device):
+    from pyg_spherical.m1m2 import COMBINATIONS, M1M2, SemiSupervisedLoader
+    from pyg_spherical.training import EarlyStopping, Trainer
+
+    torch.manual_seed(seed)
+    z1_latent, z2_latent = COMBINATIONS[combo]
+    model = M1M2(z1_latent, d1, z2_latent, d2, hidden=args.hidden).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    alpha = args.alpha
+    train = args._data["train"]
+    lab, unl = labelled_split(train, args.labels, seed)
+    w_l = labelled_weight(args, len(lab), len(unl))
+
+    def train_step(batch, epoch):
+        xl, yl, xu = batch
+        loss, m = model.loss(xl, yl, xu, alpha=alpha, labelled_weight=w_l)
+        return {"loss": loss, **m}
+
+    d = args._data
+    val_x, val_y, test_x, test_y = d["val_x"], d["val_y"], d["test_x"], d["test_y"]
+
+    def evaluate(m, epoch):
+        return {"acc": float(m.accuracy(val_x, val_y)), "test_acc": float(m.accuracy(test_x, test_y))}
+
+    stopper = EarlyStopping(patience=args.patience, mode="max")
+    trainer = Trainer(model, opt, train_step, evaluate, monitor="acc", early_stopping=stopper,
+                      max_epochs=args.max_epochs, checkpoint_dir=ckpt_dir(args, combo, d1, d2, seed))
+    lab_t, unl_t = torch.as_tensor(lab), torch.as_tensor(unl)
+    loader = SemiSupervisedLoader(train.x.index_select(0, lab_t).to(device),
+                                  train.y.index_select(0, lab_t).to(device),
+                                  train.x.index_select(0, unl_t).to(device),
+                                  batch_size=args.batch_size, seed=seed)
+    return model, trainer, loader, lab
+
+
+def train_one(args, combo, d1, d2, seed, device):
+    _, trainer, loader, lab = build(args, combo, d1, d2, seed, device)
+    name = run_name(combo, d1, d2, seed)
+    if trainer.resume(map_location=device):
+        print(f"[{name}] resumed at epoch {trainer.epoch}"
+              + (f" (finished: {trainer.stop_reason})" if trainer.finished else ""), flush=True)
+
+    def on_epoch_end(tr, rec):
+        if args.no_progress and tr.epoch % args.print_every and not tr.finished:
+            return
+        print(f"[{name}] epoch {rec['epoch']:4d}  train: bound(l) {rec['train_elbo_l']:8.2f} "
+              f"bound(u) {rec['train_elbo_u']:8.2f} ce {rec['train_ce']:.3f} acc(l) "
+              f"{100 * rec['train_acc_l']:5.1f}  val acc {100 * rec['val_acc']:5.2f}  "
+              f"(test {100 * rec['val_test_acc']:5.2f})  best {100 * tr.stopper.best:5.2f} @ "
+              f"{tr.stopper.best_epoch + 1}  {rec['time_s']:.1f}s+{rec['eval_time_s']:.1f}s",
+              flush=True)
+
+    if not trainer.finished and not args.eval_only:
+        trainer.fit(loader, progress=tqdm_factory(args), max_new_epochs=args.max_new_epochs,
+                    on_epoch_end=on_epoch_end)
+    return trainer, lab
+
+
+def load_best(args, combo, d1, d2, seed, device):
+    from pyg_spherical.m1m2 import COMBINATIONS, M1M2
+
+    path = ckpt_dir(args, combo, d1, d2, seed) / "best.pt"
+    if not path.is_file():
+        return None, None
+    best = torch.load(path, map_location=device, weights_only=False)
+    model = M1M2(*_latents(COMBINATIONS[combo], d1, d2), hidden=args.hidden).to(device)
+    model.load_state_dict(best["model"])
+    model.eval()
+    last_path = path.with_name("last.pt")
+    last = (torch.load(last_path, map_location="cpu", weights_only=False)
+            if last_path.is_file() else None)
+    return model, {"best": best, "last": last}
+
+
+def _latents(pair, d1, d2):
+    return pair[0], d1, pair[1], d2
+
+
+def evaluate_run(args, combo, d1, d2, seed, device, lab=None):
+    """Test accuracy of the best-validation checkpoint; writes ``results/mnist_m1m2_<run>.json``."""
+    started = time.time()
+    model, ck = load_best(args, combo, d1, d2, seed, device)
+    if model is None:
+        return None
+    d = args._data
+    test_acc = float(model.accuracy(d["test_x"], d["test_y"]))
+    val_acc = float(model.accuracy(d["val_x"], d["val_y"]))
+    history = ck["last"]["history"] if ck["last"] else []
+    stop = ck["last"].get("stop_reason") if ck["last"] else None
+    times = [r["time_s"] for r in history]
+    out = {
+        "combo": combo, "z1_dim": d1, "z2_dim": d2, "seed": seed, "labels": args.labels,
+        "alpha": args.alpha, "labelled_weight": args.labelled_weight,
+        "test_acc": 100 * test_acc, "val_acc": 100 * val_acc,
+        "paper": PAPER_TABLE3.get((d1, d2), {}).get(combo),
+        "epochs": len(history), "best_epoch": int(ck["best"]["epoch"]),
+        "stop_reason": stop, "finished": stop is not None, "max_epochs": args.max_epochs,
+        "patience": args.patience,
+        "train_time_s": float(sum(times)),
+        "val_time_s": float(sum(r["eval_time_s"] for r in history)),
+        "epoch_time_s": {"median": float(np.median(times)) if times else None,
+                         "mean": float(np.mean(times)) if times else None},
+        "labelled_indices": lab.tolist() if lab is not None else None,
+        "history": [{k: r.get(k) for k in ("epoch", "train_elbo_l", "train_elbo_u", "train_ce",
+                                           "train_acc_l", "val_acc", "val_test_acc", "time_s")}
+                    for r in history],
+        "meta": run_metadata(args_for_json(args)),
+    }
+    write_json(result_name(combo, d1, d2, seed), out, started=started)
+    return out
+
+
+# ----------------------------------------------------------------------------------- table
+def collect(configs, seeds):
+    rows = {}
+    for combo, d1, d2 in configs:
+        for s in seeds:
+            p = RESULTS / f"{result_name(combo, d1, d2, s)}.json"
+            if p.is_file():
+                rows.setdefault((d1, d2, combo), []).append(json.loads(p.read_text()))
+    return rows
+
+
+def print_table(args, configs, seeds, started):
+    rows = collect(configs, seeds)
+    pairs = sorted({(d1, d2) for _, d1, d2 in configs})
+    combos = [c for c in COMBOS if any(c == k for k, _, _ in configs)]
+    print(f"\nTable 3 (M1+M2, {args.labels} labels, test accuracy %, ours vs paper; "
+          "ours: mean ± std over runs, epochs reached in brackets, '+' = not finished)")
+    head = f"{'z1':>3s} {'z2':>3s} " + " ".join(f"{c + ' ours':>22s} {c + ' paper':>12s}"
+                                                 for c in combos)
+    print(head)
+    print("-" * len(head))
+    table = {}
+    for d1, d2 in pairs:
+        parts = []
+        for c in combos:
+            rs = rows.get((d1, d2, c), [])
+            paper = PAPER_TABLE3.get((d1, d2), {}).get(c)
+            if rs:
+                acc = np.array([r["test_acc"] for r in rs])
+                mean, std = float(acc.mean()), float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
+                ep = ",".join(f"{r['epochs']}{'' if r['finished'] else '+'}" for r in rs)
+                ours = f"{fmt(mean, std, 1)} [{ep}]"
+                table.setdefault(f"{d1},{d2}", {})[c] = {
+                    "mean": mean, "std": std, "n": len(rs), "paper": paper,
+                    "runs": [{k: r[k] for k in ("seed", "test_acc", "val_acc", "epochs",
+                                                 "best_epoch", "finished", "stop_reason",
+                                                 "train_time_s", "epoch_time_s")} for r in rs]}
+            else:
+                ours = "-"
+            ref = fmt(*paper, 1) if paper else "-"
+            parts.append(f"{ours:>22s} {ref:>12s}")
+        print(f"{d1:3d} {d2:3d} " + " ".join(parts))
+    payload = {"ours": table,
+               "paper": {f"{d1},{d2}": PAPER_TABLE3.get((d1, d2)) for d1, d2 in pairs},
+               "meta": run_metadata(args_for_json(args))}
+    path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_m1m2_table3", payload,
+                      started=started)
+    print(f"wrote {path.relative_to(REPO)}")
+
+
+# --------------------------------------------------------------------------------- figure
+def make_figure(args, device):
+    from matplotlib.figure import Figure
+
+    from pyg_spherical.plotting import image_grid, save_figure
+
+    combo, d1, d2, seed = args.fig_combo, args.fig_z1, args.fig_z2, args.seed
+    model, _ = load_best(args, combo, d1, d2, seed, device)
+    if model is None:
+        raise SystemExit(f"error: no checkpoint for {run_name(combo, d1, d2, seed)} under "
+                         f"{args.checkpoint_dir}; train it first")
+    d = args._data
+    test_y = d["test_y"].cpu()
+    # one test image per class (the first of each digit), then the next ones in file order
+    first = [int(torch.nonzero(test_y == c)[0]) for c in range(10)]
+    rest = [i for i in range(test_y.shape[0]) if i not in first][: max(0, args.fig_rows - 10)]
+    idx = torch.as_tensor((first + rest)[: args.fig_rows])
+    x_bin = d["test_x"].index_select(0, idx.to(d["test_x"].device))
+    grey = d["test_grey"].index_select(0, idx)
+    gen = model.analogies(x_bin).cpu()  # (R, 10, D), style inferred with the predicted class
+    rows = torch.cat([grey.unsqueeze(1), gen], dim=1).reshape(-1, gen.shape[-1])
+    fig = Figure(figsize=(6.6, 0.62 * len(idx) + 0.6))
+    ax = fig.add_subplot(1, 1, 1)
+    image_grid(rows, nrow=11, ax=ax,
+               title=f"M1+M2 {combo}, dim z1 = {d1}, dim z2 = {d2}: test image | y = 0 ... 9")
+    fig.tight_layout()
+    fig_dir = RESULTS / ("smoke_figures" if SMOKE["on"] else "figures")
+    path = save_figure(fig, fig_dir / f"mnist_m1m2_fig10_{run_name(combo, d1, d2, seed)}.png")
+    print(f"wrote {Path(path).relative_to(REPO)}")
+
+
+# ------------------------------------------------------------------------------------ main
+def parse_args(argv=None):
+    p = Parser(description=__doc__.split("\n\n")[0],
+               formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--combos", nargs="+", default=list(COMBOS), metavar="C",
+                   help="latent pairs z1+z2 among N+N S+S S+N (default: all three)")
+    p.add_argument("--z1-dims", type=int, nargs="+", default=[10], help="dims of z1 (paper: 5 10 50)")
+    p.add_argument("--z2-dims", type=int, nargs="+", default=[10], help="dims of z2 (paper: 5 10 50)")
+    p.add_argument("--labels", type=int, default=100, help="labelled images (class-balanced)")
+    p.add_argument("--alpha", type=float, default=1.0,
+                   help="classification-loss weight per labelled image (paper: in [0.1, 1])")
+    p.add_argument("--labelled-weight", default="kingma",
+                   help="weight w_l of the labelled bound: 'kingma' (N_l/N_u: every image weighs "
+                        "the same, as Kingma et al.'s sum over the data), 'equal' (1: labelled "
+                        "and unlabelled batch means weigh the same), or a number")
+    p.add_argument("--runs", type=int, default=1, help="runs per config (seeds seed..seed+runs-1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model and the labelled draw")
+    p.add_argument("--max-epochs", type=int, default=1000, help="hard cap on epochs per run")
+    p.add_argument("--max-new-epochs", type=int, default=None,
+                   help="train at most this many more epochs per run in this call")
+    p.add_argument("--patience", type=int, default=50, help="look-ahead on validation accuracy")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=100, help="unlabelled (and labelled) batch")
+    p.add_argument("--hidden", type=int, default=500, help="hidden units of every MLP")
+    p.add_argument("--eval-only", action="store_true", help="no training: evaluate checkpoints")
+    p.add_argument("--no-eval", action="store_true", help="train only")
+    p.add_argument("--figure", action="store_true",
+                   help="only write Figure 10 from the checkpoint of --fig-combo/--fig-z1/--fig-z2")
+    p.add_argument("--fig-combo", default="S+N", help="model of Figure 10 (default S+N)")
+    p.add_argument("--fig-z1", type=int, default=10)
+    p.add_argument("--fig-z2", type=int, default=10)
+    p.add_argument("--fig-rows", type=int, default=10, help="test images in Figure 10")
+    p.add_argument("--eval-seed", type=int, default=1234, help="seed of the fixed binarisation")
+    p.add_argument("--root", default=None, help="data root (default $PYG_SPHERICAL_DATA)")
+    p.add_argument("--no-download", action="store_true")
+    p.add_argument("--checkpoint-dir", default=str(REPO / "checkpoints" / "mnist_m1m2"))
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--train-subset", type=int, default=0, help="use only N training images (smoke)")
+    p.add_argument("--eval-subset", type=int, default=0, help="use only N val/test images (smoke)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.add_argument("--print-every", type=int, default=1, help="with --no-progress: log every N epochs")
+    args = p.parse_args(argv)
+    bad = [c for c in args.combos + [args.fig_combo] if c not in COMBOS]
+    if bad:
+        p.error(f"unknown combination(s) {bad}; choose among {list(COMBOS)}")
+    for d in args.z1_dims + args.z2_dims + [args.fig_z1, args.fig_z2]:
+        if d < 2:
+            p.error(f"latent dims must be >= 2 (a vMF needs the circle S^1 at least), got {d}")
+    if args.labels < 10 or args.labels % 10:
+        p.error(f"--labels must be a positive multiple of 10 (class-balanced), got {args.labels}")
+    for name in ("runs", "max_epochs", "patience", "batch_size", "hidden", "threads", "fig_rows",
+                 "print_every"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.labelled_weight not in ("kingma", "equal"):
+        try:
+            if not float(args.labelled_weight) >= 0:
+                raise ValueError
+        except ValueError:
+            p.error(f"--labelled-weight must be 'kingma', 'equal' or a number >= 0, "
+                    f"got {args.labelled_weight!r}")
+    if args.max_new_epochs is not None and args.max_new_epochs < 1:
+        p.error("--max-new-epochs must be >= 1")
+    if args.lr <= 0 or args.alpha < 0 or not math.isfinite(args.alpha):
+        p.error("--lr must be > 0 and --alpha >= 0")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.time()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # denormal activations/gradients slow CPU matmuls several-fold
+    device = device_arg(args.device)
+    SMOKE["on"] = bool(args.train_subset or args.eval_subset)
+    args._data = load_data(args, device)
+    seeds = list(range(args.seed, args.seed + args.runs))
+    configs = [(c, d1, d2) for d1 in args.z1_dims for d2 in args.z2_dims for c in args.combos]
+    if args.figure:  # figure only, from an existing checkpoint
+        make_figure(args, device)
+        return
+    for combo, d1, d2 in configs:
+        for s in seeds:
+            trainer, lab = train_one(args, combo, d1, d2, s, device)
+            if args.no_eval or trainer.epoch == 0:
+                if trainer.epoch == 0:
+                    print(f"[{run_name(combo, d1, d2, s)}] no checkpoint; skipped")
+                continue
+            r = evaluate_run(args, combo, d1, d2, s, device, lab)
+            if r is not None:
+                print(f"[{run_name(combo, d1, d2, s)}] test accuracy {r['test_acc']:.2f}% "
+                      f"(val {r['val_acc']:.2f}%, best epoch {r['best_epoch']} of "
+                      f"{r['epochs']}, {r['stop_reason'] or 'not finished'}; "
+                      f"{r['epoch_time_s']['median']:.1f}s/epoch)", flush=True)
+    if not args.no_eval:
+        print_table(args, configs, seeds, started)
+
+
+if __name__ == "__main__":
+    main()
