@@ -54,7 +54,11 @@ Metrics (how well was the circle recovered?)
 * :func:`aggregate_kl` -- :math:`\mathrm{KL}(q(z) \| p(z))` of the aggregate posterior
   :math:`q(z) = \frac1N \sum_n q(z|x_n)` to the prior, by Monte Carlo; small when samples from the
   prior land where the data are (the "holes" of section 2.3).
+* :func:`manifold_distance` -- squared distance per coordinate from (decoded prior samples) to
+  the clean data curve :math:`f(\mathcal{S}^1)`: do samples of the generative model land on it?
 * :func:`radial_spread` -- coefficient of variation of ``||z - centre||``: 0 for a circle.
+
+:func:`evaluate_recovery` computes all of them for a trained model on a held-out set.
 
 All functions are pure (no printing, no files); randomness comes from explicit seeds and leaves
 torch's global RNG state untouched where noted.
@@ -199,6 +203,7 @@ class CircleEmbedding(nn.Module):
         return h
 
     def forward(self, u: Tensor) -> Tensor:
+        """``f(u)``: ``(..., 2) -> (..., D)``, computed in float64 and returned in ``u.dtype``."""
         dtype = u.dtype
         return ((self._raw(u.to(torch.float64)) - self.center) / self.scale).to(dtype)
 
