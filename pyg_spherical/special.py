@@ -84,7 +84,7 @@ class _Bessel(NamedTuple):
     """Quantities at order v: ``log_ive = log I_v - x``; ``dlog_ive``, ``dlog_iv`` their x-derivatives;
     ``lnorm = log(Gamma(v+1) (2/x)^v I_v(x)) - x``; ``R = I_v / I_{v-1}``; ``comp = 1 - R``;
     ``dR = dR/dx`` (only when asked for); ``R_next``, ``comp_next``: ``R_{v+1}`` and its
-    complement where the recurrence or series produced them (else ``None``)."""
+    complement and derivative where the recurrence or series produced them (else ``None``)."""
 
     log_ive: Tensor | None
     dlog_ive: Tensor
@@ -95,6 +95,7 @@ class _Bessel(NamedTuple):
     dR: Tensor | None
     R_next: Tensor | None = None
     comp_next: Tensor | None = None
+    dR_next: Tensor | None = None
 
 
 def _where(mask, a: _Bessel, b: _Bessel) -> _Bessel:
@@ -175,8 +176,12 @@ def _series(v: Order, x: Tensor, want_grad: bool) -> _Bessel:
     R = half * (1 + sum_v) / (v + sum_m)
     R_next = half * (1 + sum_p) / ((v + 1) * (1 + sum_v))
     dlog_iv = R_next + v / x
-    dR = 1 - R * R - (2 * v - 1) * R / x if want_grad else None
-    return _Bessel(log_ive, dlog_iv - 1, dlog_iv, ell - x, R, 1 - R, dR, R_next, 1 - R_next)
+    dR = dR_next = None
+    if want_grad:
+        dR = 1 - R * R - (2 * v - 1) * R / x
+        dR_next = 1 - R_next * R_next - (2 * v + 1) * R_next / x
+    return _Bessel(log_ive, dlog_iv - 1, dlog_iv, ell - x, R, 1 - R, dR, R_next, 1 - R_next,
+                   dR_next)
 
 
 def _core(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = True) -> _Bessel:
@@ -215,7 +220,7 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = T
     R, comp, dR = top.R, top.comp, top.dR
     masked = isinstance(v, Tensor)
     logsum = torch.zeros_like(x)
-    comp_up, R_up = comp, R  # 1 - R_{k+1}, R_{k+1} after each step
+    comp_up, R_up, dR_up = comp, R, dR  # 1 - R_{k+1}, R_{k+1}, R_{k+1}' after each step
     k = w
     for i in range(steps):
         k = k - 1  # the order being produced
@@ -232,11 +237,12 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = T
             R = torch.where(active, R_new, R)
             comp = torch.where(active, comp_new, comp)
             if want_grad:
+                dR_up = torch.where(active, dR, dR_up)
                 dR = torch.where(active, dR_new, dR)
         else:
             if want_log:
                 logsum = logsum + torch.log(R)
-            comp_up, R_up = comp, R
+            comp_up, R_up, dR_up = comp, R, dR
             R, comp, dR = R_new, comp_new, dR_new
     log_ive = lnorm = None
     if want_log:
@@ -244,7 +250,8 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = T
         lgam = torch.lgamma(torch.as_tensor(v + 1.0, dtype=x.dtype, device=x.device))
         lnorm = log_ive - v * torch.log(x / 2) + lgam
     # d/dx log iv_v = R_{v+1} + v/x; for ive subtract 1 as v/x - (1 - R_{v+1}).
-    out = _Bessel(log_ive, v / x - comp_up, R_up + v / x, lnorm, R, comp, dR, R_up, comp_up)
+    out = _Bessel(log_ive, v / x - comp_up, R_up + v / x, lnorm, R, comp, dR, R_up, comp_up,
+                  dR_up if want_grad else None)
     return _where(n > 0, out, top) if masked else out
 
 
@@ -260,6 +267,29 @@ def _log_ivn_small(v: Order, x: Tensor) -> Tensor:
         t = t * y / (j * (v + j))
         total = total + t
     return torch.log1p(total)
+
+
+class _VMFTerms(NamedTuple):
+    """Bessel quantities of ``vMF(., kappa)`` on ``S^{m-1}`` (see :func:`_vmf_terms`)."""
+
+    A: Tensor  # A_m(kappa) = I_{m/2} / I_{m/2-1}
+    comp: Tensor  # 1 - A_m(kappa)
+    dA: Tensor  # A_m'(kappa)
+    lnorm: Tensor  # log(Gamma(m/2) (2/kappa)^{m/2-1} I_{m/2-1}(kappa)) - kappa
+    ell_small: Tensor  # the same + kappa, from the series (valid for kappa <= 2)
+
+
+def _vmf_terms(m: int, kappa: Tensor) -> _VMFTerms:
+    """Everything the vMF needs from Bessel functions, in one pass at order ``m/2 - 1`` whose
+    recurrence also yields order ``m/2`` (and its derivative); no autograd."""
+    v = m / 2 - 1
+    b = _core(v, kappa, want_grad=True)
+    if b.R_next is None or b.dR_next is None:  # large m: Debye directly at order m/2
+        t = _core(m / 2, kappa, want_grad=True, want_log=False)
+        A, comp, dA = t.R, t.comp, t.dR
+    else:
+        A, comp, dA = b.R_next, b.comp_next, b.dR_next
+    return _VMFTerms(A, comp, dA, b.lnorm, _log_ivn_small(v, kappa))
 
 
 def _prepare(v: Order, x) -> tuple:

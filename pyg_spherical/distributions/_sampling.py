@@ -146,7 +146,8 @@ def _dw_dkappa_s2(w: Tensor, kappa: Tensor) -> Tensor:
     return -torch.where(k < cut, series, closed)
 
 
-def dw_dkappa(w: Tensor, kappa: Tensor, m: int, nodes: int | None = None) -> Tensor:
+def dw_dkappa(w: Tensor, kappa: Tensor, m: int, nodes: int | None = None,
+              comp_a: Tensor | None = None) -> Tensor:
     r"""Implicit reparameterisation gradient ``dw/dkappa`` of ``w = 1 - omega``.
 
     Figurnov, Mohamed & Mnih (2018): for a sample with CDF ``F(. | kappa)`` held fixed,
@@ -172,7 +173,8 @@ def dw_dkappa(w: Tensor, kappa: Tensor, m: int, nodes: int | None = None) -> Ten
     dt = w.dtype
     x01, wq = _gauss_legendre(nodes or _NODES.get(dt, 16))
     c = m - 2.0
-    comp_a = iv_ratio_complement(m / 2, kappa)  # 1 - A_m(kappa)
+    if comp_a is None:
+        comp_a = iv_ratio_complement(m / 2, kappa)  # 1 - A_m(kappa)
     theta0 = 2 * torch.asin(torch.sqrt(torch.clamp(w / 2, 0, 1)))
     sin0, cos0 = torch.sin(theta0), torch.cos(theta0)
     tiny = torch.finfo(dt).tiny
@@ -239,20 +241,23 @@ class _ImplicitW(torch.autograd.Function):
     """Identity on ``w`` in the forward pass; ``dw/dkappa`` from :func:`dw_dkappa` backwards."""
 
     @staticmethod
-    def forward(ctx, kappa, w, m):
+    def forward(ctx, kappa, w, m, comp_a):
         ctx.m = m
-        ctx.save_for_backward(kappa, w)
+        ctx.save_for_backward(kappa, w, comp_a)
         return w.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        kappa, w = ctx.saved_tensors
-        return grad * dw_dkappa(w, kappa, ctx.m), None, None
+        kappa, w, comp_a = ctx.saved_tensors
+        return grad * dw_dkappa(w, kappa, ctx.m, comp_a=comp_a), None, None, None
 
 
-def reparameterized_w(kappa: Tensor, w: Tensor, m: int) -> Tensor:
-    """Attach the implicit gradient in ``kappa`` to samples ``w`` (same shape as ``kappa``)."""
+def reparameterized_w(kappa: Tensor, w: Tensor, m: int, comp_a: Tensor | None = None) -> Tensor:
+    """Attach the implicit gradient in ``kappa`` to samples ``w`` (same shape as ``kappa``);
+    ``comp_a = 1 - A_m(kappa)`` may be passed in if already known."""
     if not kappa.requires_grad:
         return w
-    return _ImplicitW.apply(kappa, w, m)
+    if comp_a is None:
+        comp_a = iv_ratio_complement(m / 2, kappa.detach())
+    return _ImplicitW.apply(kappa, w, m, comp_a)

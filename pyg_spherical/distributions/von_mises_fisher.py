@@ -35,19 +35,19 @@ class _LogNormalizerScaled(torch.autograd.Function):
     r"""``L(kappa) = log(Gamma(m/2) (2/kappa)^{m/2-1} I_{m/2-1}(kappa)) - kappa``.
 
     ``log C_m(kappa) = -log|S^{m-1}| - L(kappa) - kappa``; ``dL/dkappa = A_m(kappa) - 1`` (eq. 18),
-    returned as ``-(1 - A_m)`` so that it keeps its precision as ``A_m -> 1``.
+    returned as ``-(1 - A_m)`` so that it keeps its precision as ``A_m -> 1``. The values come
+    precomputed in ``terms`` (:func:`pyg_spherical.special._vmf_terms`).
     """
 
     @staticmethod
-    def forward(ctx, kappa, m):
-        ctx.m = m
-        ctx.save_for_backward(kappa)
-        return special._core(m / 2 - 1, _compute(kappa)).lnorm.to(kappa.dtype)
+    def forward(ctx, kappa, terms):
+        ctx.save_for_backward(terms.comp)
+        return terms.lnorm.to(kappa.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        (kappa,) = ctx.saved_tensors
-        return -grad * special.iv_ratio_complement(ctx.m / 2, kappa), None
+        (comp,) = ctx.saved_tensors
+        return -grad * comp.to(grad.dtype), None
 
 
 class _KLUniform(torch.autograd.Function):
@@ -60,28 +60,18 @@ class _KLUniform(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, kappa, m):
-        ctx.m = m
-        ctx.save_for_backward(kappa)
+    def forward(ctx, kappa, terms):
         k = _compute(kappa)
-        v = m / 2 - 1
-        b = special._core(v, k)  # order m/2 - 1; the recurrence also yields A_m = R_{m/2}
-        if b.R_next is None:
-            top = special._core(m / 2, k, want_log=False)
-            A, comp = top.R, top.comp
-        else:
-            A, comp = b.R_next, b.comp_next
-        small = k * A - special._log_ivn_small(v, k)
-        large = -k * comp - b.lnorm
+        ctx.save_for_backward(k * terms.dA)
+        small = k * terms.A - terms.ell_small
+        large = -k * terms.comp - terms.lnorm
         kl = torch.where(k <= special._SERIES_X, small, large)
         return torch.clamp(kl, min=0).to(kappa.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        (kappa,) = ctx.saved_tensors
-        k = _compute(kappa)
-        dA = special._core(ctx.m / 2, k, want_grad=True).dR
-        return grad * (k * dA).to(kappa.dtype), None
+        (dkl,) = ctx.saved_tensors
+        return grad * dkl.to(grad.dtype), None
 
 
 def _check_concentration(kappa: Tensor) -> None:
@@ -231,6 +221,16 @@ class VonMisesFisher(Distribution):
     def _m(self) -> int:
         return self.event_shape[0]
 
+    @property
+    def _terms(self) -> special._VMFTerms:
+        """Bessel quantities at ``kappa`` (computed once per distribution, no autograd)."""
+        terms = self.__dict__.get("_terms_cache")
+        if terms is None:
+            with torch.no_grad():
+                terms = special._vmf_terms(self._m, _compute(self.concentration.detach()))
+            self.__dict__["_terms_cache"] = terms
+        return terms
+
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(VonMisesFisher, _instance)
         batch_shape = torch.Size(batch_shape)
@@ -244,7 +244,7 @@ class VonMisesFisher(Distribution):
     @property
     def mean_resultant_length(self) -> Tensor:
         """``A_m(kappa) = E[mu^T z] = I_{m/2}(kappa) / I_{m/2-1}(kappa)``, shape ``batch_shape``."""
-        return special.iv_ratio(self._m / 2, self.concentration)
+        return special.iv_ratio(self._m / 2, self.concentration)  # differentiable
 
     @property
     def mean(self) -> Tensor:
@@ -266,7 +266,7 @@ class VonMisesFisher(Distribution):
     # --- densities -----------------------------------------------------------------------
     def log_normalizer(self) -> Tensor:
         """``log C_m(kappa)`` (eq. 4), shape ``batch_shape``; finite for any ``kappa > 0``."""
-        L = _LogNormalizerScaled.apply(self.concentration, self._m)
+        L = _LogNormalizerScaled.apply(self.concentration, self._terms)
         return -log_sphere_area(self._m) - L - self.concentration
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -274,7 +274,7 @@ class VonMisesFisher(Distribution):
         ``-log|S^{m-1}| - L(kappa) - kappa ||z - mu||^2 / 2`` (no ``O(kappa)`` cancellation)."""
         if self._validate_args:
             self._validate_sample(value)
-        L = _LogNormalizerScaled.apply(self.concentration, self._m)
+        L = _LogNormalizerScaled.apply(self.concentration, self._terms)
         half_sq = 0.5 * ((value - self.loc) ** 2).sum(-1)  # 1 - mu^T z for unit vectors
         return -log_sphere_area(self._m) - L - self.concentration * half_sq
 
@@ -284,7 +284,7 @@ class VonMisesFisher(Distribution):
 
     def kl_to_uniform(self) -> Tensor:
         """``KL(q || U(S^{m-1}))`` (eq. 5), shape ``batch_shape``."""
-        return _KLUniform.apply(self.concentration, self._m)
+        return _KLUniform.apply(self.concentration, self._terms)
 
     # --- sampling ------------------------------------------------------------------------
     def rsample(self, sample_shape=torch.Size()) -> Tensor:
@@ -297,7 +297,9 @@ class VonMisesFisher(Distribution):
         m = self._m
         kappa = self.concentration.expand(shape[:-1])
         w, _ = sample_w(kappa.detach(), m)  # 1 - omega, no grad
-        w = reparameterized_w(kappa, w, m)
+        if kappa.requires_grad:
+            comp_a = self._terms.comp.to(kappa.dtype).expand(kappa.shape)
+            w = reparameterized_w(kappa, w, m, comp_a)
         v = torch.randn(shape[:-1] + (m - 1,), dtype=kappa.dtype, device=kappa.device)
         v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(_TINY)
         return _Reflect.apply(self.loc.expand(shape), w, v)
