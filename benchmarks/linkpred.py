@@ -181,21 +181,53 @@ class Graph:
 
 
 class Trainer:
-    """One model, one run: full-batch training step, evaluation, best-validation bookkeeping."""
+    """One model, one run: full-batch training step, evaluation, best-validation bookkeeping.
 
-    def __init__(self, model_name: str, cfg: dict, graph: Graph, device, dtype=torch.float32):
+    Every trainer owns its random streams (torch CPU/CUDA generators and Python's ``random``,
+    which PyG's negative sampling uses), seeded with ``seed`` before the model is built, and
+    swapped in around each training step: a model trained side by side with another one sees
+    exactly the draws it would see alone, so neither model's results depend on the other's.
+    """
+
+    def __init__(self, model_name: str, cfg: dict, graph: Graph, device, seed: int,
+                 dtype=torch.float32):
         from pyg_spherical import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
 
+        self.name, self.cfg, self.g, self.device = model_name, cfg, graph, device
+        self._cuda = device.type == "cuda"
+        outer = self._get_rng()
+        seed_all(seed)
         Enc = SphericalGCNEncoder if model_name == "svgae" else GCNEncoder
         enc = Enc(graph.num_features, cfg["hidden"], cfg["dim"], cfg["dropout"], cached=True)
-        self.name, self.cfg, self.g, self.device = model_name, cfg, graph, device
         self.model = SphericalVGAE(enc).to(device=device, dtype=dtype)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
+        self._rng = self._get_rng()
+        self._set_rng(outer)
         self.times: list[float] = []
         self.best = {"val_auc": -1.0}
         self.last_loss = None
 
+    def _get_rng(self):
+        cuda = torch.cuda.get_rng_state(self.device) if self._cuda else None
+        return torch.get_rng_state(), random.getstate(), cuda
+
+    def _set_rng(self, state) -> None:
+        torch.set_rng_state(state[0])
+        random.setstate(state[1])
+        if self._cuda:
+            torch.cuda.set_rng_state(state[2], self.device)
+
     def step(self) -> None:
+        """One training epoch (timed), drawing from this trainer's own random streams."""
+        outer = self._get_rng()
+        self._set_rng(self._rng)
+        try:
+            self._train_step()
+        finally:
+            self._rng = self._get_rng()
+            self._set_rng(outer)
+
+    def _train_step(self) -> None:
         m, g = self.model, self.g
         t0 = time.perf_counter()
         m.train()
@@ -204,7 +236,7 @@ class Trainer:
         loss = m.recon_loss(z, g.train) + m.kl_loss() / g.num_nodes
         loss.backward()
         self.opt.step()
-        if self.device.type == "cuda":
+        if self._cuda:
             torch.cuda.synchronize()
         self.times.append(time.perf_counter() - t0)
         self.last_loss = loss.detach()
@@ -254,8 +286,7 @@ def train_runs(args, data, cfgs: dict, seeds, device, bar=None) -> dict:
     out = {name: [] for name in cfgs}
     for seed in seeds:
         graph = Graph(data, make_split(data, seed), device)
-        seed_all(seed)
-        trainers = {name: Trainer(name, cfg, graph, device) for name, cfg in cfgs.items()}
+        trainers = {name: Trainer(name, cfg, graph, device, seed) for name, cfg in cfgs.items()}
         epochs = max(cfg["epochs"] for cfg in cfgs.values())
         for epoch in range(epochs):
             post = {}
@@ -315,9 +346,8 @@ def speed_test(args, data, device, dims=(16, 32, 64), epochs=60) -> list[dict]:
     graph = Graph(data, make_split(data, args.seed), device)
     rows = []
     for dim in dims:
-        seed_all(args.seed)
         cfg = {"lr": 0.01, "dropout": 0.1, "dim": dim, "hidden": args.hidden, "epochs": epochs}
-        trs = {m: Trainer(m, cfg, graph, device) for m in MODELS}
+        trs = {m: Trainer(m, cfg, graph, device, args.seed) for m in MODELS}
         for _ in range(epochs):
             for tr in trs.values():
                 tr.step()
@@ -416,8 +446,7 @@ def run_plot(args, data, device) -> dict:
             for m in MODELS}
     seed = args.seed
     graph = Graph(data, make_split(data, seed), device)
-    seed_all(seed)
-    trainers = {m: Trainer(m, cfgs[m], graph, device) for m in MODELS}
+    trainers = {m: Trainer(m, cfgs[m], graph, device, seed) for m in MODELS}
     bar = progress(args, cfgs["svgae"]["epochs"], "figure 3")
     for epoch in range(cfgs["svgae"]["epochs"]):
         for tr in trainers.values():

@@ -40,7 +40,6 @@ from linkpred import (
     make_split,
     positive,
     progress,
-    seed_all,
     settings,
     summarize,
 )
@@ -79,14 +78,14 @@ class _AuthorsGradW(torch.autograd.Function):
 
 
 class AblationTrainer(Trainer):
-    def __init__(self, model_name, cfg, graph, device, ablation):
-        super().__init__(model_name, cfg, graph, device)
+    def __init__(self, model_name, cfg, graph, device, seed, ablation):
+        super().__init__(model_name, cfg, graph, device, seed)
         self.ablation = ablation
         if ablation == "kappa_min20":
             from pyg_spherical import VMFLatent
             self.model.latent = VMFLatent(cfg["dim"], min_concentration=20.0)
 
-    def step(self):
+    def _train_step(self):
         if self.ablation != "authors_grad":
             return self._step(kl=self.ablation != "no_kl",
                               sample=self.ablation != "no_sampling")
@@ -181,9 +180,8 @@ def main(argv=None):
         for r in range(args.runs):
             seed = args.seed + r
             graph = Graph(d, make_split(d, seed), device)
-            seed_all(seed)
             trs = {m: AblationTrainer(m, settings(args, args.dataset, m) if name == "row_normalized"
-                                      else cfg, graph, device, name) for m in models}
+                                      else cfg, graph, device, seed, name) for m in models}
             for epoch in range(cfg["epochs"]):
                 for tr in trs.values():
                     tr.step()
