@@ -116,6 +116,10 @@ class GCNLatentEncoder(nn.Module):
 
     def forward(self, x: Tensor, edge_index: Tensor,
                 edge_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""``x (N, F)`` (dense or sparse COO), ``edge_index (2, E)``, optional
+        ``edge_weight (E,)`` -> ``(loc_raw (N, d), scale_raw (N, 1 or d))``, i.e.
+        :math:`\hat A\,\mathrm{drop}(H) W_\mu` and :math:`\hat A\,\mathrm{drop}(H) W_\sigma` with
+        :math:`H = \mathrm{ReLU}(\hat A\,\mathrm{drop}(X) W_0)` (see the module docstring)."""
         ei, ew = self.normalized_adjacency(edge_index, x.size(0), edge_weight, dtype=x.dtype)
         if x.is_sparse:
             h = self._sparse_input_conv(x, ei, ew).relu()

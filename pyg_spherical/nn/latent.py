@@ -62,6 +62,9 @@ class LatentLayer(nn.Module):
         return q.mean
 
     def forward(self, loc_raw: Tensor, scale_raw: Tensor) -> Tensor:
+        """``(loc_raw (..., dim), scale_raw (..., scale_dim)) -> z (..., dim)``: a reparameterised
+        draw ``q.rsample()`` in training mode, :meth:`point` (the mode) in eval mode. The posterior
+        ``q`` is kept in :attr:`posterior` for :meth:`kl`."""
         q = self.distribution(loc_raw, scale_raw)
         self.posterior = q
         return q.rsample() if self.training else self.point(q)
@@ -164,7 +167,21 @@ LATENTS = {"vmf": VMFLatent, "normal": GaussianLatent}
 
 
 def make_latent(kind: str, dim: int, **kwargs) -> LatentLayer:
-    """``make_latent("vmf", d)`` (S-VAE) or ``make_latent("normal", d)`` (N-VAE)."""
+    """``make_latent("vmf", d)`` (S-VAE) or ``make_latent("normal", d)`` (N-VAE).
+
+    Args:
+        kind (str): ``"vmf"`` (aliases ``"svae"``, ``"s"``, ``"spherical"``) or ``"normal"``
+            (aliases ``"gaussian"``, ``"n"``, ``"nvae"``), case-insensitive.
+        dim (int): latent size ``d``; vMF codes are unit vectors in ``R^d`` (the sphere
+            ``S^{d-1}``), Gaussian codes are points of ``R^d``.
+        **kwargs: forwarded to the layer (e.g. ``min_concentration`` for :class:`VMFLatent`).
+
+    Returns:
+        A :class:`VMFLatent` or :class:`GaussianLatent`.
+
+    Raises:
+        ValueError: unknown ``kind``, or an invalid ``dim``.
+    """
     aliases = {"svae": "vmf", "s": "vmf", "spherical": "vmf", "gaussian": "normal", "n": "normal",
                "nvae": "normal"}
     key = aliases.get(kind.lower(), kind.lower()) if isinstance(kind, str) else kind
