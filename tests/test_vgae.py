@@ -302,6 +302,22 @@ def test_sparse_features_match_dense(graph):
     assert torch.isfinite(loc).all()
 
 
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_csr_linear_gradients_against_finite_differences(layout):
+    from torch.autograd import gradcheck
+
+    from pyg_spherical.nn.graph_encoders import SparseStructure, _CSRLinear
+
+    torch.manual_seed(0)
+    x = (torch.rand(9, 6) < 0.4).double() * torch.rand(9, 6, dtype=torch.float64)
+    xs = x.to_sparse() if layout == "coo" else x.to_sparse_csr()
+    st = SparseStructure.from_sparse(xs)
+    v = st.values(xs).clone().requires_grad_(True)
+    w = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(_CSRLinear.apply(v, w, st), x @ w.t())
+    assert gradcheck(lambda v, w: _CSRLinear.apply(v, w, st), (v, w))
+
+
 def test_cached_adjacency_equals_uncached_and_resets(graph):
     torch.manual_seed(0)
     a = SphericalGCNEncoder(graph.num_features, 16, 4, cached=True).eval()
@@ -311,8 +327,10 @@ def test_cached_adjacency_equals_uncached_and_resets(graph):
         for u, v in zip(a(graph.x, graph.edge_index), b(graph.x, graph.edge_index)):
             torch.testing.assert_close(u, v)
     assert a._cache is not None
+    a(graph.x.to_sparse(), graph.edge_index)
+    assert a._input_cache is not None
     a.reset_parameters()
-    assert a._cache is None
+    assert a._cache is None and a._input_cache is None
 
 
 # ------------------------------------------------------------------------------- training

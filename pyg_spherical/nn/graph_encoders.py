@@ -26,6 +26,8 @@ Each encoder carries ``latent_kind`` (``"vmf"`` / ``"normal"``) and ``out_channe
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,6 +40,73 @@ __all__ = ["LOC_BIAS_INIT", "GCNEncoder", "GCNLatentEncoder", "SphericalGCNEncod
 
 #: half-width of the uniform initialisation of a vMF encoder's mean-direction bias
 LOC_BIAS_INIT = 1e-2
+
+
+def _csr_rows(index: Tensor, size: int) -> Tensor:
+    """Compressed row pointer (``size + 1``,) of sorted row indices."""
+    counts = torch.bincount(index, minlength=size)
+    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+
+
+class SparseStructure(NamedTuple):
+    r"""Index structure of a sparse ``(N, F)`` matrix ``X`` in CSR form, plus the CSR form of
+    ``X^T`` as a permutation of the same stored values (so that only the values change when
+    dropout is applied, and both ``X W^T`` and ``X^T G`` are fast CSR products)."""
+
+    crow: Tensor
+    col: Tensor
+    row: Tensor
+    perm_t: Tensor
+    crow_t: Tensor
+    col_t: Tensor
+    shape: tuple
+
+    @staticmethod
+    def from_sparse(x: Tensor) -> SparseStructure:
+        if x.layout == torch.sparse_csr:
+            crow, col = x.crow_indices(), x.col_indices()
+            row = torch.repeat_interleave(torch.arange(x.size(0), device=col.device),
+                                          crow.diff())
+        elif x.layout == torch.sparse_coo:
+            x = x.coalesce()  # row-major order
+            row, col = x.indices()
+            crow = _csr_rows(row, x.size(0))
+        else:
+            raise TypeError(f"expected a sparse COO or CSR tensor, got layout {x.layout}")
+        n, f = x.shape
+        perm_t = torch.argsort(col * n + row)
+        return SparseStructure(crow, col, row, perm_t, _csr_rows(col[perm_t], f), row[perm_t],
+                               (n, f))
+
+    def values(self, x: Tensor) -> Tensor:
+        if x.layout == torch.sparse_csr:
+            return x.values()
+        return (x if x.is_coalesced() else x.coalesce()).values()
+
+
+class _CSRLinear(torch.autograd.Function):
+    r"""``X W^T`` for ``X`` = CSR(``structure``, ``values``); backward ``dW = (X^T G)^T`` with
+    the precomputed CSR of ``X^T`` and ``d values_k = G[row_k] . W[:, col_k]``."""
+
+    @staticmethod
+    def forward(ctx, values, weight, st):
+        ctx.st = st
+        ctx.save_for_backward(values, weight)
+        x = torch.sparse_csr_tensor(st.crow, st.col, values, st.shape, check_invariants=False)
+        return torch.sparse.mm(x, weight.t())
+
+    @staticmethod
+    def backward(ctx, grad):
+        values, weight = ctx.saved_tensors
+        st = ctx.st
+        grad_values = grad_weight = None
+        if ctx.needs_input_grad[1]:
+            xt = torch.sparse_csr_tensor(st.crow_t, st.col_t, values[st.perm_t],
+                                         (st.shape[1], st.shape[0]), check_invariants=False)
+            grad_weight = torch.sparse.mm(xt, grad.contiguous()).t()
+        if ctx.needs_input_grad[0]:
+            grad_values = (grad[st.row] * weight.t()[st.col]).sum(-1)
+        return grad_values, grad_weight, None
 
 
 class GCNLatentEncoder(nn.Module):
@@ -81,6 +150,7 @@ class GCNLatentEncoder(nn.Module):
         self.conv_loc = GCNConv(hidden_channels, out_channels, normalize=False, bias=bias)
         self.conv_scale = GCNConv(hidden_channels, self.scale_channels, normalize=False, bias=bias)
         self._cache: tuple[Tensor, Tensor] | None = None
+        self._input_cache: SparseStructure | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -101,6 +171,7 @@ class GCNLatentEncoder(nn.Module):
             with torch.no_grad():
                 self.conv_loc.bias.uniform_(-LOC_BIAS_INIT, LOC_BIAS_INIT)
         self._cache = None
+        self._input_cache = None
 
     def normalized_adjacency(self, edge_index: Tensor, num_nodes: int,
                              edge_weight: Tensor | None = None,
@@ -129,18 +200,28 @@ class GCNLatentEncoder(nn.Module):
         h = F.dropout(h, p=self.dropout, training=self.training)
         return self.conv_loc(h, ei, ew), self.conv_scale(h, ei, ew)
 
+    def sparse_structure(self, x: Tensor) -> SparseStructure:
+        """CSR index structure of a sparse ``x`` and of ``x^T`` (cached with ``cached=True``)."""
+        if self.cached and self._input_cache is not None:
+            return self._input_cache
+        out = SparseStructure.from_sparse(x)
+        if self.cached:
+            self._input_cache = out
+        return out
+
     def _sparse_input_conv(self, x: Tensor, ei: Tensor, ew: Tensor) -> Tensor:
-        r"""First layer for a sparse COO ``x``: dropout on the stored entries only, then
-        ``A_hat (drop(X) W_0^T) + b``. Same distribution as dense dropout (zeros stay zero) at
-        ``nnz`` instead of ``N F`` random draws (the reference code's sparse dropout)."""
-        x = x.coalesce() if not x.is_coalesced() else x
-        val = x.values()
+        r"""First layer for a sparse (COO or CSR) ``x``: ``A_hat (drop(X) W_0^T) + b``.
+
+        Dropout acts on the stored entries only: the same distribution as dense inverted dropout
+        (zeros stay zero) at ``nnz`` instead of ``N F`` random draws (the reference code's sparse
+        dropout). ``drop(X) W_0^T`` is a CSR product in both directions (:class:`_CSRLinear`).
+        """
+        st = self.sparse_structure(x)
+        val = st.values(x)
         if self.training and self.dropout > 0:
             val = F.dropout(val, p=self.dropout, training=True)
-            x = torch.sparse_coo_tensor(x.indices(), val, x.shape, is_coalesced=True,
-                                        check_invariants=False)
         conv = self.conv1
-        xw = torch.sparse.mm(x, conv.lin.weight.t())
+        xw = _CSRLinear.apply(val, conv.lin.weight, st)
         out = conv.propagate(ei, x=xw, edge_weight=ew)
         return out if conv.bias is None else out + conv.bias
 
