@@ -48,8 +48,8 @@ ABLATIONS = ("table7", "epochs1000", "lr0.01", "kappa_min20", "no_sampling", "au
              "eval_mean", "no_kl", "row_normalized", "nvgae_table7")
 
 
-class _AuthorsGradW(torch.autograd.Function):
-    r"""Identity on ``w = 1 - omega``; backward: ``dw/dkappa`` at a fixed Beta draw ``eps``.
+class _AuthorsGradTheta(torch.autograd.Function):
+    r"""Identity on ``theta = arccos(omega)``; backward: ``d theta / d kappa`` at a fixed Beta draw.
 
     The Wood proposal is ``omega = (1 - (1 + b) eps) / (1 - (1 - b) eps)`` with
     ``b = (-2 kappa + sqrt(4 kappa^2 + (m-1)^2)) / (m - 1)``; inverting it for the accepted
@@ -58,23 +58,25 @@ class _AuthorsGradW(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, kappa, w, m):
+    def forward(ctx, kappa, theta, m):
         ctx.m = m
-        ctx.save_for_backward(kappa, w)
-        return w.clone()
+        ctx.save_for_backward(kappa, theta)
+        return theta.clone()
 
     @staticmethod
     def backward(ctx, grad):
-        kappa, w = ctx.saved_tensors
+        kappa, theta = ctx.saved_tensors
         m = ctx.m
-        k, om = kappa.double(), 1 - w.double()
+        k, om = kappa.double(), torch.cos(theta.double())
         c = torch.sqrt(4 * k * k + (m - 1) ** 2)
         b = (m - 1) / (2 * k + c)
         eps = (1 - om) / ((1 + b) - om * (1 - b))
         num, den = 1 - (1 + b) * eps, 1 - (1 - b) * eps
         domega_db = -eps * (den + num) / den ** 2
         db_dk = (-2 + 4 * k / c) / (m - 1)
-        return grad * (-(domega_db * db_dk)).to(grad.dtype), None, None
+        # d theta / d kappa = -(d omega / d kappa) / sin(theta)
+        sin = torch.sin(theta.double()).clamp_min(1e-300)
+        return grad * (-(domega_db * db_dk) / sin).to(grad.dtype), None, None
 
 
 class AblationTrainer(Trainer):
@@ -91,13 +93,14 @@ class AblationTrainer(Trainer):
                               sample=self.ablation != "no_sampling")
         import pyg_spherical.distributions.von_mises_fisher as vmf
 
-        original = vmf.reparameterized_w
-        vmf.reparameterized_w = (lambda kappa, w, m: _AuthorsGradW.apply(kappa, w, m)
-                                 if kappa.requires_grad else w)
+        original = vmf.reparameterized_theta
+        vmf.reparameterized_theta = (
+            lambda kappa, theta, m, comp_a=None: _AuthorsGradTheta.apply(kappa, theta, m)
+            if kappa.requires_grad else theta)
         try:
             self._step()
         finally:
-            vmf.reparameterized_w = original
+            vmf.reparameterized_theta = original
 
     def _step(self, kl=True, sample=True):
         """``Trainer.step`` with the KL term and the posterior sampling as switches."""

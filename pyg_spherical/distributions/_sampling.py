@@ -33,8 +33,8 @@ def _wood_constants(kappa: Tensor, m: int):
     return b, one_minus_b
 
 
-def _sample_w_wood(kappa: Tensor, m: int) -> tuple[Tensor, Tensor]:
-    r"""Ulrich/Wood acceptance-rejection for ``w = 1 - omega`` (paper Algorithm 2).
+def _sample_wood(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Ulrich/Wood acceptance-rejection for ``omega = mu^T z`` (paper Algorithm 2).
 
     With ``t = 2ab / (1 - (1 - b) eps)`` the acceptance test ``(m-1) log t - t + d >= log u``
     simplifies exactly (``ab = (m-1)(1+b)/4``) to
@@ -42,34 +42,50 @@ def _sample_w_wood(kappa: Tensor, m: int) -> tuple[Tensor, Tensor]:
     .. math:: (m - 1)\,(\log(1 + \delta) - \delta) \ge \log u, \qquad
               \delta = \frac{(1 - b)(2\varepsilon - 1)}{2 (1 - (1 - b)\varepsilon)},
 
-    and the proposal to ``w = 2 b eps / (1 - (1 - b) eps)``: no large terms cancel for any
-    ``kappa``. ``eps ~ Beta((m-1)/2, (m-1)/2)`` is drawn as ``2 eps - 1 = Z / sqrt(Z^2 + 2G)``,
-    ``Z ~ N(0, 1)``, ``G ~ Gamma((m-1)/2)`` (a Student-t identity: one gamma variate instead of
-    two). The first round draws one proposal per entry (four for batches under 16k, which are
-    bound by per-op overhead); later rounds draw two for each entry still pending and re-draw
-    only those, one host sync per round. Returns ``(w, attempts)``,
-    ``attempts`` = proposals used until acceptance (the statistic of the paper's Table 5).
+    and the proposal to ``w = 1 - omega = 2 b eps / (1 - (1 - b) eps)``: no large terms cancel
+    for any ``kappa``. ``eps ~ Beta((m-1)/2, (m-1)/2)`` is drawn through the Student-t identity
+    ``2 eps - 1 = Z / sqrt(Z^2 + 2G)``, ``Z ~ N(0, 1)``, ``G ~ Gamma((m-1)/2)`` (one gamma variate
+    instead of two), with ``2 eps = 1 + t`` and ``2 (1 - eps) = 1 - t`` each computed without
+    cancellation, so that draws near either pole keep their relative precision. The first round
+    draws one proposal per entry (four for batches under 16k, which are bound by per-op
+    overhead); later rounds draw two for each entry still pending and re-draw only those, one
+    host sync per round.
+
+    Returns ``(w, theta, attempts)``: ``theta = arccos(omega) = 2 atan2(sqrt(b (1+t)), sqrt(1-t))``
+    and the number of proposals used (the statistic of the paper's Table 5).
     """
     n = m - 1
     flat = kappa.reshape(-1)
     b, omb = _wood_constants(flat, m)
     conc = torch.full((1,), 0.5 * n, dtype=flat.dtype, device=flat.device)
+    tiny = torch.finfo(flat.dtype).tiny
 
     def propose(bb, oo, shape):
         g = torch._standard_gamma(conc.expand(shape))
         zn = torch.randn(shape, dtype=flat.dtype, device=flat.device)
-        t = zn * torch.rsqrt(zn * zn + 2 * g)  # 2 eps - 1
-        den = 1 - 0.5 * oo * (1 + t)
-        delta = oo * t / (2 * den)
+        s = torch.sqrt(zn * zn + 2 * g).clamp_min(tiny)
+        big = (s + zn.abs()) / s
+        small = 2 * g / (s * (s + zn.abs()))
+        pos = zn >= 0
+        one_p, one_m = torch.where(pos, big, small), torch.where(pos, small, big)  # 1 + t, 1 - t
+        den = bb + 0.5 * oo * one_m  # 1 - (1 - b) eps
+        delta = oo * (one_p - one_m) / (4 * den)
         log_u = torch.log1p(-torch.rand(shape, dtype=flat.dtype, device=flat.device))
         ok = n * (torch.log1p(delta) - delta) >= log_u
-        return bb * (1 + t) / den, ok
+        w = bb * one_p / den
+        theta = 2 * torch.atan2(torch.sqrt(bb * one_p), torch.sqrt(one_m))
+        return w, theta, ok
 
     k0 = 1 if flat.numel() >= 16384 else 4
-    cand, ok = propose(b, omb, (k0,) + flat.shape)
+    w, theta, ok = propose(b, omb, (k0,) + flat.shape)
     any_ok = ok.any(0)
-    first = torch.argmax(ok.to(torch.uint8), dim=0) if k0 > 1 else torch.zeros_like(flat, dtype=torch.long)
-    w = cand.gather(0, first.unsqueeze(0)).squeeze(0)
+    if k0 > 1:
+        first = torch.argmax(ok.to(torch.uint8), dim=0)
+        w = w.gather(0, first.unsqueeze(0)).squeeze(0)
+        theta = theta.gather(0, first.unsqueeze(0)).squeeze(0)
+    else:
+        first = torch.zeros_like(flat, dtype=torch.long)
+        w, theta = w[0], theta[0]
     attempts = torch.where(any_ok, first + 1, torch.full_like(first, k0))
     pending = (~any_ok).nonzero().squeeze(-1)  # host sync
     for _ in range(_MAX_ROUNDS):
@@ -77,34 +93,49 @@ def _sample_w_wood(kappa: Tensor, m: int) -> tuple[Tensor, Tensor]:
             break
         # two proposals per pending entry (acceptance >= ~0.68, paper Table 5); keep the first
         # accepted one
-        cand, ok = propose(b[pending], omb[pending], (2, pending.numel()))
+        cw, ct, ok = propose(b[pending], omb[pending], (2, pending.numel()))
         first_ok = ok[0]
-        w[pending] = torch.where(first_ok, cand[0], cand[1])
+        w[pending] = torch.where(first_ok, cw[0], cw[1])
+        theta[pending] = torch.where(first_ok, ct[0], ct[1])
         attempts[pending] += 2 - first_ok.long()
         pending = pending[~(first_ok | ok[1])]  # host sync
     else:
         raise RuntimeError("vMF rejection sampler did not terminate; is kappa finite?")
-    return w.reshape(kappa.shape), attempts.reshape(kappa.shape)
+    shape = kappa.shape
+    return w.reshape(shape), theta.reshape(shape), attempts.reshape(shape)
 
 
-def _sample_w_s2(kappa: Tensor) -> Tensor:
+def _sample_s2(kappa: Tensor) -> tuple[Tensor, Tensor]:
     r"""Exact inverse-CDF sampling on ``S^2`` (``m = 3``): ``g(omega) ∝ exp(kappa omega)``.
 
     ``w = -log(u + (1 - u) e^{-2 kappa}) / kappa``, computed with ``log1p``/``expm1`` for small
-    ``kappa`` and as a ``logaddexp`` for large ``kappa``.
+    ``kappa`` and as a ``logaddexp`` for large ``kappa``; returns ``(w, theta)``.
     """
     u = 1 - torch.rand_like(kappa)  # (0, 1]
     small = -torch.log1p((1 - u) * torch.expm1(-2 * kappa))
     large = -torch.logaddexp(torch.log(u), torch.log1p(-u) - 2 * kappa)
-    return torch.where(kappa < 1, small, large) / kappa
+    w = torch.clamp(torch.where(kappa < 1, small, large) / kappa, 0, 2)
+    return w, 2 * torch.atan2(torch.sqrt(w), torch.sqrt(2 - w))
+
+
+def sample_theta(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Draw the angle ``theta = arccos(mu^T z)`` of ``z ~ vMF(mu, kappa)`` on ``S^{m-1}``.
+
+    Returns ``(theta, w, attempts)`` with ``w = 1 - cos(theta)`` (full relative precision near
+    the pole) and the number of Ulrich/Wood proposals per draw (1 for ``m = 3``). No autograd.
+    """
+    with torch.no_grad():
+        if m == 3:
+            w, theta = _sample_s2(kappa)
+            return theta, w, torch.ones(kappa.shape, dtype=torch.long, device=kappa.device)
+        w, theta, attempts = _sample_wood(kappa, m)
+        return theta, w, attempts
 
 
 def sample_w(kappa: Tensor, m: int) -> tuple[Tensor, Tensor]:
     """Draw ``w = 1 - mu^T z`` for ``z ~ vMF(mu, kappa)`` on ``S^{m-1}``; returns ``(w, attempts)``."""
-    with torch.no_grad():
-        if m == 3:
-            return _sample_w_s2(kappa), torch.ones(kappa.shape, dtype=torch.long, device=kappa.device)
-        return _sample_w_wood(kappa, m)
+    _, w, attempts = sample_theta(kappa, m)
+    return w, attempts
 
 
 @cache
@@ -148,7 +179,17 @@ def _dw_dkappa_s2(w: Tensor, kappa: Tensor) -> Tensor:
 
 def dw_dkappa(w: Tensor, kappa: Tensor, m: int, nodes: int | None = None,
               comp_a: Tensor | None = None) -> Tensor:
-    r"""Implicit reparameterisation gradient ``dw/dkappa`` of ``w = 1 - omega``.
+    """``dw/dkappa = sin(theta) d theta / d kappa`` for ``w = 1 - cos(theta)``; see
+    :func:`dtheta_dkappa`."""
+    if m == 3 and nodes is None:
+        return _dw_dkappa_s2(w, kappa)
+    theta0 = 2 * torch.atan2(torch.sqrt(w.clamp(0, 2)), torch.sqrt((2 - w).clamp(0, 2)))
+    return torch.sin(theta0) * dtheta_dkappa(theta0, kappa, m, nodes, comp_a)
+
+
+def dtheta_dkappa(theta0: Tensor, kappa: Tensor, m: int, nodes: int | None = None,
+                  comp_a: Tensor | None = None) -> Tensor:
+    r"""Implicit reparameterisation gradient ``d theta / d kappa`` of the angle ``theta = arccos(mu^T z)``.
 
     Figurnov, Mohamed & Mnih (2018): for a sample with CDF ``F(. | kappa)`` held fixed,
     ``d theta / d kappa = -(dF/dkappa)(theta) / p(theta)``. In the angle ``theta = arccos omega``,
@@ -160,23 +201,26 @@ def dw_dkappa(w: Tensor, kappa: Tensor, m: int, nodes: int | None = None,
         \frac{d\theta_0}{d\kappa} = -\int_0^{\theta_0} (\cos\theta - A_m) e^{\psi(\theta) - \psi(\theta_0)} d\theta
                                   = \int_{\theta_0}^{\pi} (\cos\theta - A_m) e^{\psi(\theta) - \psi(\theta_0)} d\theta,
 
-    ``A_m = I_{m/2}(kappa) / I_{m/2-1}(kappa)``. We integrate on the side where the density
-    decreases away from ``theta_0``, only as far as a local quadratic model of ``psi`` says the
-    integrand stays above ``exp(-T)`` (``T`` = 40 in float64, 20 otherwise), with a fixed
-    Gauss-Legendre rule (32 / 16 nodes) over that interval. Finally
-    ``dw/dkappa = sin(theta_0) d theta_0 / d kappa``.
-    ``cos(theta) - A_m`` is evaluated as ``(1 - A_m) - 2 sin^2(theta / 2)`` so that it keeps its
+    ``A_m = I_{m/2}(kappa) / I_{m/2-1}(kappa)``. We integrate on the side where
+    ``cos(theta) - A_m`` keeps one sign, only as far as a local quadratic model of ``psi`` says the
+    integrand stays above ``exp(-40)``, with a fixed
+    Gauss-Legendre rule (32 / 12 nodes) over that interval. On ``S^2`` (``m = 3``) the exact
+    closed form is used instead. ``cos(theta) - A_m`` is evaluated as ``(1 - A_m) - 2 sin^2(theta / 2)`` so that it keeps its
     relative precision when both are close to 1.
     """
     if m == 3 and nodes is None:
-        return _dw_dkappa_s2(w, kappa)
-    dt = w.dtype
+        # exact; 0/0 at the poles, where the quantile does not move (d theta / d kappa -> 0)
+        sin0 = torch.sin(theta0)
+        w = 2 * torch.sin(theta0 / 2) ** 2
+        dw = _dw_dkappa_s2(w, kappa)
+        return torch.where(sin0 > 0, dw / torch.where(sin0 > 0, sin0, 1.0), 0.0)
+    dt = theta0.dtype
     x01, wq = _gauss_legendre(nodes or _NODES.get(dt, 16))
     c = m - 2.0
     if comp_a is None:
         comp_a = iv_ratio_complement(m / 2, kappa)  # 1 - A_m(kappa)
-    theta0 = 2 * torch.asin(torch.sqrt(torch.clamp(w / 2, 0, 1)))
     sin0, cos0 = torch.sin(theta0), torch.cos(theta0)
+    w = 2 * torch.sin(theta0 / 2) ** 2  # 1 - cos(theta0)
     tiny = torch.finfo(dt).tiny
     dpsi = -kappa * sin0 + (c * cos0 / torch.clamp(sin0, min=tiny) if c else 0.0)
     d2psi = -kappa * cos0 - (c / torch.clamp(sin0 * sin0, min=tiny) if c else 0.0)
@@ -226,38 +270,41 @@ def dw_dkappa(w: Tensor, kappa: Tensor, m: int, nodes: int | None = None,
     rows = (sh0, ch0, sin0, cos0, cot0, m2k, comp_a)
     if theta0.numel() * len(x01) <= 1 << 17:
         # small batches are bound by per-op overhead: all nodes at once
-        x = torch.as_tensor(x01, dtype=dt, device=w.device)
+        x = torch.as_tensor(x01, dtype=dt, device=theta0.device)
         f = integrand(half_step.unsqueeze(-1) * x, *(r.unsqueeze(-1) for r in rows))
-        acc = f @ torch.as_tensor(wq, dtype=dt, device=w.device)
+        acc = f @ torch.as_tensor(wq, dtype=dt, device=theta0.device)
     else:
         # large batches are bound by memory traffic: one node at a time stays in cache
         acc = torch.zeros_like(theta0)
         for xi, wi in zip(x01.tolist(), wq.tolist()):
             acc.add_(integrand(half_step * xi, *rows), alpha=wi)
-    return sin0 * sign * L * acc
+    return sign * L * acc
 
 
-class _ImplicitW(torch.autograd.Function):
-    """Identity on ``w`` in the forward pass; ``dw/dkappa`` from :func:`dw_dkappa` backwards."""
+class _ImplicitTheta(torch.autograd.Function):
+    """Identity on ``theta`` in the forward pass; ``d theta / d kappa`` (:func:`dtheta_dkappa`)
+    backwards. Parameterising by the angle keeps the gradient finite at the poles, where
+    ``d sqrt(w (2 - w)) / dw`` is not."""
 
     @staticmethod
-    def forward(ctx, kappa, w, m, comp_a):
+    def forward(ctx, kappa, theta, m, comp_a):
         ctx.m = m
-        ctx.save_for_backward(kappa, w, comp_a)
-        return w.clone()
+        ctx.save_for_backward(kappa, theta, comp_a)
+        return theta.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        kappa, w, comp_a = ctx.saved_tensors
-        return grad * dw_dkappa(w, kappa, ctx.m, comp_a=comp_a), None, None, None
+        kappa, theta, comp_a = ctx.saved_tensors
+        return grad * dtheta_dkappa(theta, kappa, ctx.m, comp_a=comp_a), None, None, None
 
 
-def reparameterized_w(kappa: Tensor, w: Tensor, m: int, comp_a: Tensor | None = None) -> Tensor:
-    """Attach the implicit gradient in ``kappa`` to samples ``w`` (same shape as ``kappa``);
-    ``comp_a = 1 - A_m(kappa)`` may be passed in if already known."""
+def reparameterized_theta(kappa: Tensor, theta: Tensor, m: int,
+                          comp_a: Tensor | None = None) -> Tensor:
+    """Attach the implicit gradient in ``kappa`` to sampled angles ``theta`` (same shape as
+    ``kappa``); ``comp_a = 1 - A_m(kappa)`` may be passed in if already known."""
     if not kappa.requires_grad:
-        return w
+        return theta
     if comp_a is None:
         comp_a = iv_ratio_complement(m / 2, kappa.detach())
-    return _ImplicitW.apply(kappa, w, m, comp_a)
+    return _ImplicitTheta.apply(kappa, theta, m, comp_a)

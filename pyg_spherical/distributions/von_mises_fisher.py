@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 
 from .. import special
-from ._sampling import reparameterized_w, sample_w
+from ._sampling import reparameterized_theta, sample_theta, sample_w
 from .constraints import sphere, unit_norm_tolerance
 
 __all__ = ["VonMisesFisher", "log_sphere_area"]
@@ -100,24 +100,26 @@ def _check_loc(loc: Tensor) -> None:
 
 
 class _Reflect(torch.autograd.Function):
-    r"""``z = H(mu) (s omega, r v)``: the tangent-normal decomposition and Householder reflection.
+    r"""``z = H(mu) (s cos(theta), sin(theta) v)``: tangent-normal decomposition and Householder reflection.
 
-    ``omega = 1 - w``, ``r = sqrt(w (2 - w))``, ``v`` a unit vector in ``R^{m-1}`` and
-    ``H = I - 2 u u^T`` with ``u ∝ s e_1 - mu``, ``s = -sign(mu_1)`` (so ``||s e_1 - mu||^2 =
-    2 (1 + |mu_1|) >= 2``: stable also at ``mu = ±e_1``). For a unit ``mu``, with ``a = mu_1``,
-    ``M = mu_{2:}``, ``V = r v`` and ``P = M^T V / (1 - s a)``:
+    ``v`` is a unit vector in ``R^{m-1}`` and ``H = I - 2 u u^T`` with ``u ∝ s e_1 - mu``,
+    ``s = -sign(mu_1)`` (so ``||s e_1 - mu||^2 = 2 (1 + |mu_1|) >= 2``: stable also at
+    ``mu = ±e_1``). With ``omega = cos(theta)`` (computed as ``1 - 2 sin^2(theta/2)``),
+    ``r = sin(theta)``, ``a = mu_1``, ``M = mu_{2:}``, ``V = r v``, ``P = M^T V / (1 - s a)`` and a
+    unit ``mu``:
 
     ``z_1 = a omega + (s - a) P``,  ``z_{2:} = V + M (omega - P)``.
 
-    Written as one function with a hand-derived backward (gradients in ``mu`` and ``w``), which
-    avoids the full-size zero-filled buffers autograd allocates for slices and concatenations.
+    One function with a hand-derived backward (gradients in ``mu`` and ``theta``), which avoids
+    the full-size zero-filled buffers autograd allocates for slices and concatenations.
     """
 
     @staticmethod
-    def forward(ctx, loc, w, v):
+    def forward(ctx, loc, theta, v):
         a, M = loc[..., 0], loc[..., 1:]
-        omega = 1 - w
-        r = torch.sqrt(torch.clamp(w * (2 - w), min=0))
+        sh = torch.sin(theta / 2)
+        omega = 1 - 2 * sh * sh
+        r = torch.sin(theta)
         V = v * r.unsqueeze(-1)
         s = torch.where(a >= 0, -1.0, 1.0).to(loc.dtype)
         den = 1 - s * a
@@ -138,7 +140,7 @@ class _Reflect(torch.autograd.Function):
         gM = (gr * M).sum(-1)
         dP = g1 * (s - a) - gM  # dL/dP
         k = (dP / den).unsqueeze(-1)
-        dloc = dw = None
+        dloc = dtheta = None
         if ctx.needs_input_grad[0]:
             dloc = torch.empty_like(loc)
             dloc[..., 0] = g1 * (omega - P) + dP * P * s / den
@@ -146,9 +148,8 @@ class _Reflect(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             domega = g1 * a + gM
             dr = ((gr + k * M) * v).sum(-1)  # dL/dV . v
-            # r = sqrt(w (2 - w)): dr/dw = (1 - w) / r = omega / r; domega/dw = -1
-            dw = -domega + dr * omega / torch.clamp(r, min=_TINY)
-        return dloc, dw, None
+            dtheta = dr * omega - domega * r  # d(cos, sin)/d theta = (-sin, cos)
+        return dloc, dtheta, None
 
 
 class VonMisesFisher(Distribution):
@@ -296,13 +297,13 @@ class VonMisesFisher(Distribution):
         shape = self._extended_shape(sample_shape)
         m = self._m
         kappa = self.concentration.expand(shape[:-1])
-        w, _ = sample_w(kappa.detach(), m)  # 1 - omega, no grad
+        theta, _, _ = sample_theta(kappa.detach(), m)  # angle to mu, no grad
         if kappa.requires_grad:
             comp_a = self._terms.comp.to(kappa.dtype).expand(kappa.shape)
-            w = reparameterized_w(kappa, w, m, comp_a)
+            theta = reparameterized_theta(kappa, theta, m, comp_a)
         v = torch.randn(shape[:-1] + (m - 1,), dtype=kappa.dtype, device=kappa.device)
         v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(_TINY)
-        return _Reflect.apply(self.loc.expand(shape), w, v)
+        return _Reflect.apply(self.loc.expand(shape), theta, v)
 
     def rejection_attempts(self, sample_shape=torch.Size()) -> Tensor:
         """Number of proposals the Ulrich/Wood sampler needed per draw (paper Table 5).
