@@ -199,7 +199,15 @@ def _core(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = True) -
     small = x <= _SERIES_X
     if isinstance(v, Tensor):
         small = small & (v < V0)
+    if _skippable(small):
+        return out
     return _where(small, _series(v, x, want_grad), out)
+
+
+def _skippable(mask: Tensor) -> bool:
+    """True if no element needs a branch. Only decided on the CPU, where asking costs nothing;
+    on accelerators both branches are computed (no host sync)."""
+    return mask.device.type == "cpu" and not bool(mask.any())
 
 
 def _core_large(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = True) -> _Bessel:
@@ -258,9 +266,11 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = T
 def _log_ivn_small(v: Order, x: Tensor) -> Tensor:
     """``log(Gamma(v+1) (2/x)^v I_v(x)) ~ x^2 / (4 (v+1))`` for ``x <= 2`` (any ``v``), from the
     series so that it keeps its relative precision as it tends to zero; no autograd. Values
-    above ``x = 2`` are those at ``x = 2`` (callers select with ``torch.where``)."""
+    above ``x = 2`` are meaningless (callers select with ``torch.where``)."""
     terms = 14 if x.dtype == torch.float64 else 8
     xs = torch.clamp(x, max=_SERIES_X)
+    if _skippable(x <= _SERIES_X):
+        return torch.zeros_like(x)  # not used by callers (they select with torch.where)
     y = xs * xs / 4
     t, total = torch.ones_like(y), torch.zeros_like(y)
     for j in range(1, terms + 1):

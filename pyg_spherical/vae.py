@@ -117,12 +117,8 @@ def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
 def _finite_or_zero(grad: Tensor) -> Tensor:
     """Gradient hook: replace non-finite entries by 0 (no host sync).
 
-    Guards the per-example gradient w.r.t. the raw concentration against the rare vMF draws that
-    land exactly on the pole (``w = 1 - mu^T z = 0``, or ``w`` rounding past 2 at ``m = 2``),
-    where the pathwise factor ``d sqrt(w (2 - w)) / dw`` is infinite and is multiplied by a zero
-    ``dw/dkappa``, giving NaN. With float32 this hits about 1e-4 of the draws for ``d = 2``
-    (``Gamma(1/2)`` proposals), which would otherwise turn a whole training step into NaN.
-    Only the offending example's concentration gradient is dropped.
+    Kept for callers that registered it as a guard against float32 vMF draws on a pole; the
+    sampler's angle parameterisation now keeps those gradients finite, so it is a no-op there.
     """
     return torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
 
@@ -214,10 +210,7 @@ class VAE(nn.Module):
             ``(elbo, rec, kl)``, each of shape ``(B,)``: ``rec = E_q[log p(x|z)]`` (the negative
             reconstruction error, "RE"), ``kl = KL(q(z|x) || p(z))`` (exact), ``elbo = rec - kl``.
         """
-        loc_raw, scale_raw = self.encode(x)
-        if scale_raw.requires_grad:
-            scale_raw.register_hook(_finite_or_zero)
-        q = self.latent.distribution(loc_raw, scale_raw)
+        q = self.latent.distribution(*self.encode(x))
         z = q.rsample((num_samples,))  # (S, B, d)
         rec = bernoulli_log_prob(self.decode(z), x).mean(0)
         kl = self.kl(q)
