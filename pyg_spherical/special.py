@@ -96,6 +96,7 @@ class _Bessel(NamedTuple):
     R_next: Tensor | None = None
     comp_next: Tensor | None = None
     dR_next: Tensor | None = None
+    ell: Tensor | None = None  # lnorm + x; exact (series) for small x where the series ran
 
 
 def _where(mask, a: _Bessel, b: _Bessel) -> _Bessel:
@@ -181,7 +182,7 @@ def _series(v: Order, x: Tensor, want_grad: bool) -> _Bessel:
         dR = 1 - R * R - (2 * v - 1) * R / x
         dR_next = 1 - R_next * R_next - (2 * v + 1) * R_next / x
     return _Bessel(log_ive, dlog_iv - 1, dlog_iv, ell - x, R, 1 - R, dR, R_next, 1 - R_next,
-                   dR_next)
+                   dR_next, ell)
 
 
 def _core(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = True) -> _Bessel:
@@ -259,7 +260,7 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = T
         lnorm = log_ive - v * torch.log(x / 2) + lgam
     # d/dx log iv_v = R_{v+1} + v/x; for ive subtract 1 as v/x - (1 - R_{v+1}).
     out = _Bessel(log_ive, v / x - comp_up, R_up + v / x, lnorm, R, comp, dR, R_up, comp_up,
-                  dR_up if want_grad else None)
+                  dR_up if want_grad else None, None if lnorm is None else lnorm + x)
     return _where(n > 0, out, top) if masked else out
 
 
@@ -299,7 +300,10 @@ def _vmf_terms(m: int, kappa: Tensor) -> _VMFTerms:
         A, comp, dA = t.R, t.comp, t.dR
     else:
         A, comp, dA = b.R_next, b.comp_next, b.dR_next
-    return _VMFTerms(A, comp, dA, b.lnorm, _log_ivn_small(v, kappa))
+    V0, _ = _params(kappa.dtype)
+    # below V0 the series already ran inside _core for kappa <= 2: reuse its exact l
+    ell = b.ell if v < V0 and b.ell is not None else _log_ivn_small(v, kappa)
+    return _VMFTerms(A, comp, dA, b.lnorm, ell)
 
 
 def _prepare(v: Order, x) -> tuple:
