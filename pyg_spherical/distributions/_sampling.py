@@ -305,6 +305,6 @@ def reparameterized_theta(kappa: Tensor, theta: Tensor, m: int,
     ``kappa``); ``comp_a = 1 - A_m(kappa)`` may be passed in if already known."""
     if not kappa.requires_grad:
         return theta
-    if comp_a is None:
-        comp_a = iv_ratio_complement(m / 2, kappa.detach())
+    if comp_a is None:  # not used by the closed form on S^2
+        comp_a = kappa.new_empty(()) if m == 3 else iv_ratio_complement(m / 2, kappa.detach())
     return _ImplicitTheta.apply(kappa, theta, m, comp_a)

@@ -299,7 +299,8 @@ class VonMisesFisher(Distribution):
         kappa = self.concentration.expand(shape[:-1])
         theta, _, _ = sample_theta(kappa.detach(), m)  # angle to mu, no grad
         if kappa.requires_grad:
-            comp_a = self._terms.comp.to(kappa.dtype).expand(kappa.shape)
+            # 1 - A_m(kappa) for the quadrature (shared with KL / log_prob); S^2 needs none
+            comp_a = None if m == 3 else self._terms.comp.to(kappa.dtype).expand(kappa.shape)
             theta = reparameterized_theta(kappa, theta, m, comp_a)
         v = torch.randn(shape[:-1] + (m - 1,), dtype=kappa.dtype, device=kappa.device)
         v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(_TINY)
