@@ -374,7 +374,8 @@ def synthetic_graph(num_nodes: int, num_edges: int, num_features: int, nnz_per_r
     rows = torch.arange(num_nodes).repeat_interleave(nnz_per_row)
     cols = torch.randint(0, num_features, (num_nodes * nnz_per_row,), generator=g)
     vals = torch.rand(num_nodes * nnz_per_row, generator=g)
-    x = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (num_nodes, num_features)).coalesce()
+    x = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (num_nodes, num_features),
+                                check_invariants=False).coalesce()
     return Data(x=x, edge_index=ei, num_nodes=num_nodes)
 
 

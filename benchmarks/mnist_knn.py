@@ -105,6 +105,8 @@ def main(argv=None):
     p.add_argument("--checkpoint-dir", default=str(REPO / "checkpoints" / "mnist_vae"))
     p.add_argument("--eval-seed", type=int, default=1234,
                    help="seed of the fixed binarisation of the images that are encoded")
+    p.add_argument("--encode", choices=("binary", "grey"), default="binary",
+                   help="encode one fixed binarisation of the images (default) or the grey levels")
     p.add_argument("--root", default=None, help="data root (default $PYG_SPHERICAL_DATA)")
     p.add_argument("--no-download", action="store_true")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -151,8 +153,11 @@ def main(argv=None):
         data = load_mnist(root=args.root, download=not args.no_download)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}")
-    x_train = binarize_fixed(data["train"].x, seed=args.eval_seed + 100).to(device)
-    x_test = binarize_fixed(data["test"].x, seed=args.eval_seed + 1).to(device)
+    if args.encode == "binary":
+        x_train = binarize_fixed(data["train"].x, seed=args.eval_seed + 100).to(device)
+        x_test = binarize_fixed(data["test"].x, seed=args.eval_seed + 1).to(device)
+    else:  # grey levels = the expected binary image
+        x_train, x_test = data["train"].x.to(device), data["test"].x.to(device)
     y_train, y_test = data["train"].y.numpy(), data["test"].y.numpy()
 
     bar = None
@@ -219,7 +224,9 @@ def main(argv=None):
                     for k, lat, dim, d in missing],
         "variants": {k: VARIANT_NAMES[k] for k in keys},
         "protocol": {"k": args.k, "draws": args.draws, "labels": args.labels,
-                     "codes": "posterior mode of the fixed-binarised images",
+                     "codes": ("posterior mode of the fixed-binarised images"
+                               if args.encode == "binary" else
+                               "posterior mode of the grey-level images"),
                      "train_binarisation_seed": args.eval_seed + 100,
                      "test_binarisation_seed": args.eval_seed + 1,
                      "label_pool": "the 50k training images (validation images excluded)"},

@@ -18,6 +18,7 @@ Examples::
     python benchmarks/mnist_m1m2.py --z1-dims 5 10 50 --z2-dims 5 10 50            # full Table 3 grid
     python benchmarks/mnist_m1m2.py --eval-only                                    # table from checkpoints
     python benchmarks/mnist_m1m2.py --figure --fig-combo S+N --fig-z1 10 --fig-z2 10   # Figure 10
+    python benchmarks/mnist_m1m2.py --diagnose                                     # q(y|z1) vs generative classifier, z2 usage
 
 Checkpoints: ``checkpoints/mnist_m1m2/<combo>_z1-<d1>_z2-<d2>_s<seed>/{last,best}.pt``
 (resumable); results: ``results/mnist_m1m2_<run>.json``, ``results/mnist_m1m2_table3.json``,
@@ -316,6 +317,74 @@ def make_figure(args, device):
     print(f"wrote {Path(path).relative_to(REPO)}")
 
 
+# ---------------------------------------------------------------------------- diagnostics
+def _spread(dist, kind):
+    """Median concentration (vMF) or median standard deviation (Gaussian, over all dims)."""
+    return float(dist.concentration.median() if kind == "vmf" else dist.base_dist.scale.median())
+
+
+@torch.no_grad()
+def diagnose(args, configs, seeds, device):
+    """How each trained model classifies: M2's inference vs generative classifier, how much
+    information z2 carries, how concentrated q(z1|x) and p(z1|y,z2) are, and how well a 5-NN
+    on the z1 codes does (what M2 adds over M1). Test set, best checkpoints."""
+    from torch.distributions import kl_divergence
+
+    from pyg_spherical.evaluation import metric_for_latent, semi_supervised_knn
+
+    started = time.time()
+    d = args._data
+    x, y = d["test_x"], d["test_y"]
+    train = d["train"]
+    g = torch.Generator().manual_seed(args.eval_seed + 2)
+    x_train = torch.bernoulli(train.x, generator=g).to(device)  # one fixed binarisation
+    out = {}
+    print("\nDiagnostics (test set, best checkpoints): accuracy of q(y|z1) and of M2's generative "
+          "classifier argmax_y -L2(z1, y); KL(q(z2|z1,y)||p(z2)) at the predicted y (nats); "
+          "spread = median kappa (vMF) or median std (Gaussian); 5-NN on the z1 codes (100 labels)")
+    head = (f"{'run':22s} {'acc q':>6s} {'acc gen':>7s} {'agree':>6s} {'KL z2':>6s} "
+            f"{'q(z1|x)':>9s} {'p(z1|y,z2)':>10s} {'q(z2|.)':>8s} {'kNN z1':>7s} {'bound U':>8s}")
+    print(head)
+    print("-" * len(head))
+    for combo, d1, d2 in configs:
+        for s in seeds:
+            model, ck = load_best(args, combo, d1, d2, s, device)
+            if model is None:
+                continue
+            k1, k2 = model.latent1.kind, model.latent2.kind
+            torch.manual_seed(args.eval_seed)
+            pred = torch.cat([model.class_logits(xb).argmax(-1) for xb in x.split(5000)])
+            gen = torch.cat([model.class_bounds(xb, num_samples=10).argmax(-1)
+                             for xb in x.split(2000)])
+            z1 = torch.cat([model.embed(xb) for xb in x.split(5000)])
+            q1 = model.q_z1(x)
+            yh = model.one_hot(pred)
+            q2 = model.q_z2(z1, yh)
+            kl2 = kl_divergence(q2, model.p_z2())
+            pz1 = model.p_z1(model.latent2.point(q2), yh)
+            bound = torch.cat([model.unlabelled_bound(xb).elbo for xb in x.split(2000)])
+            z_train = torch.cat([model.embed(xb) for xb in x_train.split(5000)])
+            knn = semi_supervised_knn(z_train.cpu(), train.y, z1.cpu(), y.cpu(), 100,
+                                      metric=metric_for_latent(k1), draws=5, seed=0)
+            r = {"epoch": int(ck["best"]["epoch"]),
+                 "acc_q": 100 * float((pred == y).double().mean()),
+                 "acc_generative": 100 * float((gen == y).double().mean()),
+                 "agreement": 100 * float((gen == pred).double().mean()),
+                 "kl_z2_median": float(kl2.median()), "kl_z2_mean": float(kl2.mean()),
+                 "q_z1_spread": _spread(q1, k1), "p_z1_spread": _spread(pz1, k1),
+                 "q_z2_spread": _spread(q2, k2), "knn_z1_100": 100 * float(knn.mean()),
+                 "test_bound_U": float(bound.double().mean())}
+            out[run_name(combo, d1, d2, s)] = r
+            print(f"{run_name(combo, d1, d2, s):22s} {r['acc_q']:6.2f} {r['acc_generative']:7.2f} "
+                  f"{r['agreement']:6.2f} {r['kl_z2_median']:6.2f} {r['q_z1_spread']:9.3g} "
+                  f"{r['p_z1_spread']:10.3g} {r['q_z2_spread']:8.3g} {r['knn_z1_100']:7.2f} "
+                  f"{r['test_bound_U']:8.2f}")
+    payload = {"runs": out, "meta": run_metadata(args_for_json(args))}
+    path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_m1m2_diagnostics", payload,
+                      started=started)
+    print(f"wrote {path.relative_to(REPO)}")
+
+
 # ------------------------------------------------------------------------------------ main
 def parse_args(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0],
@@ -345,6 +414,8 @@ def parse_args(argv=None):
     p.add_argument("--no-eval", action="store_true", help="train only")
     p.add_argument("--figure", action="store_true",
                    help="only write Figure 10 from the checkpoint of --fig-combo/--fig-z1/--fig-z2")
+    p.add_argument("--diagnose", action="store_true",
+                   help="only print/write diagnostics of the trained runs (no training)")
     p.add_argument("--fig-combo", default="S+N", help="model of Figure 10 (default S+N)")
     p.add_argument("--fig-z1", type=int, default=10)
     p.add_argument("--fig-z2", type=int, default=10)
@@ -398,6 +469,9 @@ def main(argv=None):
     configs = [(c, d1, d2) for d1 in args.z1_dims for d2 in args.z2_dims for c in args.combos]
     if args.figure:  # figure only, from an existing checkpoint
         make_figure(args, device)
+        return
+    if args.diagnose:
+        diagnose(args, configs, seeds, device)
         return
     for combo, d1, d2 in configs:
         for s in seeds:

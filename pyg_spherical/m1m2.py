@@ -363,6 +363,27 @@ class M1M2(nn.Module):
         return (self.predict(x, batch_size) == y.to(x.device)).double().mean()
 
     @torch.no_grad()
+    def class_bounds(self, x: Tensor, num_samples: int = 1) -> Tensor:
+        r"""M2's per-class bounds ``-L2(z1, y)`` for all ``K`` classes, ``(B, K)``.
+
+        ``z1`` is the posterior mode; ``-L2`` is averaged over ``num_samples`` draws of
+        ``z2 ~ q(z2 | z1, y)`` (``num_samples = 0``: the mode of ``z2``). ``argmax_y`` is the
+        *generative* classifier of M2 (the class under which the generative model explains
+        ``z1`` best), to compare with :meth:`class_logits`, the inference network ``q(y|z1)``
+        that the unlabelled term pulls towards it.
+        """
+        z1 = self.embed(x)
+        K, B = self.num_classes, z1.shape[0]
+        ys = torch.eye(K, dtype=z1.dtype, device=z1.device).unsqueeze(1).expand(K, B, K)
+        z = z1.unsqueeze(0).expand(K, B, z1.shape[-1])
+        if num_samples == 0:
+            return self.m2_bound(z, ys, sample=False).transpose(0, 1)
+        total = torch.zeros(K, B, dtype=z1.dtype, device=z1.device)
+        for _ in range(num_samples):
+            total += self.m2_bound(z, ys, sample=True)
+        return (total / num_samples).transpose(0, 1)
+
+    @torch.no_grad()
     def infer_style(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The posterior mode of ``z2`` for images ``x (B, D)``: ``(z2 (B, d2), y (B,))``.
 

@@ -2,4 +2,4 @@
 from .graph_encoders import GCNEncoder, GCNLatentEncoder, SphericalGCNEncoder  # noqa: F401
 from .latent import GaussianLatent, LatentLayer, VMFLatent, make_latent
 
-__all__ = ["LatentLayer", "VMFLatent", "GaussianLatent", "make_latent"]
+__all__ = ["GaussianLatent", "LatentLayer", "VMFLatent", "make_latent"]

@@ -26,6 +26,7 @@ Each encoder carries ``latent_kind`` (``"vmf"`` / ``"normal"``) and ``out_channe
 """
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -35,6 +36,10 @@ from torch_geometric.nn import GCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from .latent import LATENTS
+
+# PyTorch flags every CSR construction as beta; the two products used here are stable, and the
+# warning would otherwise greet every user on the first forward pass.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 __all__ = ["LOC_BIAS_INIT", "GCNEncoder", "GCNLatentEncoder", "SphericalGCNEncoder"]
 
