@@ -25,6 +25,9 @@ Ablations (``--only`` selects a subset by name):
   ``norm = N^2 / (2 (N^2 - |A|))``), i.e. every non-edge every epoch instead of one sampled
   negative per positive.
 * ``nvgae_full_adjacency``  the N-VGAE (Table 7 setting) with that objective.
+* ``eval_raw_loc``    score test edges with the encoder's raw mean output before normalisation
+  (its norm, which the unit-sphere decoder never sees, carries degree-like information).
+* ``lr0.01_eval_raw_loc``  both changes.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ from linkpred import (
 
 ABLATIONS = ("table7", "epochs1000", "lr0.01", "kappa_min20", "no_sampling", "authors_grad",
              "eval_mean", "no_kl", "row_normalized", "nvgae_table7", "full_adjacency",
-             "nvgae_full_adjacency")
+             "nvgae_full_adjacency", "eval_raw_loc", "lr0.01_eval_raw_loc")
 
 
 class _AuthorsGradTheta(torch.autograd.Function):
@@ -142,11 +145,12 @@ class AblationTrainer(Trainer):
 
     @torch.no_grad()
     def evaluate(self, epoch):
-        if self.ablation != "eval_mean":
+        if self.ablation not in ("eval_mean", "eval_raw_loc", "lr0.01_eval_raw_loc"):
             return super().evaluate(epoch)
         m, g = self.model, self.g
         m.embed(g.x, g.train)
-        z = m.posterior.mean  # A_d(kappa) mu
+        # A_d(kappa) mu, or the raw (unnormalised) encoder mean
+        z = m.posterior.mean if self.ablation == "eval_mean" else m.__mu__
         val_auc, val_ap = m.test(z, *g.val)
         if val_auc > self.best["val_auc"]:
             test_auc, test_ap = m.test(z, *g.test)
@@ -160,7 +164,7 @@ def ablation_config(args, dataset, name):
     cfg = settings(args, dataset, model)
     if name == "epochs1000":
         cfg["epochs"] = 1000
-    if name == "lr0.01":
+    if name.startswith("lr0.01"):
         cfg["lr"] = 0.01
     return model, cfg
 
