@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, run_metadata, write_json
+from common import RESULTS, positive, run_metadata, write_json
 
 #: panel -> (key, title, latent kind or None, KL weight: None = --beta-low)
 PANELS = {
@@ -75,18 +75,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"error: {message}\n")
-
-
-def positive(kind):
-    def parse(value):
-        try:
-            v = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {value!r}")
-        if not v > 0 or (isinstance(v, float) and not math.isfinite(v)):
-            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
-        return v
-    return parse
 
 
 def non_negative_float(value):

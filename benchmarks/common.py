@@ -5,7 +5,9 @@ beside ours and stores both in its JSON.
 """
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -164,3 +166,29 @@ def device_arg(name: str) -> torch.device:
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise SystemExit("error: --device mps requested but MPS is not available")
     return dev
+
+
+# ------------------------------------------------------------------ shared CLI helpers
+def positive(kind):
+    """``argparse`` type: a finite number ``> 0`` of type ``kind`` (``int`` or ``float``)."""
+    def parse(value):
+        try:
+            v = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {value!r}")
+        if not v > 0 or (isinstance(v, float) and not math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {value}")
+        return v
+    return parse
+
+
+def tqdm_factory(args):
+    """``make(total, desc, leave)`` -> a tqdm bar, or ``None`` with ``--no-progress``."""
+    if args.no_progress:
+        return None
+    from tqdm.auto import tqdm
+
+    def make(total=None, desc=None, leave=False):
+        return tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True, mininterval=1.0)
+
+    return make

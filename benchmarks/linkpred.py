@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 import torch
+from torch import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (
@@ -42,6 +43,7 @@ from common import (
     RESULTS,
     device_arg,
     fmt,
+    positive,
     run_metadata,
     write_json,
 )
@@ -70,18 +72,6 @@ def dataset_name(value: str) -> str:
             return name
     raise argparse.ArgumentTypeError(
         f"unknown dataset {value!r}; choose one of {', '.join(DATASETS)}")
-
-
-def positive(kind):
-    def parse(value):
-        try:
-            v = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {value!r}")
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-        return v
-    return parse
 
 
 def probability(value):
@@ -243,8 +233,12 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> float:
+        return self.record(epoch, self.model.embed(self.g.x, self.g.train))
+
+    @torch.no_grad()
+    def record(self, epoch: int, z: Tensor) -> float:
+        """Validation AUC of the embedding ``z``; test scores kept at the best validation AUC."""
         m, g = self.model, self.g
-        z = m.embed(g.x, g.train)
         val_auc, val_ap = m.test(z, *g.val)
         if val_auc > self.best["val_auc"]:
             test_auc, test_ap = m.test(z, *g.test)

@@ -38,7 +38,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PAPER_TABLE4, RESULTS, device_arg, fmt, run_metadata, write_json
+from common import PAPER_TABLE4, RESULTS, device_arg, fmt, positive, run_metadata, write_json
 from linkpred import (
     Graph,
     Parser,
@@ -46,7 +46,6 @@ from linkpred import (
     dataset_name,
     load,
     make_split,
-    positive,
     progress,
     settings,
     summarize,
@@ -151,12 +150,7 @@ class AblationTrainer(Trainer):
         m.embed(g.x, g.train)
         # A_d(kappa) mu, or the raw (unnormalised) encoder mean
         z = m.posterior.mean if self.ablation == "eval_mean" else m.__mu__
-        val_auc, val_ap = m.test(z, *g.val)
-        if val_auc > self.best["val_auc"]:
-            test_auc, test_ap = m.test(z, *g.test)
-            self.best = {"epoch": epoch, "val_auc": float(val_auc), "val_ap": float(val_ap),
-                         "test_auc": float(test_auc), "test_ap": float(test_ap)}
-        return float(val_auc)
+        return self.record(epoch, z)
 
 
 def ablation_config(args, dataset, name):

@@ -38,7 +38,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
 import torch
-from common import PAPER_TABLE3, REPO, RESULTS, device_arg, fmt, run_metadata, write_json
+from common import (
+    PAPER_TABLE3,
+    REPO,
+    RESULTS,
+    device_arg,
+    fmt,
+    run_metadata,
+    tqdm_factory,
+    write_json,
+)
 
 COMBOS = ("N+N", "S+S", "S+N")
 DIMS = (5, 10, 50)
@@ -67,17 +76,6 @@ def ckpt_dir(args, combo, d1, d2, seed) -> Path:
 
 def args_for_json(args):
     return argparse.Namespace(**{k: v for k, v in vars(args).items() if not k.startswith("_")})
-
-
-def tqdm_factory(args):
-    if args.no_progress:
-        return None
-    from tqdm.auto import tqdm
-
-    def make(total=None, desc=None, leave=False):
-        return tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True, mininterval=1.0)
-
-    return make
 
 
 # ------------------------------------------------------------------------------------ data

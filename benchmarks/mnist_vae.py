@@ -39,7 +39,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
 import torch
-from common import PAPER_TABLE1, REPO, RESULTS, device_arg, fmt, run_metadata, write_json
+from common import (
+    PAPER_TABLE1,
+    REPO,
+    RESULTS,
+    device_arg,
+    fmt,
+    run_metadata,
+    tqdm_factory,
+    write_json,
+)
 
 LATENTS = ("normal", "vmf")
 NAMES = {"normal": "N-VAE", "vmf": "S-VAE"}
@@ -61,17 +70,6 @@ SMOKE = {"on": False}  # subset runs write results/smoke_* instead of the real r
 
 def result_name(latent, dim, seed) -> str:
     return ("smoke_" if SMOKE["on"] else "") + f"mnist_vae_{run_name(latent, dim, seed)}"
-
-
-def tqdm_factory(args):
-    if args.no_progress:
-        return None
-    from tqdm.auto import tqdm
-
-    def make(total=None, desc=None, leave=False):
-        return tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True, mininterval=1.0)
-
-    return make
 
 
 def load_data(args, device):

@@ -278,5 +278,5 @@ def test_cli_bad_input_is_one_error_line():
     res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "circle.py"), "--epochs", "0"],
                          check=False, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert res.returncode == 2
-    expected = "error: argument --epochs: must be a finite number > 0, got 0"
+    expected = "error: argument --epochs: must be > 0 and finite, got 0"
     assert res.stderr.strip().splitlines() == [expected]
