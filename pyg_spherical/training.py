@@ -75,6 +75,7 @@ class EarlyStopping:
         self.seen: int = 0
 
     def is_better(self, value: float) -> bool:
+        """Whether ``value`` improves on the best so far (by more than ``min_delta``)."""
         if not math.isfinite(value):
             return False
         if self.best is None:
@@ -98,11 +99,13 @@ class EarlyStopping:
         return self.num_bad >= self.patience and self.seen >= self.min_epochs
 
     def state_dict(self) -> dict:
+        """Best value, its epoch and the counter, for checkpoints."""
         return {k: getattr(self, k) for k in
                 ("patience", "mode", "min_delta", "min_epochs", "best", "best_epoch", "num_bad",
                  "seen")}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the state written by :meth:`state_dict`."""
         for k, v in state.items():
             setattr(self, k, v)
 
@@ -190,6 +193,7 @@ class Trainer:
         return None if self.checkpoint_dir is None else self.checkpoint_dir / "best.pt"
 
     def state_dict(self) -> dict:
+        """Model, optimiser, early-stopping and history state, for a resumable checkpoint."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -202,6 +206,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the state written by :meth:`state_dict`."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
@@ -214,6 +219,7 @@ class Trainer:
         self._update_stop()  # a larger max_epochs than the saved run's continues it
 
     def save(self) -> None:
+        """Write ``last.pt`` (atomically) to the checkpoint directory."""
         if self.last_path is not None:
             save_atomic(self.state_dict(), self.last_path)
 

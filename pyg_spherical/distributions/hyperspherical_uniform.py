@@ -42,6 +42,7 @@ class HypersphericalUniform(Distribution):
         super().__init__(torch.Size(batch_shape), torch.Size((dim,)), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
+        """A copy with batch shape ``batch_shape`` (no data is copied; ``dim`` is kept)."""
         new = self._get_checked_instance(HypersphericalUniform, _instance)
         new.dim, new.device, new.dtype = self.dim, self.device, self.dtype
         super(HypersphericalUniform, new).__init__(torch.Size(batch_shape), self.event_shape,
@@ -58,6 +59,7 @@ class HypersphericalUniform(Distribution):
                 torch.finfo(x.dtype).tiny)
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """``-log |S^{m-1}|`` (eq. 10) for every ``value (..., m)``; shape ``value.shape[:-1]``."""
         if self._validate_args:
             self._validate_sample(value)
         shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
@@ -65,6 +67,7 @@ class HypersphericalUniform(Distribution):
                           device=value.device)
 
     def entropy(self) -> Tensor:
+        """``log |S^{m-1}| = log 2 + (m/2) log pi - lgamma(m/2)`` (the largest on the sphere)."""
         return torch.full(self.batch_shape, log_sphere_area(self.dim), dtype=self.dtype,
                           device=self.device)
 

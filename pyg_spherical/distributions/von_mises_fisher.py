@@ -233,6 +233,7 @@ class VonMisesFisher(Distribution):
         return terms
 
     def expand(self, batch_shape, _instance=None):
+        """A copy with batch shape ``batch_shape``: ``loc`` and ``concentration`` are broadcast views."""
         new = self._get_checked_instance(VonMisesFisher, _instance)
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(batch_shape + self.event_shape)

@@ -84,6 +84,7 @@ class SparseStructure(NamedTuple):
                                (n, f))
 
     def values(self, x: Tensor) -> Tensor:
+        """The non-zero values of ``x`` (CSR or COO) in this structure's order."""
         if x.layout == torch.sparse_csr:
             return x.values()
         return (x if x.is_coalesced() else x.coalesce()).values()

@@ -119,6 +119,7 @@ class VMFLatent(LatentLayer):
         return 1
 
     def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> VonMisesFisher:
+        """``vMF(mu = loc_raw / ||loc_raw||, kappa = softplus(scale_raw) + min_concentration)``."""
         self._check_raw(loc_raw, scale_raw)
         norm = torch.linalg.vector_norm(loc_raw, dim=-1, keepdim=True)
         torch._assert_async(
@@ -131,9 +132,11 @@ class VMFLatent(LatentLayer):
         return VonMisesFisher(loc, kappa, validate_args=False)
 
     def prior(self, device=None, dtype=None) -> HypersphericalUniform:
+        """The uniform distribution on ``S^{dim-1}`` (paper eq. 10)."""
         return HypersphericalUniform(self.dim, device=device, dtype=dtype)
 
     def point(self, q: VonMisesFisher) -> Tensor:
+        """The mean direction ``mu`` (the mode of the vMF), shape ``(..., dim)``."""
         return q.loc
 
     def extra_repr(self) -> str:
@@ -154,11 +157,13 @@ class GaussianLatent(LatentLayer):
         return self.dim
 
     def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> Independent:
+        """``N(loc_raw, diag(exp(scale_raw))^2)`` as an ``Independent`` over the last dim."""
         self._check_raw(loc_raw, scale_raw)
         scale = torch.exp(scale_raw.clamp(max=MAX_LOGSTD))
         return Independent(Normal(loc_raw, scale, validate_args=False), 1)
 
     def prior(self, device=None, dtype=None) -> Independent:
+        """The standard normal ``N(0, I_dim)``."""
         zero = torch.zeros(self.dim, device=device, dtype=dtype)
         return Independent(Normal(zero, torch.ones_like(zero), validate_args=False), 1)
 
