@@ -470,7 +470,7 @@ def run_plot(args, data, device) -> dict:
                  "document class (paper Figure 3)")
     fig.subplots_adjust(top=0.84, wspace=0.12)
     name = args.out or f"linkpred_fig3_{args.dataset.lower()}"
-    path = save_figure(fig, RESULTS / f"{name}.png")
+    path = save_figure(fig, RESULTS / "figures" / f"{name}.png")
     plt.close(fig)
     best = {MODELS[m]: tr.best for m, tr in trainers.items()}
     return {"png": os.path.relpath(path, RESULTS.parent), "config": cfgs, "best": best}
