@@ -42,6 +42,7 @@ from common import (
     PAPER_TABLE3,
     REPO,
     RESULTS,
+    add_mnist_run_args,
     device_arg,
     fmt,
     run_metadata,
@@ -418,15 +419,7 @@ def parse_args(argv=None):
     p.add_argument("--fig-z1", type=int, default=10)
     p.add_argument("--fig-z2", type=int, default=10)
     p.add_argument("--fig-rows", type=int, default=10, help="test images in Figure 10")
-    p.add_argument("--eval-seed", type=int, default=1234, help="seed of the fixed binarisation")
-    p.add_argument("--root", default=None, help="data root (default $PYG_SPHERICAL_DATA)")
-    p.add_argument("--no-download", action="store_true")
-    p.add_argument("--checkpoint-dir", default=str(REPO / "checkpoints" / "mnist_m1m2"))
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--train-subset", type=int, default=0, help="use only N training images (smoke)")
-    p.add_argument("--eval-subset", type=int, default=0, help="use only N val/test images (smoke)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    add_mnist_run_args(p, REPO / "checkpoints" / "mnist_m1m2")
     p.add_argument("--print-every", type=int, default=1, help="with --no-progress: log every N epochs")
     args = p.parse_args(argv)
     bad = [c for c in args.combos + [args.fig_combo] if c not in COMBOS]

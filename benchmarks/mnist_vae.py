@@ -43,6 +43,7 @@ from common import (
     PAPER_TABLE1,
     REPO,
     RESULTS,
+    add_mnist_run_args,
     device_arg,
     fmt,
     run_metadata,
@@ -490,15 +491,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--ll-samples", type=int, default=500, help="importance samples for LL")
-    p.add_argument("--eval-seed", type=int, default=1234, help="seed of the fixed binarisation")
-    p.add_argument("--root", default=None, help="data root (default $PYG_SPHERICAL_DATA)")
-    p.add_argument("--no-download", action="store_true")
-    p.add_argument("--checkpoint-dir", default=str(REPO / "checkpoints" / "mnist_vae"))
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--train-subset", type=int, default=0, help="use only N training images (smoke)")
-    p.add_argument("--eval-subset", type=int, default=0, help="use only N val/test images (smoke)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    add_mnist_run_args(p, REPO / "checkpoints" / "mnist_vae")
     p.add_argument("--print-every", type=int, default=10, help="epoch log line every N epochs")
     args = p.parse_args(argv)
     if not (args.table1 or args.figures or args.speed or (args.latent and args.dim)):
