@@ -372,16 +372,15 @@ class M1M2(nn.Module):
         ``z1`` best), to compare with :meth:`class_logits`, the inference network ``q(y|z1)``
         that the unlabelled term pulls towards it.
         """
+        if num_samples < 0:
+            raise ValueError(f"class_bounds: num_samples must be >= 0, got {num_samples}.")
         z1 = self.embed(x)
-        K, B = self.num_classes, z1.shape[0]
-        ys = torch.eye(K, dtype=z1.dtype, device=z1.device).unsqueeze(1).expand(K, B, K)
-        z = z1.unsqueeze(0).expand(K, B, z1.shape[-1])
-        if num_samples == 0:
-            return self.m2_bound(z, ys, sample=False).transpose(0, 1)
-        total = torch.zeros(K, B, dtype=z1.dtype, device=z1.device)
-        for _ in range(num_samples):
-            total += self.m2_bound(z, ys, sample=True)
-        return (total / num_samples).transpose(0, 1)
+        K, B, S = self.num_classes, z1.shape[0], max(num_samples, 1)
+        # rows (S, K, B): every class for every image, S draws of z2 each, in one batched pass
+        ys = torch.eye(K, dtype=z1.dtype, device=z1.device)[None, :, None].expand(S, K, B, K)
+        z = z1.expand(S, K, B, z1.shape[-1])
+        bounds = self.m2_bound(z, ys, sample=num_samples > 0)
+        return bounds.mean(0).transpose(0, 1)
 
     @torch.no_grad()
     def infer_style(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:

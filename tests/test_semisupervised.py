@@ -241,6 +241,33 @@ def test_unlabelled_bound_sums_the_right_terms(combo):
 
 
 @pytest.mark.parametrize("combo", ["N+N", "S+S", "S+N"])
+def test_class_bounds_equal_per_class_m2_bounds(combo):
+    """M2's generative classifier scores: column y is m2_bound(z1, e_y) (a loop over classes);
+    with sampling, the batched mean over draws agrees with separate single draws within 4 SE
+    (checked for a vMF z2, whose log-densities are bounded; Gaussian ones are heavy-tailed)."""
+    model = tiny(combo)
+    x = binary(6, 12, seed=3)
+    with torch.no_grad():
+        z1 = model.embed(x)
+        got = model.class_bounds(x, num_samples=0)
+        assert got.shape == (6, 3)
+        for k in range(3):
+            ref = model.m2_bound(z1, model.one_hot(torch.full((6,), k)), sample=False)
+            torch.testing.assert_close(got[:, k], ref)
+        if model.latent2.kind != "vmf":
+            return
+        torch.manual_seed(0)
+        draws = torch.stack([model.class_bounds(x, num_samples=1) for _ in range(400)])
+        torch.manual_seed(1)
+        mean = model.class_bounds(x, num_samples=400)
+        se = draws.std(0) / 20
+        assert torch.all((mean - draws.mean(0)).abs() <= 4 * 2 ** 0.5 * se + 1e-12)
+        assert torch.all(draws.std(0) > 0)  # the draws do vary
+        with pytest.raises(ValueError, match="num_samples"):
+            model.class_bounds(x, num_samples=-1)
+
+
+@pytest.mark.parametrize("combo", ["N+N", "S+S", "S+N"])
 def test_fused_loss_equals_separate_bounds(combo):
     """The one-pass loss = -(w_l mean L + mean U) + alpha mean CE from the separate bounds."""
     model = tiny(combo)
