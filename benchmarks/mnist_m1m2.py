@@ -123,13 +123,18 @@ def labelled_split(train, n_labels, seed):
 
 
 # ------------------------------------------------------------------------------- training
-def build(args, combo, d1, d2, seed, device):
+def build(args, combo, d1, d2, seed, device, *, z2_options=None, kl_warmup_epochs=0,
+          checkpoint_dir="default", max_epochs=None):
+    """Model, trainer and loader of one run. ``z2_options`` (z2's latent layer) and a linear KL
+    warm-up of z2 over ``kl_warmup_epochs`` are for the ablations; ``checkpoint_dir=None`` keeps
+    the best weights in memory only."""
     from pyg_spherical.m1m2 import COMBINATIONS, M1M2, SemiSupervisedLoader
-    from pyg_spherical.training import EarlyStopping, Trainer
+    from pyg_spherical.training import EarlyStopping, Trainer, linear_warmup
 
     torch.manual_seed(seed)
     z1_latent, z2_latent = COMBINATIONS[combo]
-    model = M1M2(z1_latent, d1, z2_latent, d2, hidden=args.hidden).to(device)
+    model = M1M2(z1_latent, d1, z2_latent, d2, hidden=args.hidden,
+                 z2_options=z2_options).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     alpha = args.alpha
     train = args._data["train"]
@@ -138,7 +143,8 @@ def build(args, combo, d1, d2, seed, device):
 
     def train_step(batch, epoch):
         xl, yl, xu = batch
-        loss, m = model.loss(xl, yl, xu, alpha=alpha, labelled_weight=w_l)
+        loss, m = model.loss(xl, yl, xu, alpha=alpha, labelled_weight=w_l,
+                             kl_z2_weight=linear_warmup(epoch, kl_warmup_epochs))
         return {"loss": loss, **m}
 
     d = args._data
@@ -148,8 +154,10 @@ def build(args, combo, d1, d2, seed, device):
         return {"acc": float(m.accuracy(val_x, val_y)), "test_acc": float(m.accuracy(test_x, test_y))}
 
     stopper = EarlyStopping(patience=args.patience, mode="max")
+    if checkpoint_dir == "default":
+        checkpoint_dir = ckpt_dir(args, combo, d1, d2, seed)
     trainer = Trainer(model, opt, train_step, evaluate, monitor="acc", early_stopping=stopper,
-                      max_epochs=args.max_epochs, checkpoint_dir=ckpt_dir(args, combo, d1, d2, seed))
+                      max_epochs=max_epochs or args.max_epochs, checkpoint_dir=checkpoint_dir)
     lab_t, unl_t = torch.as_tensor(lab), torch.as_tensor(unl)
     loader = SemiSupervisedLoader(train.x.index_select(0, lab_t).to(device),
                                   train.y.index_select(0, lab_t).to(device),
@@ -323,14 +331,45 @@ def _spread(dist, kind):
 
 
 @torch.no_grad()
-def diagnose(args, configs, seeds, device):
-    """How each trained model classifies: M2's inference vs generative classifier, how much
-    information z2 carries, how concentrated q(z1|x) and p(z1|y,z2) are, and how well a 5-NN
-    on the z1 codes does (what M2 adds over M1). Test set, best checkpoints."""
+def model_diagnostics(model, x, y, x_train=None, y_train=None) -> dict:
+    """How a trained model classifies the images ``x`` (labels ``y``): accuracy of ``q(y|z1)``
+    and of M2's generative classifier (10 draws of z2), their agreement, the KL of
+    ``q(z2|z1,y)`` to its prior at the predicted class, the spreads of ``q(z1|x)``,
+    ``p(z1|y,z2)`` and ``q(z2|z1,y)``, the bound ``-U``, and (given training images) a 5-NN
+    on the z1 codes with 100 labels (M1 alone)."""
     from torch.distributions import kl_divergence
 
     from pyg_spherical.evaluation import metric_for_latent, semi_supervised_knn
 
+    k1, k2 = model.latent1.kind, model.latent2.kind
+    pred = torch.cat([model.class_logits(xb).argmax(-1) for xb in x.split(5000)])
+    gen = torch.cat([model.class_bounds(xb, num_samples=10).argmax(-1) for xb in x.split(2000)])
+    z1 = torch.cat([model.embed(xb) for xb in x.split(5000)])
+    q1 = model.q_z1(x)
+    yh = model.one_hot(pred)
+    q2 = model.q_z2(z1, yh)
+    kl2 = kl_divergence(q2, model.p_z2())
+    pz1 = model.p_z1(model.latent2.point(q2), yh)
+    bound = torch.cat([model.unlabelled_bound(xb).elbo for xb in x.split(2000)])
+    r = {"acc_q": 100 * float((pred == y).double().mean()),
+         "acc_generative": 100 * float((gen == y).double().mean()),
+         "agreement": 100 * float((gen == pred).double().mean()),
+         "kl_z2_median": float(kl2.median()), "kl_z2_mean": float(kl2.mean()),
+         "q_z1_spread": _spread(q1, k1), "p_z1_spread": _spread(pz1, k1),
+         "q_z2_spread": _spread(q2, k2), "test_bound_U": float(bound.double().mean())}
+    if x_train is not None:
+        z_train = torch.cat([model.embed(xb) for xb in x_train.split(5000)])
+        knn = semi_supervised_knn(z_train.cpu(), y_train, z1.cpu(), y.cpu(), 100,
+                                  metric=metric_for_latent(k1), draws=5, seed=0)
+        r["knn_z1_100"] = 100 * float(knn.mean())
+    return r
+
+
+@torch.no_grad()
+def diagnose(args, configs, seeds, device):
+    """How each trained model classifies: M2's inference vs generative classifier, how much
+    information z2 carries, how concentrated q(z1|x) and p(z1|y,z2) are, and how well a 5-NN
+    on the z1 codes does (what M2 adds over M1). Test set, best checkpoints."""
     started = time.time()
     d = args._data
     x, y = d["test_x"], d["test_y"]
@@ -350,29 +389,9 @@ def diagnose(args, configs, seeds, device):
             model, ck = load_best(args, combo, d1, d2, s, device)
             if model is None:
                 continue
-            k1, k2 = model.latent1.kind, model.latent2.kind
             torch.manual_seed(args.eval_seed)
-            pred = torch.cat([model.class_logits(xb).argmax(-1) for xb in x.split(5000)])
-            gen = torch.cat([model.class_bounds(xb, num_samples=10).argmax(-1)
-                             for xb in x.split(2000)])
-            z1 = torch.cat([model.embed(xb) for xb in x.split(5000)])
-            q1 = model.q_z1(x)
-            yh = model.one_hot(pred)
-            q2 = model.q_z2(z1, yh)
-            kl2 = kl_divergence(q2, model.p_z2())
-            pz1 = model.p_z1(model.latent2.point(q2), yh)
-            bound = torch.cat([model.unlabelled_bound(xb).elbo for xb in x.split(2000)])
-            z_train = torch.cat([model.embed(xb) for xb in x_train.split(5000)])
-            knn = semi_supervised_knn(z_train.cpu(), train.y, z1.cpu(), y.cpu(), 100,
-                                      metric=metric_for_latent(k1), draws=5, seed=0)
             r = {"epoch": int(ck["best"]["epoch"]),
-                 "acc_q": 100 * float((pred == y).double().mean()),
-                 "acc_generative": 100 * float((gen == y).double().mean()),
-                 "agreement": 100 * float((gen == pred).double().mean()),
-                 "kl_z2_median": float(kl2.median()), "kl_z2_mean": float(kl2.mean()),
-                 "q_z1_spread": _spread(q1, k1), "p_z1_spread": _spread(pz1, k1),
-                 "q_z2_spread": _spread(q2, k2), "knn_z1_100": 100 * float(knn.mean()),
-                 "test_bound_U": float(bound.double().mean())}
+                 **model_diagnostics(model, x, y, x_train=x_train, y_train=train.y)}
             out[run_name(combo, d1, d2, s)] = r
             print(f"{run_name(combo, d1, d2, s):22s} {r['acc_q']:6.2f} {r['acc_generative']:7.2f} "
                   f"{r['agreement']:6.2f} {r['kl_z2_median']:6.2f} {r['q_z1_spread']:9.3g} "

@@ -146,6 +146,9 @@ class M1M2(nn.Module):
         in_features (int): ``D`` (784).
         hidden (int): width of the single hidden layer of every MLP (500).
         activation: activation class (:class:`~torch.nn.ReLU`).
+        z1_options (dict, optional): keyword arguments of ``z1``'s latent layer only.
+        z2_options (dict, optional): keyword arguments of ``z2``'s latent layer only (e.g.
+            ``{"min_concentration": 10.0}`` for a vMF, ``{"isotropic": True}`` for a Gaussian).
         **latent_kwargs: forwarded to both latent layers (e.g. ``min_concentration``).
 
     Attributes:
@@ -159,12 +162,15 @@ class M1M2(nn.Module):
 
     def __init__(self, z1_latent: str = "vmf", z1_dim: int = 10, z2_latent: str = "normal",
                  z2_dim: int = 10, num_classes: int = 10, in_features: int = 784,
-                 hidden: int = 500, activation: type[nn.Module] = nn.ReLU, **latent_kwargs):
+                 hidden: int = 500, activation: type[nn.Module] = nn.ReLU,
+                 z1_options: dict | None = None, z2_options: dict | None = None, **latent_kwargs):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"M1M2: num_classes must be >= 2, got {num_classes}.")
-        self.latent1: LatentLayer = make_latent(z1_latent, z1_dim, **latent_kwargs)
-        self.latent2: LatentLayer = make_latent(z2_latent, z2_dim, **latent_kwargs)
+        self.latent1: LatentLayer = make_latent(z1_latent, z1_dim,
+                                                **{**latent_kwargs, **(z1_options or {})})
+        self.latent2: LatentLayer = make_latent(z2_latent, z2_dim,
+                                                **{**latent_kwargs, **(z2_options or {})})
         self.z1_dim, self.z2_dim = int(z1_dim), int(z2_dim)
         self.num_classes, self.in_features, self.hidden = int(num_classes), int(in_features), int(hidden)
         K, D, H, d1, d2 = self.num_classes, self.in_features, self.hidden, self.z1_dim, self.z2_dim
@@ -235,7 +241,8 @@ class M1M2(nn.Module):
         return self.classifier(z1)
 
     # ----------------------------------------------------------------------- bounds
-    def m2_bound(self, z1: Tensor, y_onehot: Tensor, sample: bool = True) -> Tensor:
+    def m2_bound(self, z1: Tensor, y_onehot: Tensor, sample: bool = True,
+                 kl_weight: float = 1.0) -> Tensor:
         r"""``-L2(z1, y) = log p(z1|y,z2) + log p(y) - KL(q(z2|z1,y) || p(z2))``, shape ``(...)``.
 
         Args:
@@ -243,12 +250,13 @@ class M1M2(nn.Module):
             y_onehot: ``(..., K)``.
             sample: draw ``z2 ~ q(z2|z1,y)`` (reparameterised); ``False`` plugs in the posterior
                 mode instead (deterministic; for tests and diagnostics).
+            kl_weight: weight ``beta`` of the KL term (a warm-up; only ``1`` gives a bound).
         """
         q2 = self.q_z2(z1, y_onehot)
         z2 = q2.rsample() if sample else self.latent2.point(q2)
         log_pz1 = self.p_z1(z2, y_onehot).log_prob(z1)
         kl2 = kl_divergence(q2, self.p_z2())
-        return log_pz1 + self.log_prior_y() - kl2
+        return log_pz1 + self.log_prior_y() - kl_weight * kl2
 
     def _m1(self, x: Tensor, sample: bool):
         q1 = self.q_z1(x)
@@ -294,7 +302,7 @@ class M1M2(nn.Module):
         return z1, bernoulli_log_prob(self.decode(z1), x), q1.entropy()
 
     def loss(self, x_l: Tensor, y_l: Tensor, x_u: Tensor, alpha: float = 1.0,
-             labelled_weight: float = 1.0, sample: bool = True
+             labelled_weight: float = 1.0, sample: bool = True, kl_z2_weight: float = 1.0
              ) -> tuple[Tensor, dict[str, Tensor]]:
         r"""``J^alpha`` (module docstring) and detached per-batch metrics.
 
@@ -316,6 +324,8 @@ class M1M2(nn.Module):
                 unlabelled bounds weigh the same per step; ``N_l / N_u``: every image weighs
                 the same in the bound, as in Kingma et al.'s :math:`\sum_l + \sum_u`).
             sample: draw ``z1, z2`` (training); ``False`` uses posterior modes (tests).
+            kl_z2_weight: weight of ``KL(q(z2|z1,y) || p(z2))`` (a warm-up schedule; the
+                objective is the bound only at ``1``, the default).
 
         Returns:
             ``(loss, metrics)``: scalar loss; metrics ``elbo_l (B_l,)``, ``elbo_u (B_u,)``
@@ -329,7 +339,7 @@ class M1M2(nn.Module):
         eye = torch.eye(K, dtype=z1.dtype, device=z1.device)
         y_rows = torch.cat([self.one_hot(y_l), eye.repeat_interleave(B_u, dim=0)])
         z_rows = torch.cat([z1_l, z1_u.repeat(K, 1)])  # row B_l + k B_u + b: (z1_u[b], e_k)
-        m2 = self.m2_bound(z_rows, y_rows, sample)
+        m2 = self.m2_bound(z_rows, y_rows, sample, kl_weight=kl_z2_weight)
         m2_l = m2[:B_l]
         m2_u = marginalise_labels(logits[B_l:], m2[B_l:].reshape(K, B_u).transpose(0, 1))
         base = rec + ent

@@ -284,6 +284,53 @@ def test_fused_loss_equals_separate_bounds(combo):
         torch.testing.assert_close(loss, ref)
 
 
+def test_isotropic_gaussian_latent_against_closed_forms():
+    """One log-std shared by all coordinates: N(mu, s^2 I); log-density and KL to N(0, I) from
+    scipy / the closed form, and the layer asks its encoder for a single scale."""
+    from scipy import stats
+
+    from pyg_spherical.nn import make_latent
+
+    lat = make_latent("normal", 4, isotropic=True)
+    assert lat.scale_dim == 1 and "isotropic=True" in repr(lat)
+    assert make_latent("normal", 4).scale_dim == 4
+    g = torch.Generator().manual_seed(0)
+    loc, raw = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(3, 1, generator=g,
+                                                                              dtype=torch.float64)
+    q = lat.distribution(loc, raw)
+    assert q.batch_shape == (3,) and q.event_shape == (4,)
+    z = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    for b in range(3):
+        s = math.exp(raw[b, 0].item())
+        ref = stats.multivariate_normal(loc[b].numpy(), s * s * np.eye(4)).logpdf(z[b].numpy())
+        assert q.log_prob(z)[b].item() == pytest.approx(ref, rel=1e-12)
+        kl = 0.5 * (4 * s * s + float(loc[b] @ loc[b]) - 4 - 8 * math.log(s))
+        assert lat.kl(q)[b].item() == pytest.approx(kl, rel=1e-12)
+    with pytest.raises(ValueError, match="scale_raw"):
+        lat.distribution(loc, torch.zeros(3, 4, dtype=torch.float64))
+
+
+def test_per_latent_options_and_kl_weight():
+    torch.manual_seed(0)
+    model = M1M2("vmf", 3, "normal", 2, num_classes=3, in_features=12, hidden=16,
+                 z2_options={"isotropic": True}).double()
+    assert model.z2_scale.out_features == 1 and model.z1_scale.out_features == 1
+    assert model.latent2.isotropic
+    model = M1M2("vmf", 3, "vmf", 2, num_classes=3, in_features=12, hidden=16,
+                 z2_options={"min_concentration": 10.0}).double()
+    assert model.latent2.min_concentration == 10.0 and model.latent1.min_concentration == 1.0
+    x = binary(5, 12)
+    y = model.one_hot(torch.tensor([0, 1, 2, 1, 0]))
+    with torch.no_grad():
+        z1 = model.embed(x)
+        assert torch.all(model.q_z2(z1, y).concentration >= 10.0)
+        full, none = (model.m2_bound(z1, y, sample=False, kl_weight=w) for w in (1.0, 0.0))
+        half = model.m2_bound(z1, y, sample=False, kl_weight=0.5)
+        kl = torch.distributions.kl_divergence(model.q_z2(z1, y), model.p_z2())
+        torch.testing.assert_close(none - full, kl)
+        torch.testing.assert_close(half, full + 0.5 * kl)
+
+
 def test_combinations_are_one_flag_and_training_is_end_to_end():
     for name, (k1, k2) in COMBINATIONS.items():
         model = tiny(name)

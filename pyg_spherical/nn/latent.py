@@ -8,7 +8,7 @@ argument (``make_latent("vmf" | "normal", dim)``):
 family             posterior                                prior
 =================  =======================================  ===============================
 ``"vmf"``          ``vMF(normalize(loc_raw), softplus(c) + k0)``  ``U(S^{dim-1})`` (eq. 5)
-``"normal"``       ``N(loc_raw, exp(logstd))``               ``N(0, I)``
+``"normal"``       ``N(loc_raw, diag(exp(logstd))^2)``       ``N(0, I)``
 =================  =======================================  ===============================
 
 Both take two raw tensors from an encoder: ``loc_raw`` of shape ``(..., dim)`` and ``scale_raw``
@@ -148,24 +148,43 @@ class GaussianLatent(LatentLayer):
 
     ``mu = loc_raw``, ``sigma = exp(clamp(scale_raw, max=10))`` (``scale_raw`` is the log-std,
     clamped as in PyG's ``VGAE``).
+
+    Args:
+        dim (int): latent size ``d``.
+        isotropic (bool): one standard deviation shared by all ``d`` coordinates,
+            ``N(mu, sigma^2 I)`` (``scale_dim = 1``), instead of one per coordinate. Like the vMF,
+            which has a single concentration for all directions, such a posterior cannot make
+            some coordinates precise and leave the others at the prior; it is the matched
+            control when asking whether that, rather than the sphere, limits a vMF latent
+            (``benchmarks/mnist_m1m2_ablations.py``).
     """
 
     kind = "normal"
 
+    def __init__(self, dim: int, isotropic: bool = False):
+        super().__init__(dim)
+        self.isotropic = bool(isotropic)
+
     @property
     def scale_dim(self) -> int:
-        return self.dim
+        return 1 if self.isotropic else self.dim
 
     def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> Independent:
-        """``N(loc_raw, diag(exp(scale_raw))^2)`` as an ``Independent`` over the last dim."""
+        """``N(loc_raw, diag(exp(scale_raw))^2)`` as an ``Independent`` over the last dim (an
+        isotropic layer broadcasts its single log-std over the ``dim`` coordinates)."""
         self._check_raw(loc_raw, scale_raw)
         scale = torch.exp(scale_raw.clamp(max=MAX_LOGSTD))
+        if self.isotropic:
+            scale = scale.expand(loc_raw.shape)
         return Independent(Normal(loc_raw, scale, validate_args=False), 1)
 
     def prior(self, device=None, dtype=None) -> Independent:
         """The standard normal ``N(0, I_dim)``."""
         zero = torch.zeros(self.dim, device=device, dtype=dtype)
         return Independent(Normal(zero, torch.ones_like(zero), validate_args=False), 1)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}" + (", isotropic=True" if self.isotropic else "")
 
 
 LATENTS = {"vmf": VMFLatent, "normal": GaussianLatent}
@@ -179,7 +198,8 @@ def make_latent(kind: str, dim: int, **kwargs) -> LatentLayer:
             (aliases ``"gaussian"``, ``"n"``, ``"nvae"``), case-insensitive.
         dim (int): latent size ``d``; vMF codes are unit vectors in ``R^d`` (the sphere
             ``S^{d-1}``), Gaussian codes are points of ``R^d``.
-        **kwargs: forwarded to the layer (e.g. ``min_concentration`` for :class:`VMFLatent`).
+        **kwargs: forwarded to the layer (``min_concentration`` for :class:`VMFLatent`,
+            ``isotropic`` for :class:`GaussianLatent`).
 
     Returns:
         A :class:`VMFLatent` or :class:`GaussianLatent`.
