@@ -335,8 +335,9 @@ def model_diagnostics(model, x, y, x_train=None, y_train=None) -> dict:
     """How a trained model classifies the images ``x`` (labels ``y``): accuracy of ``q(y|z1)``
     and of M2's generative classifier (10 draws of z2), their agreement, the KL of
     ``q(z2|z1,y)`` to its prior at the predicted class, the spreads of ``q(z1|x)``,
-    ``p(z1|y,z2)`` and ``q(z2|z1,y)``, the bound ``-U``, and (given training images) a 5-NN
-    on the z1 codes with 100 labels (M1 alone)."""
+    ``p(z1|y,z2)`` and ``q(z2|z1,y)``, the bound ``-U``, for a Gaussian z2 its active units and
+    mean KL per coordinate, and (given training images) a 5-NN on the z1 codes with 100 labels
+    (M1 alone)."""
     from torch.distributions import kl_divergence
 
     from pyg_spherical.evaluation import metric_for_latent, semi_supervised_knn
@@ -357,6 +358,12 @@ def model_diagnostics(model, x, y, x_train=None, y_train=None) -> dict:
          "kl_z2_median": float(kl2.median()), "kl_z2_mean": float(kl2.mean()),
          "q_z1_spread": _spread(q1, k1), "p_z1_spread": _spread(pz1, k1),
          "q_z2_spread": _spread(q2, k2), "test_bound_U": float(bound.double().mean())}
+    if k2 == "normal":  # which coordinates of a Gaussian z2 carry information, and how much
+        mu, sd = q2.base_dist.loc, q2.base_dist.scale
+        kl_dim = 0.5 * (sd * sd + mu * mu - 1) - sd.log()
+        # active units (Burda et al., 2016): Var_x E[z2_u] > 0.01
+        r["z2_active_units"] = int((mu.var(0) > 0.01).sum())
+        r["z2_kl_per_dim"] = [round(v, 3) for v in kl_dim.mean(0).tolist()]
     if x_train is not None:
         z_train = torch.cat([model.embed(xb) for xb in x_train.split(5000)])
         knn = semi_supervised_knn(z_train.cpu(), y_train, z1.cpu(), y.cpu(), 100,
@@ -379,9 +386,11 @@ def diagnose(args, configs, seeds, device):
     out = {}
     print("\nDiagnostics (test set, best checkpoints): accuracy of q(y|z1) and of M2's generative "
           "classifier argmax_y -L2(z1, y); KL(q(z2|z1,y)||p(z2)) at the predicted y (nats); "
-          "spread = median kappa (vMF) or median std (Gaussian); 5-NN on the z1 codes (100 labels)")
+          "spread = median kappa (vMF) or median std (Gaussian); 5-NN on the z1 codes (100 labels); "
+          "active units of a Gaussian z2 (Var_x E[z2_u] > 0.01)")
     head = (f"{'run':22s} {'acc q':>6s} {'acc gen':>7s} {'agree':>6s} {'KL z2':>6s} "
-            f"{'q(z1|x)':>9s} {'p(z1|y,z2)':>10s} {'q(z2|.)':>8s} {'kNN z1':>7s} {'bound U':>8s}")
+            f"{'q(z1|x)':>9s} {'p(z1|y,z2)':>10s} {'q(z2|.)':>8s} {'kNN z1':>7s} {'bound U':>8s} "
+            f"{'z2 units':>8s}")
     print(head)
     print("-" * len(head))
     for combo, d1, d2 in configs:
@@ -396,7 +405,7 @@ def diagnose(args, configs, seeds, device):
             print(f"{run_name(combo, d1, d2, s):22s} {r['acc_q']:6.2f} {r['acc_generative']:7.2f} "
                   f"{r['agreement']:6.2f} {r['kl_z2_median']:6.2f} {r['q_z1_spread']:9.3g} "
                   f"{r['p_z1_spread']:10.3g} {r['q_z2_spread']:8.3g} {r['knn_z1_100']:7.2f} "
-                  f"{r['test_bound_U']:8.2f}")
+                  f"{r['test_bound_U']:8.2f} {r.get('z2_active_units', '-'):>8}")
     payload = {"runs": out, "meta": run_metadata(args_for_json(args))}
     path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_m1m2_diagnostics", payload,
                       started=started)
