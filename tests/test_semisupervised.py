@@ -427,3 +427,28 @@ def test_short_m1m2_run_beats_chance(combo, dim):
     after = float(model.accuracy(val_x, val_y))
     # chance is 10% with a standard error of 0.95% on 1000 images: 20% is > 10 standard errors
     assert after > 0.2 and after > before + 0.08, (before, after)
+
+
+def test_ablation_cli_runs_and_records_what_changed():
+    """benchmarks/mnist_m1m2_ablations.py end to end on a few hundred images (smoke outputs)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _mnist_or_skip()
+    repo = Path(__file__).resolve().parents[1]
+    script = str(repo / "benchmarks" / "mnist_m1m2_ablations.py")
+    bad = subprocess.run([sys.executable, script, "--only", "bogus"], check=False,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown ablation" in bad.stderr
+    res = subprocess.run([sys.executable, script, "--only", "SN_iso", "SS_kl-warmup", "--epochs", "1",
+                          "--train-subset", "300", "--eval-subset", "100", "--diag-subset", "50",
+                          "--no-progress", "--no-download"], check=False, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    table = json.loads((repo / "results" / "smoke_mnist_m1m2_ablations.json").read_text())
+    rows = table["ablations"]
+    assert rows["SN_iso"]["z2_options"] == {"isotropic": True}
+    assert rows["SS_kl-warmup"]["kl_warmup_epochs"] == 6
+    assert 0 <= rows["SN_iso"]["best_val_acc"] <= 100 and len(rows["SN_iso"]["val_curve"]) == 1
