@@ -194,12 +194,14 @@ def tqdm_factory(args):
     return make
 
 
-def add_mnist_run_args(p, checkpoint_dir) -> None:
-    """The data, device and checkpoint flags shared by the MNIST benchmarks."""
+def add_mnist_run_args(p, checkpoint_dir=None) -> None:
+    """The data, device and checkpoint flags shared by the MNIST benchmarks (no
+    ``--checkpoint-dir`` if ``checkpoint_dir`` is ``None``: a benchmark that keeps no checkpoints)."""
     p.add_argument("--eval-seed", type=int, default=1234, help="seed of the fixed binarisation")
     p.add_argument("--root", default=None, help="data root (default $PYG_SPHERICAL_DATA)")
     p.add_argument("--no-download", action="store_true")
-    p.add_argument("--checkpoint-dir", default=str(checkpoint_dir))
+    if checkpoint_dir is not None:
+        p.add_argument("--checkpoint-dir", default=str(checkpoint_dir))
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--train-subset", type=int, default=0, help="use only N training images (smoke)")

@@ -159,7 +159,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--hidden", type=int, default=500)
-    add_mnist_run_args(p, REPO / "checkpoints" / "mnist_m1m2_ablations")
+    add_mnist_run_args(p)  # short runs: the best weights stay in memory, no checkpoints
     args = p.parse_args(argv)
     bad = [n for n in args.only if n not in ABLATIONS]
     if bad:
