@@ -413,6 +413,38 @@ def diagnose(args, configs, seeds, device):
 
 
 # ------------------------------------------------------------------------------------ main
+def add_protocol_args(p) -> None:
+    """The training-protocol flags shared with ``mnist_m1m2_ablations.py``."""
+    p.add_argument("--labels", type=int, default=100, help="labelled images (class-balanced)")
+    p.add_argument("--alpha", type=float, default=1.0,
+                   help="classification-loss weight per labelled image (paper: in [0.1, 1])")
+    p.add_argument("--labelled-weight", default="kingma",
+                   help="weight w_l of the labelled bound: 'kingma' (N_l/N_u: every image weighs "
+                        "the same, as Kingma et al.'s sum over the data), 'equal' (1: labelled "
+                        "and unlabelled batch means weigh the same), or a number")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=100, help="unlabelled (and labelled) batch")
+    p.add_argument("--hidden", type=int, default=500, help="hidden units of every MLP")
+
+
+def check_protocol_args(p, args) -> None:
+    """``p.error`` (one line, exit 2) on invalid protocol flags."""
+    if args.labels < 10 or args.labels % 10:
+        p.error(f"--labels must be a positive multiple of 10 (class-balanced), got {args.labels}")
+    for name in ("batch_size", "hidden"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.labelled_weight not in ("kingma", "equal"):
+        try:
+            if not float(args.labelled_weight) >= 0:
+                raise ValueError
+        except ValueError:
+            p.error(f"--labelled-weight must be 'kingma', 'equal' or a number >= 0, "
+                    f"got {args.labelled_weight!r}")
+    if args.lr <= 0 or args.alpha < 0 or not math.isfinite(args.alpha):
+        p.error("--lr must be > 0 and --alpha >= 0")
+
+
 def parse_args(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -421,22 +453,13 @@ def parse_args(argv=None):
                    help="latent pairs z1+z2 among N+N S+S S+N (default: all three)")
     p.add_argument("--z1-dims", type=int, nargs="+", default=[10], help="dims of z1 (paper: 5 10 50)")
     p.add_argument("--z2-dims", type=int, nargs="+", default=[10], help="dims of z2 (paper: 5 10 50)")
-    p.add_argument("--labels", type=int, default=100, help="labelled images (class-balanced)")
-    p.add_argument("--alpha", type=float, default=1.0,
-                   help="classification-loss weight per labelled image (paper: in [0.1, 1])")
-    p.add_argument("--labelled-weight", default="kingma",
-                   help="weight w_l of the labelled bound: 'kingma' (N_l/N_u: every image weighs "
-                        "the same, as Kingma et al.'s sum over the data), 'equal' (1: labelled "
-                        "and unlabelled batch means weigh the same), or a number")
+    add_protocol_args(p)
     p.add_argument("--runs", type=int, default=1, help="runs per config (seeds seed..seed+runs-1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model and the labelled draw")
     p.add_argument("--max-epochs", type=int, default=1000, help="hard cap on epochs per run")
     p.add_argument("--max-new-epochs", type=int, default=None,
                    help="train at most this many more epochs per run in this call")
     p.add_argument("--patience", type=int, default=50, help="look-ahead on validation accuracy")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=100, help="unlabelled (and labelled) batch")
-    p.add_argument("--hidden", type=int, default=500, help="hidden units of every MLP")
     p.add_argument("--eval-only", action="store_true", help="no training: evaluate checkpoints")
     p.add_argument("--no-eval", action="store_true", help="train only")
     p.add_argument("--figure", action="store_true",
@@ -456,23 +479,12 @@ def parse_args(argv=None):
     for d in args.z1_dims + args.z2_dims + [args.fig_z1, args.fig_z2]:
         if d < 2:
             p.error(f"latent dims must be >= 2 (a vMF needs the circle S^1 at least), got {d}")
-    if args.labels < 10 or args.labels % 10:
-        p.error(f"--labels must be a positive multiple of 10 (class-balanced), got {args.labels}")
-    for name in ("runs", "max_epochs", "patience", "batch_size", "hidden", "threads", "fig_rows",
-                 "print_every"):
+    check_protocol_args(p, args)
+    for name in ("runs", "max_epochs", "patience", "threads", "fig_rows", "print_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.labelled_weight not in ("kingma", "equal"):
-        try:
-            if not float(args.labelled_weight) >= 0:
-                raise ValueError
-        except ValueError:
-            p.error(f"--labelled-weight must be 'kingma', 'equal' or a number >= 0, "
-                    f"got {args.labelled_weight!r}")
     if args.max_new_epochs is not None and args.max_new_epochs < 1:
         p.error("--max-new-epochs must be >= 1")
-    if args.lr <= 0 or args.alpha < 0 or not math.isfinite(args.alpha):
-        p.error("--lr must be > 0 and --alpha >= 0")
     return args
 
 

@@ -3,12 +3,12 @@ r"""Why does the S+S M1+M2 model miss the paper's Table 3? Controlled short-run 
 
 Every ablation trains the M1+M2 model of ``benchmarks/mnist_m1m2.py`` with the same protocol,
 labelled draw and seed (100 labels, Adam lr 1e-3, batches of 100 + 100, alpha 1, the labelled
-weight of Kingma et al.) for a fixed, short budget (``--epochs``, default 10) and changes one
+weight of Kingma et al.) for a fixed, short budget (``--epochs``, default 15) and changes one
 thing. It reports the best validation accuracy, the test accuracy at that epoch and the
 validation curve, then how the model uses its style latent z2 (the diagnostics of
 ``mnist_m1m2.py --diagnose`` on the first ``--diag-subset`` test images). The full runs diverge
-early (at epoch 10 S+N is at 88% validation accuracy and S+S at 78%) and keep their order, so
-ten epochs separate the hypotheses at a fraction of the cost.
+early (by epoch 10 S+N is at 88% validation accuracy and S+S at 78%) and keep their order, so
+short runs separate the hypotheses at a fraction of the cost.
 
 Ablations (``--only`` selects a subset by name):
 
@@ -29,7 +29,7 @@ processes can share the work) and the table ``results/mnist_m1m2_ablations.json`
 
 Examples::
 
-    python benchmarks/mnist_m1m2_ablations.py                       # all, 10 epochs each (~35 min)
+    python benchmarks/mnist_m1m2_ablations.py                       # all, 15 epochs each (~35 min)
     python benchmarks/mnist_m1m2_ablations.py --only SS SN_iso      # a subset
     python benchmarks/mnist_m1m2_ablations.py --table-only          # the table from the JSON files
 """
@@ -54,7 +54,16 @@ from common import (
     tqdm_factory,
     write_json,
 )
-from mnist_m1m2 import SMOKE, Parser, args_for_json, build, load_data, model_diagnostics
+from mnist_m1m2 import (
+    SMOKE,
+    Parser,
+    add_protocol_args,
+    args_for_json,
+    build,
+    check_protocol_args,
+    load_data,
+    model_diagnostics,
+)
 
 #: name -> (combo, dim z1, dim z2, options of z2's latent layer, KL warm-up epochs of z2, what)
 ABLATIONS = {
@@ -148,27 +157,21 @@ def parse_args(argv=None):
                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--only", nargs="+", default=list(ABLATIONS), metavar="NAME",
                    help=f"ablations to run (default: all): {' '.join(ABLATIONS)}")
-    p.add_argument("--epochs", type=int, default=10, help="epochs per ablation")
+    p.add_argument("--epochs", type=int, default=15, help="epochs per ablation")
     p.add_argument("--seed", type=int, default=0, help="seed of the model and the labelled draw")
     p.add_argument("--diag-subset", type=int, default=2000,
                    help="test images for the z2 diagnostics (accuracies use all of them)")
     p.add_argument("--table-only", action="store_true", help="only print the table")
-    p.add_argument("--labels", type=int, default=100, help="labelled images (class-balanced)")
-    p.add_argument("--alpha", type=float, default=1.0, help="classification-loss weight")
-    p.add_argument("--labelled-weight", default="kingma", help="as in mnist_m1m2.py")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--hidden", type=int, default=500)
+    add_protocol_args(p)
     add_mnist_run_args(p)  # short runs: the best weights stay in memory, no checkpoints
     args = p.parse_args(argv)
     bad = [n for n in args.only if n not in ABLATIONS]
     if bad:
         p.error(f"unknown ablation(s) {bad}; choose among {list(ABLATIONS)}")
-    for name in ("epochs", "diag_subset", "batch_size", "hidden", "threads"):
+    check_protocol_args(p, args)
+    for name in ("epochs", "diag_subset", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.labels < 10 or args.labels % 10:
-        p.error(f"--labels must be a positive multiple of 10, got {args.labels}")
     args.max_epochs, args.patience = args.epochs, args.epochs  # no early stopping in a short run
     return args
 
