@@ -18,7 +18,10 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+#: committed results: written only on an explicit ``--refresh``
 RESULTS = REPO / "results"
+#: ad-hoc run outputs (ignored by git): a user's run never dirties the checkout
+RUNS = REPO / "runs"
 
 # ---------------------------------------------------------------------------------------------
 # Reference values from Davidson et al. (UAI 2018).
@@ -80,6 +83,14 @@ PAPER_TABLE7 = {
     "CiteSeer": {"vgae": (0.01, 0.4, 64), "svgae": (0.005, 0.2, 32)},
     "PubMed": {"vgae": (0.001, 0.2, 32), "svgae": (0.01, 0.0, 32)},
 }
+# Our link-prediction settings (lr, dropout, latent dim), selected on validation AUC by
+# `python benchmarks/linkpred.py --dataset <name> --grid` (see RESULTS.md); the defaults of
+# benchmarks/linkpred.py. Until a data set's grid has been run, its Table 7 settings stand in.
+SELECTED_SETTINGS = {
+    "Cora": {"vgae": (0.005, 0.4, 64), "svgae": (0.001, 0.1, 32)},
+    "CiteSeer": {"vgae": (0.01, 0.4, 64), "svgae": (0.005, 0.2, 32)},
+    "PubMed": {"vgae": (0.001, 0.2, 32), "svgae": (0.01, 0.0, 32)},
+}
 # Table 5: expected number of proposals of the Ulrich/Wood sampler, by d (= m) and kappa.
 PAPER_TABLE5_KAPPAS = (1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
 PAPER_TABLE5 = {
@@ -128,11 +139,12 @@ def run_metadata(args=None) -> dict:
     }
 
 
-def write_json(name: str, payload: dict, started: float | None = None) -> Path:
-    """Write ``results/<name>.json`` (with ``wall_time_s`` if ``started`` is given)."""
+def write_json(name: str, payload: dict, started: float | None = None,
+               directory: Path = RESULTS) -> Path:
+    """Write ``<directory>/<name>.json`` (with ``wall_time_s`` if ``started`` is given)."""
     if started is not None:
         payload["wall_time_s"] = round(time.time() - started, 2)
-    path = RESULTS / name if name.endswith(".json") else RESULTS / f"{name}.json"
+    path = directory / name if name.endswith(".json") else directory / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
     return path

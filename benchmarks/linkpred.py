@@ -5,14 +5,18 @@ Protocol (Appendix F.3): one hidden GCN layer of 32 units, Glorot init; 200 epoc
 PubMed) of full-batch Adam; an 85 / 5 / 10 % undirected edge split; one uniformly sampled negative
 pair per positive edge, resampled every epoch; node features as stored (no row normalisation);
 the test AUC / AP reported at the epoch of best validation AUC; mean and standard error over runs.
-Defaults are the paper's Table 7 hyper-parameters per data set and model; ``--grid`` searches the
-paper's grid on validation AUC instead.
+The S-VGAE decodes with the learnable scale ``sigmoid(s z_i^T z_j)`` (``--decoder plain`` for the
+formula without it). Defaults are the settings our ``--grid`` selected on validation AUC
+(``SELECTED_SETTINGS`` in common.py); ``--paper-settings`` uses the paper's Table 7 instead.
+
+Results go to ``runs/`` (ignored by git); ``--refresh`` writes the committed ``results/`` instead.
 
 Examples::
 
-    python benchmarks/linkpred.py --dataset Cora                 # both models, Table 7 settings
+    python benchmarks/linkpred.py --dataset Cora                 # both models, selected settings
+    python benchmarks/linkpred.py --dataset Cora --paper-settings # the paper's Table 7 settings
     python benchmarks/linkpred.py --dataset CiteSeer --model svgae --runs 10
-    python benchmarks/linkpred.py --dataset Cora --grid           # paper's grid, then --runs runs
+    python benchmarks/linkpred.py --dataset Cora --grid           # grid search, then --runs runs
     python benchmarks/linkpred.py --dataset Cora --speed          # epoch time at equal latent dims
     python benchmarks/linkpred.py --scaling                       # epoch time, Cora -> 10x PubMed
     python benchmarks/linkpred.py --dataset Cora --plot           # Figure 3 (3-d latents)
@@ -41,6 +45,8 @@ from common import (
     PAPER_TABLE4,
     PAPER_TABLE7,
     RESULTS,
+    RUNS,
+    SELECTED_SETTINGS,
     device_arg,
     fmt,
     positive,
@@ -50,7 +56,9 @@ from common import (
 
 MODELS = {"svgae": "S-VGAE", "vgae": "N-VGAE"}
 DATASETS = ("Cora", "CiteSeer", "PubMed")
-GRID = {"lr": (0.01, 0.005, 0.001), "dropout": (0.0, 0.1, 0.2, 0.3, 0.4), "dim": (8, 16, 32, 64)}
+#: the paper's grid (Appendix F.3), extended with d = 128
+GRID = {"lr": (0.01, 0.005, 0.001), "dropout": (0.0, 0.1, 0.2, 0.3, 0.4),
+        "dim": (8, 16, 32, 64, 128)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,10 +115,24 @@ def build_parser() -> Parser:
                    help="dropout on every GCN input (default: Table 7)")
     p.add_argument("--dim", type=latent_dim, default=None, help="latent dimension (default: Table 7)")
     p.add_argument("--hidden", type=positive(int), default=32, help="hidden GCN units (default 32)")
+    p.add_argument("--paper-settings", action="store_true",
+                   help="use the paper's Table 7 lr / dropout / dim instead of our selected ones")
+    p.add_argument("--decoder", choices=("scaled", "plain"), default="scaled",
+                   help="S-VGAE decoder: sigmoid(s z_i^T z_j) with a learnable s (default), or "
+                        "the plain sigmoid(z_i^T z_j); the N-VGAE always uses the plain one")
+    p.add_argument("--scale-init", type=positive(float), default=None,
+                   help="initial decoder scale s (default: the library's DEFAULT_SCALE_INIT)")
     p.add_argument("--grid", action="store_true",
-                   help="select lr x dropout x dim on validation AUC over the paper's grid "
-                        "(lr {0.01,0.005,0.001} x dropout {0,...,0.4} x dim {8,16,32,64}), "
-                        "then run --runs runs of the selected setting")
+                   help="select lr x dropout x dim on validation AUC over the paper's grid plus "
+                        "d = 128 (lr {0.01,0.005,0.001} x dropout {0,...,0.4} x dim "
+                        "{8,16,32,64,128}), then run --runs runs of the selected setting; "
+                        "resumable: finished points are kept in runs/")
+    p.add_argument("--grid-lr", type=positive(float), nargs="+", default=None,
+                   help="restrict the grid's learning rates (a documented subset, e.g. PubMed)")
+    p.add_argument("--grid-dropout", type=probability, nargs="+", default=None,
+                   help="restrict the grid's dropout values")
+    p.add_argument("--grid-dim", type=latent_dim, nargs="+", default=None,
+                   help="restrict the grid's latent dims")
     p.add_argument("--grid-runs", type=positive(int), default=1,
                    help="runs per grid point, seeds --seed + 1000 + r (default 1)")
     p.add_argument("--speed", action="store_true",
@@ -126,7 +148,9 @@ def build_parser() -> Parser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--threads", type=positive(int), default=1,
                    help="torch CPU threads (default 1, so that two jobs can share a machine)")
-    p.add_argument("--out", default=None, help="result name under results/ (default derived)")
+    p.add_argument("--out", default=None, help="result name (default derived)")
+    p.add_argument("--refresh", action="store_true",
+                   help="write to the committed results/ instead of runs/")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
     return p
 
@@ -147,14 +171,24 @@ def mean_se(values):
 
 
 def settings(args, dataset: str, model: str) -> dict:
-    lr, dropout, dim = PAPER_TABLE7[dataset][model]
-    return {
+    """The run configuration: flags > selected (or, with ``--paper-settings``, Table 7)."""
+    from pyg_spherical.nn.decoders import DEFAULT_SCALE_INIT
+
+    table = PAPER_TABLE7 if getattr(args, "paper_settings", False) else SELECTED_SETTINGS
+    lr, dropout, dim = table[dataset][model]
+    cfg = {
         "lr": args.lr if args.lr is not None else lr,
         "dropout": args.dropout if args.dropout is not None else dropout,
         "dim": args.dim if args.dim is not None else dim,
         "hidden": args.hidden,
         "epochs": args.epochs if args.epochs is not None else (400 if dataset == "PubMed" else 200),
     }
+    if model == "svgae":
+        cfg["decoder"] = getattr(args, "decoder", "scaled")
+        if cfg["decoder"] == "scaled":
+            scale = getattr(args, "scale_init", None)
+            cfg["scale_init"] = DEFAULT_SCALE_INIT if scale is None else scale
+    return cfg
 
 
 class Graph:
@@ -168,6 +202,21 @@ class Graph:
         self.train = split.train_pos_edge_index.to(device)
         self.val = (split.val_pos_edge_index.to(device), split.val_neg_edge_index.to(device))
         self.test = (split.test_pos_edge_index.to(device), split.test_neg_edge_index.to(device))
+
+
+def make_decoder(cfg: dict):
+    """The decoder of a run: ``None`` (the model's default), the plain inner product, or the
+    scaled one with the run's initial scale and bias switch."""
+    from torch_geometric.nn import InnerProductDecoder
+
+    from pyg_spherical import ScaledInnerProductDecoder
+
+    kind = cfg.get("decoder", "default")
+    if kind == "plain":
+        return InnerProductDecoder()
+    if kind == "scaled":
+        return ScaledInnerProductDecoder(cfg["scale_init"], bias=cfg.get("decoder_bias", False))
+    return None
 
 
 class Trainer:
@@ -188,8 +237,9 @@ class Trainer:
         outer = self._get_rng()
         seed_all(seed)
         Enc = SphericalGCNEncoder if model_name == "svgae" else GCNEncoder
-        enc = Enc(graph.num_features, cfg["hidden"], cfg["dim"], cfg["dropout"], cached=True)
-        self.model = SphericalVGAE(enc).to(device=device, dtype=dtype)
+        enc = Enc(graph.num_features, cfg["hidden"], cfg["dim"], cfg["dropout"], cached=True,
+                  bias=cfg.get("bias", True))
+        self.model = SphericalVGAE(enc, decoder=make_decoder(cfg)).to(device=device, dtype=dtype)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
         self._rng = self._get_rng()
         self._set_rng(outer)
@@ -223,7 +273,11 @@ class Trainer:
         m.train()
         self.opt.zero_grad(set_to_none=True)
         z = m.encode(g.x, g.train)
-        loss = m.recon_loss(z, g.train) + m.kl_loss() / g.num_nodes
+        neg = None
+        if self.cfg.get("negatives") == "uniform":
+            # uniform over all node pairs, edges not filtered out (the cheaper common variant)
+            neg = torch.randint(0, g.num_nodes, g.train.shape, device=g.train.device)
+        loss = m.recon_loss(z, g.train, neg) + m.kl_loss() / g.num_nodes
         loss.backward()
         self.opt.step()
         if self._cuda:
@@ -253,6 +307,9 @@ class Trainer:
         out["epoch_ms_mean"] = 1000 * statistics.fmean(t)
         out["final_loss"] = float(self.last_loss)
         q = self.model.posterior
+        scale = getattr(self.model.decoder, "scale", None)
+        if scale is not None:
+            out["final_decoder_scale"] = float(scale.detach())
         if self.name == "svgae":
             out["final_kappa_median"] = float(q.concentration.median())
         else:
@@ -317,22 +374,45 @@ def progress(args, total, desc):
 
 # ---------------------------------------------------------------------------------------------
 def grid_search(args, data, dataset, models, device) -> dict:
-    points = list(itertools.product(GRID["lr"], GRID["dropout"], GRID["dim"]))
-    epochs = args.epochs if args.epochs is not None else (400 if dataset == "PubMed" else 200)
+    """Every grid point for every model, ``--grid-runs`` seeds each; the point of best mean
+    validation AUC is selected per model. Finished points are appended to a JSON-lines file
+    under runs/ and skipped when the same search is started again (a resumable search)."""
+    import json
+
+    points = list(itertools.product(args.grid_lr or GRID["lr"],
+                                    args.grid_dropout or GRID["dropout"],
+                                    args.grid_dim or GRID["dim"]))
     seeds = [args.seed + 1000 + r for r in range(args.grid_runs)]
+    base = {m: settings(args, dataset, m) for m in models}
+    log = RUNS / "grid" / f"linkpred_grid_{dataset.lower()}.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            row = json.loads(line)
+            done[row["key"]] = row
     table = {m: [] for m in models}
-    bar = progress(args, len(points) * len(seeds) * epochs, f"grid {dataset}")
+    todo = []
     for lr, dropout, dim in points:
-        cfgs = {m: {"lr": lr, "dropout": dropout, "dim": dim, "hidden": args.hidden,
-                    "epochs": epochs} for m in models}
-        runs = train_runs(args, data, cfgs, seeds, device, bar)
         for m in models:
-            table[m].append({"lr": lr, "dropout": dropout, "dim": dim,
-                             "val_auc": statistics.fmean(r["val_auc"] for r in runs[m]),
-                             "test_auc": statistics.fmean(r["test_auc"] for r in runs[m])})
+            cfg = {**base[m], "lr": lr, "dropout": dropout, "dim": dim}
+            key = json.dumps({"model": m, "cfg": cfg, "seeds": seeds}, sort_keys=True)
+            if key in done:
+                table[m].append(done[key]["row"])
+            else:
+                todo.append((m, cfg, key))
+    bar = progress(args, sum(c["epochs"] for _, c, _ in todo) * len(seeds), f"grid {dataset}")
+    for m, cfg, key in todo:
+        runs = train_runs(args, data, {m: cfg}, seeds, device, bar)[m]
+        row = {k: cfg[k] for k in ("lr", "dropout", "dim")}
+        row.update(val_auc=statistics.fmean(r["val_auc"] for r in runs),
+                   test_auc=statistics.fmean(r["test_auc"] for r in runs))
+        table[m].append(row)
+        with log.open("a") as f:
+            f.write(json.dumps({"key": key, "row": row}) + "\n")
     bar.close()
     best = {m: max(table[m], key=lambda r: r["val_auc"]) for m in models}
-    return {"points": table, "selected": best, "seeds": seeds}
+    return {"points": table, "selected": best, "seeds": seeds, "log": str(log)}
 
 
 def speed_test(args, data, device, dims=(16, 32, 64), epochs=60) -> list[dict]:
@@ -470,7 +550,7 @@ def run_plot(args, data, device) -> dict:
                  "document class (paper Figure 3)")
     fig.subplots_adjust(top=0.84, wspace=0.12)
     name = args.out or f"linkpred_fig3_{args.dataset.lower()}"
-    path = save_figure(fig, RESULTS / "figures" / f"{name}.png")
+    path = save_figure(fig, out_dir(args) / "figures" / f"{name}.png")
     plt.close(fig)
     best = {MODELS[m]: tr.best for m, tr in trainers.items()}
     return {"png": os.path.relpath(path, RESULTS.parent), "config": cfgs, "best": best}
@@ -503,6 +583,11 @@ def print_table(dataset, summaries, cfgs, speed=None):
             for r in speed))
 
 
+def out_dir(args):
+    """``results/`` with ``--refresh``, else the ignored ``runs/``."""
+    return RESULTS if args.refresh else RUNS
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -518,7 +603,8 @@ def main(argv=None) -> int:
         for r in res["rows"]:
             print(f"{r['graph']:26s} {r['nodes']:8d} {r['undirected_edges']:9d} "
                   f"{r['svgae_ms']:10.1f} {r['vgae_ms']:10.1f} {r['ratio']:6.2f}")
-        path = write_json(args.out or "linkpred_scaling", {"meta": meta, "scaling": res}, started)
+        path = write_json(args.out or "linkpred_scaling", {"meta": meta, "scaling": res}, started,
+                          out_dir(args))
         print(f"wrote {os.path.relpath(path, RESULTS.parent)}")
         return 0
 
@@ -530,7 +616,7 @@ def main(argv=None) -> int:
             print(f"{m}: best val AUC {100 * b['val_auc']:.1f} at epoch {b['epoch']}, "
                   f"test AUC {100 * b['test_auc']:.1f} / AP {100 * b['test_ap']:.1f} (3-d latent)")
         write_json(args.out or f"linkpred_fig3_{args.dataset.lower()}", {"meta": meta, **res},
-                   started)
+                   started, out_dir(args))
         return 0
 
     models = list(MODELS) if args.model == "both" else [args.model]
@@ -566,7 +652,7 @@ def main(argv=None) -> int:
         payload["speed_equal_dims"] = speed
     print_table(args.dataset, summaries, cfgs, speed)
     name = args.out or f"linkpred_{args.dataset.lower()}" + ("_grid" if args.grid else "")
-    path = write_json(name, payload, started)
+    path = write_json(name, payload, started, out_dir(args))
     print(f"wrote {os.path.relpath(path, RESULTS.parent)} ({time.time() - started:.0f} s)")
     return 0
 

@@ -59,13 +59,14 @@ Walkthroughs: ``notebooks/``; paper reproductions: ``benchmarks/`` (each with ``
 from . import distributions, special
 from .distributions import HypersphericalUniform, VonMisesFisher
 from .models import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
-from .nn import GaussianLatent, VMFLatent, make_latent
+from .nn import GaussianLatent, ScaledInnerProductDecoder, VMFLatent, make_latent
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GaussianLatent",
     "HypersphericalUniform",
+    "ScaledInnerProductDecoder",
     "VMFLatent",
     "VonMisesFisher",
     "distributions",

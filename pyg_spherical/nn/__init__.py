@@ -1,5 +1,7 @@
 """Neural-network building blocks: latent layers and encoders/decoders."""
 from .graph_encoders import GCNEncoder, GCNLatentEncoder, SphericalGCNEncoder  # noqa: F401
+from .decoders import ScaledInnerProductDecoder
 from .latent import GaussianLatent, LatentLayer, VMFLatent, make_latent
 
-__all__ = ["GaussianLatent", "LatentLayer", "VMFLatent", "make_latent"]
+__all__ = ["GaussianLatent", "LatentLayer", "ScaledInnerProductDecoder", "VMFLatent",
+           "make_latent"]

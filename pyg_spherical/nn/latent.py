@@ -25,7 +25,7 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from ..distributions import HypersphericalUniform, VonMisesFisher
 
-__all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "VMFLatent", "make_latent"]
+__all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "VMFLatent", "make_latent", "resolve_kind"]
 
 MAX_LOGSTD = 10.0  # as torch_geometric.nn.models.autoencoder
 
@@ -36,6 +36,8 @@ class LatentLayer(nn.Module):
 
     #: name used by :func:`make_latent`
     kind: str = ""
+    #: codes are unit vectors (the models pick a scaled inner-product decoder for them)
+    spherical: bool = False
 
     def __init__(self, dim: int):
         super().__init__()
@@ -82,8 +84,10 @@ class LatentLayer(nn.Module):
             raise ValueError(f"{type(self).__name__}: loc_raw has last dim {loc_raw.shape[-1]}, "
                              f"expected dim = {self.dim}.")
         if scale_raw.shape[-1] != self.scale_dim:
+            widths = "1 or dim" if self.spherical else str(self.scale_dim)
             raise ValueError(f"{type(self).__name__}: scale_raw has last dim "
-                             f"{scale_raw.shape[-1]}, expected {self.scale_dim}.")
+                             f"{scale_raw.shape[-1]}; return a scale head of width {widths} "
+                             f"(dim = {self.dim}).")
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -105,6 +109,7 @@ class VMFLatent(LatentLayer):
     """
 
     kind = "vmf"
+    spherical = True
 
     def __init__(self, dim: int, min_concentration: float = 1.0):
         super().__init__(dim)
@@ -119,7 +124,14 @@ class VMFLatent(LatentLayer):
         return 1
 
     def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> VonMisesFisher:
-        """``vMF(mu = loc_raw / ||loc_raw||, kappa = softplus(scale_raw) + min_concentration)``."""
+        """``vMF(mu = loc_raw / ||loc_raw||, kappa = softplus(scale_raw) + min_concentration)``.
+
+        ``scale_raw`` is ``(..., 1)``, or ``(..., dim)`` as from a Gaussian log-std head (PyG's
+        example encoders): its mean over the last dim is used. The mean of a linear head's
+        outputs is itself a linear function of the head's input, so this loses nothing
+        against a head of width 1."""
+        if scale_raw.dim() > 0 and scale_raw.shape[-1] == self.dim:
+            scale_raw = scale_raw.mean(dim=-1, keepdim=True)
         self._check_raw(loc_raw, scale_raw)
         norm = torch.linalg.vector_norm(loc_raw, dim=-1, keepdim=True)
         torch._assert_async(
@@ -207,9 +219,16 @@ def make_latent(kind: str, dim: int, **kwargs) -> LatentLayer:
     Raises:
         ValueError: unknown ``kind``, or an invalid ``dim``.
     """
-    aliases = {"svae": "vmf", "s": "vmf", "spherical": "vmf", "gaussian": "normal", "n": "normal",
-               "nvae": "normal"}
-    key = aliases.get(kind.lower(), kind.lower()) if isinstance(kind, str) else kind
+    return LATENTS[resolve_kind(kind)](dim, **kwargs)
+
+
+_ALIASES = {"svae": "vmf", "s": "vmf", "spherical": "vmf", "gaussian": "normal", "n": "normal",
+            "nvae": "normal"}
+
+
+def resolve_kind(kind: str) -> str:
+    """The canonical latent name (a key of :data:`LATENTS`) for ``kind`` or one of its aliases."""
+    key = _ALIASES.get(kind.lower(), kind.lower()) if isinstance(kind, str) else kind
     if key not in LATENTS:
         raise ValueError(f"unknown latent {kind!r}; choose one of {sorted(LATENTS)}.")
-    return LATENTS[key](dim, **kwargs)
+    return key
