@@ -426,3 +426,72 @@ def test_gradients_finite_at_pole_draws_float32(m):
     (z @ a).exp().sum().backward()
     assert torch.isfinite(k.grad).all() and torch.isfinite(loc.grad).all()
     assert k.grad.abs().max() < 100 and torch.isfinite(z).all()
+
+
+# ------------------------------------------------------------------------------------------
+# parameters changed in place (an optimiser step): every call sees the current values
+def _uses(q, z, other):
+    """Every value of q that depends on its concentration, as a list of tensors."""
+    u = HypersphericalUniform(q.event_shape[0], dtype=q.loc.dtype)
+    return [q.entropy(), q.log_prob(z), q.log_normalizer(), q.kl_to_uniform(), q.mean,
+            kl_divergence(q, u), kl_divergence(q, other), kl_divergence(other, q)]
+
+
+def test_entropy_after_in_place_concentration_change():
+    k = torch.tensor(1.0)
+    q = VonMisesFisher(torch.eye(10)[0], k)
+    q.entropy()
+    k.mul_(100)
+    ref = st.vonmises_fisher(np.eye(10)[0], 100.0).entropy()
+    assert math.isclose(q.entropy().item(), ref, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("m", [3, 10])
+def test_in_place_concentration_change_matches_a_fresh_distribution(m):
+    """Values and gradients after ``k.mul_`` equal those of a distribution built afterwards."""
+    loc = unit(m, 4).expand(2, m)
+    other = VonMisesFisher(unit(m, 5), torch.tensor(3.0, dtype=F64))
+    z = torch.as_tensor(st.vonmises_fisher(loc[0].numpy(), 50.0).rvs(2, random_state=0))
+    k = torch.tensor([1.0, 0.3], dtype=F64, requires_grad=True)
+    q = VonMisesFisher(loc, k)
+    _uses(q, z, other)  # fills anything a distribution might keep
+    q.rsample()
+    with torch.no_grad():
+        k.mul_(100)
+    k_new = k.detach().clone().requires_grad_(True)
+    fresh = VonMisesFisher(loc, k_new)
+    for got, want in zip(_uses(q, z, other), _uses(fresh, z, other)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+        (g,) = torch.autograd.grad(got.sum(), k)
+        (g_ref,) = torch.autograd.grad(want.sum(), k_new)
+        torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=0)
+    # the implicit reparameterisation gradient of a sample uses 1 - A_m at the current kappa
+    a = unit(m, 6)
+    grads = []
+    for dist, kk in ((q, k), (fresh, k_new)):
+        torch.manual_seed(0)
+        (g,) = torch.autograd.grad((dist.rsample((50,)) @ a).exp().sum(), kk)
+        grads.append(g)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=0)
+    # and both agree with scipy at the new kappa
+    for i, kk in enumerate(k.tolist()):
+        ref = st.vonmises_fisher(loc[i].numpy(), kk)
+        assert math.isclose(q.entropy()[i].item(), ref.entropy(), rel_tol=1e-10)
+
+
+def test_expand_matches_the_distribution_built_from_expanded_arguments():
+    m = 5
+    loc = torch.stack([unit(m, 1), unit(m, 2)])
+    k = torch.tensor([0.5, 40.0], dtype=F64)
+    q = VonMisesFisher(loc, k).expand((3, 2))
+    ref = VonMisesFisher(loc.expand(3, 2, m), k.expand(3, 2))
+    assert q.batch_shape == (3, 2) and q.event_shape == (m,)
+    z = torch.as_tensor(st.vonmises_fisher(loc[0].numpy(), 2.0).rvs(6, random_state=1)).view(3, 2, m)
+    other = VonMisesFisher(unit(m, 3), torch.tensor(2.0, dtype=F64))
+    for got, want in zip(_uses(q, z, other), _uses(ref, z, other)):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    torch.testing.assert_close(q.mean, ref.mean)
+    assert q.rsample((4,)).shape == (4, 3, 2, m)
+    k.mul_(3)  # views: the expanded copy follows the original parameters
+    torch.testing.assert_close(q.entropy(), VonMisesFisher(loc, k).entropy().expand(3, 2))

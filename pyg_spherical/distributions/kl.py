@@ -6,7 +6,7 @@ from torch.distributions import register_kl
 
 from .. import special
 from .hyperspherical_uniform import HypersphericalUniform
-from .von_mises_fisher import VonMisesFisher, _LogNormalizerScaled
+from .von_mises_fisher import VonMisesFisher, _LogNormalizerScaled, _terms
 
 
 def _check_dims(p, q):
@@ -37,8 +37,8 @@ def _kl_vmf_vmf(p: VonMisesFisher, q: VonMisesFisher):
     comp_p = special.iv_ratio_complement(m / 2, kp)
     cos = (p.loc * q.loc).sum(-1)
     one_minus_cos = 0.5 * ((p.loc - q.loc) ** 2).sum(-1)
-    Lp = _LogNormalizerScaled.apply(kp, p._terms)
-    Lq = _LogNormalizerScaled.apply(kq, q._terms)
+    Lp = _LogNormalizerScaled.apply(kp, _terms(m, kp))
+    Lq = _LogNormalizerScaled.apply(kq, _terms(m, kq))
     return Lq - Lp - kp * comp_p + kq * (one_minus_cos + comp_p * cos)
 
 

@@ -31,12 +31,19 @@ def _compute(kappa: Tensor) -> Tensor:
     return kappa if kappa.dtype == torch.float64 else kappa.float()
 
 
+def _terms(m: int, kappa: Tensor) -> special._VMFTerms:
+    """Bessel quantities at ``kappa`` (no autograd), computed afresh on every call so that they
+    always belong to the current values of ``kappa`` (which may have been changed in place)."""
+    with torch.no_grad():
+        return special._vmf_terms(m, _compute(kappa.detach()))
+
+
 class _LogNormalizerScaled(torch.autograd.Function):
     r"""``L(kappa) = log(Gamma(m/2) (2/kappa)^{m/2-1} I_{m/2-1}(kappa)) - kappa``.
 
     ``log C_m(kappa) = -log|S^{m-1}| - L(kappa) - kappa``; ``dL/dkappa = A_m(kappa) - 1`` (eq. 18),
     returned as ``-(1 - A_m)`` so that it keeps its precision as ``A_m -> 1``. The values come
-    precomputed in ``terms`` (:func:`pyg_spherical.special._vmf_terms`).
+    in ``terms`` (:func:`_terms` at the same ``kappa``).
     """
 
     @staticmethod
@@ -167,6 +174,11 @@ class VonMisesFisher(Distribution):
 
     ``batch_shape = broadcast(loc.shape[:-1], concentration.shape)``, ``event_shape = (m,)``.
 
+    As in :mod:`torch.distributions`, ``loc`` and ``concentration`` are kept as views of the
+    tensors passed in (no copy when the dtypes agree), so in-place changes to them, e.g. an
+    optimiser step, carry over to every later call; nothing derived from them is cached between
+    calls.
+
     Sampling (:meth:`rsample`) follows Algorithm 1: ``omega = mu^T z`` by Ulrich/Wood
     acceptance-rejection (Algorithm 2; exact inverse CDF for ``m = 3``), a uniform tangent
     direction, and a Householder reflection (Algorithm 3) that maps ``±e_1`` to ``mu`` (the sign
@@ -222,16 +234,6 @@ class VonMisesFisher(Distribution):
     def _m(self) -> int:
         return self.event_shape[0]
 
-    @property
-    def _terms(self) -> special._VMFTerms:
-        """Bessel quantities at ``kappa`` (computed once per distribution, no autograd)."""
-        terms = self.__dict__.get("_terms_cache")
-        if terms is None:
-            with torch.no_grad():
-                terms = special._vmf_terms(self._m, _compute(self.concentration.detach()))
-            self.__dict__["_terms_cache"] = terms
-        return terms
-
     def expand(self, batch_shape, _instance=None):
         """A copy with batch shape ``batch_shape``: ``loc`` and ``concentration`` are broadcast views."""
         new = self._get_checked_instance(VonMisesFisher, _instance)
@@ -266,9 +268,12 @@ class VonMisesFisher(Distribution):
         return A / k + along * self.loc * self.loc
 
     # --- densities -----------------------------------------------------------------------
+    def _log_normalizer_scaled(self, kappa: Tensor) -> Tensor:
+        return _LogNormalizerScaled.apply(kappa, _terms(self._m, kappa))
+
     def log_normalizer(self) -> Tensor:
         """``log C_m(kappa)`` (eq. 4), shape ``batch_shape``; finite for any ``kappa > 0``."""
-        L = _LogNormalizerScaled.apply(self.concentration, self._terms)
+        L = self._log_normalizer_scaled(self.concentration)
         return -log_sphere_area(self._m) - L - self.concentration
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -276,7 +281,7 @@ class VonMisesFisher(Distribution):
         ``-log|S^{m-1}| - L(kappa) - kappa ||z - mu||^2 / 2`` (no ``O(kappa)`` cancellation)."""
         if self._validate_args:
             self._validate_sample(value)
-        L = _LogNormalizerScaled.apply(self.concentration, self._terms)
+        L = self._log_normalizer_scaled(self.concentration)
         half_sq = 0.5 * ((value - self.loc) ** 2).sum(-1)  # 1 - mu^T z for unit vectors
         return -log_sphere_area(self._m) - L - self.concentration * half_sq
 
@@ -286,7 +291,7 @@ class VonMisesFisher(Distribution):
 
     def kl_to_uniform(self) -> Tensor:
         """``KL(q || U(S^{m-1}))`` (eq. 5), shape ``batch_shape``."""
-        return _KLUniform.apply(self.concentration, self._terms)
+        return _KLUniform.apply(self.concentration, _terms(self._m, self.concentration))
 
     # --- sampling ------------------------------------------------------------------------
     def rsample(self, sample_shape=torch.Size()) -> Tensor:
@@ -300,8 +305,9 @@ class VonMisesFisher(Distribution):
         kappa = self.concentration.expand(shape[:-1])
         theta, _, _ = sample_theta(kappa.detach(), m)  # angle to mu, no grad
         if kappa.requires_grad:
-            # 1 - A_m(kappa) for the quadrature (shared with KL / log_prob); S^2 needs none
-            comp_a = None if m == 3 else self._terms.comp.to(kappa.dtype).expand(kappa.shape)
+            # 1 - A_m(kappa) for the quadrature, once per batch element; S^2 needs none
+            comp_a = (None if m == 3 else special.iv_ratio_complement(
+                m / 2, self.concentration.detach()).expand(kappa.shape))
             theta = reparameterized_theta(kappa, theta, m, comp_a)
         v = torch.randn(shape[:-1] + (m - 1,), dtype=kappa.dtype, device=kappa.device)
         v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(_TINY)
