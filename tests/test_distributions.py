@@ -433,7 +433,7 @@ def test_gradients_finite_at_pole_draws_float32(m):
 def _uses(q, z, other):
     """Every value of q that depends on its concentration, as a list of tensors."""
     u = HypersphericalUniform(q.event_shape[0], dtype=q.loc.dtype)
-    return [q.entropy(), q.log_prob(z), q.log_normalizer(), q.kl_to_uniform(), q.mean,
+    return [q.entropy(), q.log_prob(z), q.log_normalizer(), q.kl_to_uniform(), q.variance,
             kl_divergence(q, u), kl_divergence(q, other), kl_divergence(other, q)]
 
 
@@ -495,3 +495,32 @@ def test_expand_matches_the_distribution_built_from_expanded_arguments():
     assert q.rsample((4,)).shape == (4, 3, 2, m)
     k.mul_(3)  # views: the expanded copy follows the original parameters
     torch.testing.assert_close(q.entropy(), VonMisesFisher(loc, k).entropy().expand(3, 2))
+
+
+# ------------------------------------------------------------------------------------------
+# variance
+def mp_variance(m, k, mu):
+    """Diagonal of Cov[z] = (A/k) I + (1 - A^2 - m A / k) mu mu^T at 40 digits."""
+    k = mp.mpf(k)
+    A = mp_A(m, k)
+    return [A / k + (1 - A * A - m * A / k) * mp.mpf(float(x)) ** 2 for x in mu]
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float32, 5e-5), (F64, 1e-10)])
+@pytest.mark.parametrize("m", [3, 10, 100])
+def test_variance_without_cancellation(m, dtype, rtol):
+    kappas = [1e-3, 0.1, 1.0, 2.5, 30.0, 1e3, 1e4, 1e5, 1e6]
+    for mu in (torch.eye(m, dtype=dtype)[0], unit(m, 8, dtype)):
+        k = torch.tensor(kappas, dtype=dtype, requires_grad=True)
+        var = VonMisesFisher(mu.expand(len(kappas), m), k).variance
+        assert var.dtype == dtype and (var > 0).all()
+        (g,) = torch.autograd.grad(var.sum(), k)
+        for i, kk in enumerate(kappas):
+            ref = mp_variance(m, kk, mu.tolist())
+            np.testing.assert_allclose(var[i].detach().double().numpy(),
+                                       [float(r) for r in ref], rtol=rtol, atol=0,
+                                       err_msg=f"m={m} kappa={kk}")
+            dref = mp.diff(lambda t, u=mu.tolist(): mp.fsum(mp_variance(m, t, u)), mp.mpf(kk))
+            # the backward pass runs in float64; its terms cancel to ~eps64 (m / kappa)^2
+            tol = max(1e-8, 10 * rtol) + 1e-15 * (m / kk) ** 2
+            assert math.isclose(g[i].item(), float(dref), rel_tol=tol), (m, kk)

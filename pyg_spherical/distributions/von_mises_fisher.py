@@ -81,6 +81,36 @@ class _KLUniform(torch.autograd.Function):
         return grad * dkl.to(grad.dtype), None
 
 
+class _VarianceFactors(torch.autograd.Function):
+    r"""``(A_m(kappa) / kappa, A_m'(kappa))``: the variance of ``z`` across ``mu`` and along it.
+
+    ``A_m'`` comes from the cancellation-free recurrence of :mod:`..special` (it falls as
+    ``(m - 1) / (2 kappa^2)``, where ``1 - A^2 - (m - 1) A / kappa`` loses every digit). The
+    derivatives ``(A' - A / kappa) / kappa`` and
+    ``A'' = (m - 1) A / kappa^2 - A' (2 A + (m - 1) / kappa)`` cancel to relative order
+    ``max(kappa, (m / kappa)^2) eps``, so the backward pass runs in float64 where the device has
+    it (relative error ~1e-7 at ``m = 100``, ``kappa = 1e-3``).
+    """
+
+    @staticmethod
+    def forward(ctx, kappa, m):
+        b = special._core(m / 2, kappa, want_grad=True, want_log=False)
+        ctx.m = m
+        ctx.save_for_backward(kappa)
+        return b.R / kappa, b.dR
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_across, g_along):
+        (kappa,) = ctx.saved_tensors
+        k = kappa.to(torch.float32 if kappa.device.type == "mps" else torch.float64)
+        b = special._core(ctx.m / 2, k, want_grad=True, want_log=False)
+        A, dA, c = b.R, b.dR, ctx.m - 1
+        d_across = (dA - A / k) / k
+        d_along = c * A / (k * k) - dA * (2 * A + c / k)
+        return (g_across * d_across + g_along * d_along).to(kappa.dtype), None
+
+
 def _check_concentration(kappa: Tensor) -> None:
     bad = ~(kappa > 0) | ~torch.isfinite(kappa)
     if bad.any():
@@ -261,11 +291,16 @@ class VonMisesFisher(Distribution):
 
     @property
     def variance(self) -> Tensor:
-        r"""Diagonal of ``Cov[z] = (A/kappa) I + (1 - A^2 - m A / kappa) mu mu^T``."""
-        A = self.mean_resultant_length.unsqueeze(-1)
-        k = self.concentration.unsqueeze(-1)
-        along = 1 - A * A - self._m * A / k
-        return A / k + along * self.loc * self.loc
+        r"""Diagonal of ``Cov[z] = (A/kappa) I + (1 - A^2 - m A / kappa) mu mu^T``.
+
+        Evaluated as ``(A/kappa)(1 - mu_i^2) + A'(kappa) mu_i^2``, the variance across ``mu``
+        plus ``Var[mu^T z] = A' = 1 - A^2 - (m - 1) A / kappa``, with ``A'`` from the
+        cancellation-free recurrence of :mod:`..special` (see :class:`_VarianceFactors`), so that
+        it keeps its relative precision at every ``kappa`` and in float32.
+        """
+        loc = self.loc
+        across, along = _VarianceFactors.apply(self.concentration, self._m)
+        return across.unsqueeze(-1) * ((1 - loc) * (1 + loc)) + along.unsqueeze(-1) * (loc * loc)
 
     # --- densities -----------------------------------------------------------------------
     def _log_normalizer_scaled(self, kappa: Tensor) -> Tensor:
