@@ -524,3 +524,42 @@ def test_variance_without_cancellation(m, dtype, rtol):
             # the backward pass runs in float64; its terms cancel to ~eps64 (m / kappa)^2
             tol = max(1e-8, 10 * rtol) + 1e-15 * (m / kk) ** 2
             assert math.isclose(g[i].item(), float(dref), rel_tol=tol), (m, kk)
+
+
+# ------------------------------------------------------------------------------------------
+# float16 / bfloat16: computed in float32, returned in the argument dtype
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("m,kappa", [(3, 5.0), (10, 20.0)])
+def test_half_precision(m, kappa, dtype):
+    torch.manual_seed(0)
+    n = 20_000
+    mu = unit(m, 2, torch.float32)
+    loc = mu.to(dtype).requires_grad_(True)
+    k = torch.tensor(kappa, dtype=dtype, requires_grad=True)
+    q = VonMisesFisher(loc, k, validate_args=True)
+    z = q.rsample((n,))
+    assert z.dtype == dtype and z.shape == (n, m) and torch.isfinite(z).all()
+    lp = q.log_prob(z)  # validates that the draws lie on the sphere
+    assert lp.dtype == dtype
+    ((z.float() @ mu).exp().mean() + lp.float().mean()).backward()
+    assert loc.grad.dtype == dtype and k.grad.dtype == dtype
+    assert torch.isfinite(loc.grad.float()).all() and torch.isfinite(k.grad.float()).all()
+    # E[mu^T z] = A_m(kappa), up to the dtype's rounding of z and of kappa
+    w = 0.5 * ((z.detach().double() - mu.double()) ** 2).sum(-1)
+    k_used = float(k.detach())
+    ref = float(1 - mp_A(m, k_used))
+    eps = torch.finfo(dtype).eps
+    assert abs(w.mean().item() - ref) < 4 * w.std().item() / math.sqrt(n) + 2 * eps
+    # densities against scipy at the (rounded) parameters
+    sp = st.vonmises_fisher(loc.detach().double().numpy() / loc.detach().double().norm().item(),
+                            k_used)
+    zz = z[:5].detach().double()
+    zz = zz / zz.norm(dim=-1, keepdim=True)
+    np.testing.assert_allclose(q.log_prob(zz.to(dtype)).detach().double().numpy(), sp.logpdf(zz.numpy()),
+                               rtol=eps, atol=eps * kappa)  # z rounded: |dz| ~ eps / 2
+    assert math.isclose(q.entropy().item(), sp.entropy(), rel_tol=2 * eps, abs_tol=eps)
+    var = q.variance.detach().double()
+    ref_var = torch.tensor([float(v) for v in mp_variance(m, k_used, loc.detach().tolist())],
+                           dtype=F64)
+    torch.testing.assert_close(var, ref_var, rtol=2 * eps, atol=0)
+    assert (q.rejection_attempts((10,)) >= 1).all()

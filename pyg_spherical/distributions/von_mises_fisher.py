@@ -27,8 +27,9 @@ def log_sphere_area(m: int) -> float:
     return math.log(2.0) + 0.5 * m * math.log(math.pi) - math.lgamma(0.5 * m)
 
 
-def _compute(kappa: Tensor) -> Tensor:
-    return kappa if kappa.dtype == torch.float64 else kappa.float()
+def _compute(x: Tensor) -> Tensor:
+    """``x`` in the dtype the computations run in: float64 stays, anything else is float32."""
+    return x.to(special._compute_dtype(x))
 
 
 def _terms(m: int, kappa: Tensor) -> special._VMFTerms:
@@ -209,6 +210,9 @@ class VonMisesFisher(Distribution):
     optimiser step, carry over to every later call; nothing derived from them is cached between
     calls.
 
+    float16 and bfloat16 arguments are computed in float32 and the results cast back; float64
+    stays float64.
+
     Sampling (:meth:`rsample`) follows Algorithm 1: ``omega = mu^T z`` by Ulrich/Wood
     acceptance-rejection (Algorithm 2; exact inverse CDF for ``m = 3``), a uniform tangent
     direction, and a Householder reflection (Algorithm 3) that maps ``±e_1`` to ``mu`` (the sign
@@ -264,6 +268,10 @@ class VonMisesFisher(Distribution):
     def _m(self) -> int:
         return self.event_shape[0]
 
+    def _out(self, x: Tensor) -> Tensor:
+        """A result computed in float32/float64, in the distribution's dtype."""
+        return x.to(self.loc.dtype)
+
     def expand(self, batch_shape, _instance=None):
         """A copy with batch shape ``batch_shape``: ``loc`` and ``concentration`` are broadcast views."""
         new = self._get_checked_instance(VonMisesFisher, _instance)
@@ -298,9 +306,10 @@ class VonMisesFisher(Distribution):
         cancellation-free recurrence of :mod:`..special` (see :class:`_VarianceFactors`), so that
         it keeps its relative precision at every ``kappa`` and in float32.
         """
-        loc = self.loc
-        across, along = _VarianceFactors.apply(self.concentration, self._m)
-        return across.unsqueeze(-1) * ((1 - loc) * (1 + loc)) + along.unsqueeze(-1) * (loc * loc)
+        loc = _compute(self.loc)
+        across, along = _VarianceFactors.apply(_compute(self.concentration), self._m)
+        var = across.unsqueeze(-1) * ((1 - loc) * (1 + loc)) + along.unsqueeze(-1) * (loc * loc)
+        return self._out(var)
 
     # --- densities -----------------------------------------------------------------------
     def _log_normalizer_scaled(self, kappa: Tensor) -> Tensor:
@@ -308,17 +317,20 @@ class VonMisesFisher(Distribution):
 
     def log_normalizer(self) -> Tensor:
         """``log C_m(kappa)`` (eq. 4), shape ``batch_shape``; finite for any ``kappa > 0``."""
-        L = self._log_normalizer_scaled(self.concentration)
-        return -log_sphere_area(self._m) - L - self.concentration
+        k = _compute(self.concentration)
+        return self._out(-log_sphere_area(self._m) - self._log_normalizer_scaled(k) - k)
 
     def log_prob(self, value: Tensor) -> Tensor:
         r"""``log C_m(kappa) + kappa mu^T z``, computed as
         ``-log|S^{m-1}| - L(kappa) - kappa ||z - mu||^2 / 2`` (no ``O(kappa)`` cancellation)."""
         if self._validate_args:
             self._validate_sample(value)
-        L = self._log_normalizer_scaled(self.concentration)
-        half_sq = 0.5 * ((value - self.loc) ** 2).sum(-1)  # 1 - mu^T z for unit vectors
-        return -log_sphere_area(self._m) - L - self.concentration * half_sq
+        out = torch.promote_types(self.loc.dtype, value.dtype)
+        work = special._compute_dtype(out)
+        loc, k, value = self.loc.to(work), self.concentration.to(work), value.to(work)
+        half_sq = 0.5 * ((value - loc) ** 2).sum(-1)  # 1 - mu^T z for unit vectors
+        lp = -log_sphere_area(self._m) - self._log_normalizer_scaled(k) - k * half_sq
+        return lp.to(out)
 
     def entropy(self) -> Tensor:
         """``H = log|S^{m-1}| - KL(q || U(S^{m-1}))``."""
@@ -326,7 +338,8 @@ class VonMisesFisher(Distribution):
 
     def kl_to_uniform(self) -> Tensor:
         """``KL(q || U(S^{m-1}))`` (eq. 5), shape ``batch_shape``."""
-        return _KLUniform.apply(self.concentration, _terms(self._m, self.concentration))
+        k = _compute(self.concentration)
+        return self._out(_KLUniform.apply(k, _terms(self._m, k)))
 
     # --- sampling ------------------------------------------------------------------------
     def rsample(self, sample_shape=torch.Size()) -> Tensor:
@@ -337,23 +350,24 @@ class VonMisesFisher(Distribution):
         """
         shape = self._extended_shape(sample_shape)
         m = self._m
-        kappa = self.concentration.expand(shape[:-1])
+        loc, k = _compute(self.loc), _compute(self.concentration)
+        kappa = k.expand(shape[:-1])
         theta, _, _ = sample_theta(kappa.detach(), m)  # angle to mu, no grad
         if kappa.requires_grad:
             # 1 - A_m(kappa) for the quadrature, once per batch element; S^2 needs none
-            comp_a = (None if m == 3 else special.iv_ratio_complement(
-                m / 2, self.concentration.detach()).expand(kappa.shape))
+            comp_a = (None if m == 3 else
+                      special.iv_ratio_complement(m / 2, k.detach()).expand(kappa.shape))
             theta = reparameterized_theta(kappa, theta, m, comp_a)
         v = torch.randn(shape[:-1] + (m - 1,), dtype=kappa.dtype, device=kappa.device)
         v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(_TINY)
-        return _Reflect.apply(self.loc.expand(shape), theta, v)
+        return self._out(_Reflect.apply(loc.expand(shape), theta, v))
 
     def rejection_attempts(self, sample_shape=torch.Size()) -> Tensor:
         """Number of proposals the Ulrich/Wood sampler needed per draw (paper Table 5).
 
         Shape ``sample_shape + batch_shape``; always 1 for ``m = 3`` (exact inverse CDF).
         """
-        kappa = self.concentration.detach().expand(self._extended_shape(sample_shape)[:-1])
+        kappa = _compute(self.concentration.detach()).expand(self._extended_shape(sample_shape)[:-1])
         return sample_w(kappa, self._m)[1]
 
     def __repr__(self):
