@@ -16,7 +16,7 @@ import torch
 from torch.distributions import kl_divergence
 
 from pyg_spherical import HypersphericalUniform, VonMisesFisher
-from pyg_spherical.distributions import log_sphere_area
+from pyg_spherical.distributions import log_sphere_area, sphere
 from pyg_spherical.distributions._sampling import dw_dkappa, sample_w
 from pyg_spherical.special import iv_ratio
 
@@ -313,7 +313,7 @@ def test_shapes_broadcasting_and_expand():
     assert q.rsample((2,)).shape == (2, 4, 3, 5)
     assert q.log_prob(q.sample()).shape == (4, 3)
     assert q.entropy().shape == (4, 3) and q.mean.shape == (4, 3, 5) and q.mode.shape == (4, 3, 5)
-    q2 = VonMisesFisher(loc[:, 0], torch.rand(4, 1) + 0.5)  # trailing singleton
+    q2 = VonMisesFisher(loc[:, 0], torch.rand(4) + 0.5)
     assert q2.batch_shape == (4,)
     e = q2.expand((6, 4))
     assert e.batch_shape == (6, 4) and e.sample().shape == (6, 4, 5)
@@ -341,6 +341,43 @@ def test_argument_validation_messages():
     with pytest.raises(ValueError):
         q.log_prob(torch.tensor([2.0, 0.0]))
     VonMisesFisher(torch.tensor([1.0, 1.0]), 1.0, validate_args=False)  # no check when disabled
+
+
+def test_concentration_broadcasts_against_the_batch_shape_of_loc():
+    loc = torch.nn.functional.normalize(torch.randn(4, 5), dim=-1)
+    with pytest.raises(ValueError, match=r"squeeze\(-1\)"):
+        VonMisesFisher(loc, torch.rand(4, 1) + 0.5)  # would pair every kappa with every mu
+    with pytest.raises(ValueError, match="broadcast"):
+        VonMisesFisher(loc, torch.rand(3) + 0.5)
+    # otherwise the usual broadcasting rules, as for torch's own distributions
+    for loc_shape, k_shape in (((5,), (1,)), ((5,), (3, 1)), ((2, 1, 5), (3,)), ((4, 5), ())):
+        q = VonMisesFisher(torch.nn.functional.normalize(torch.randn(loc_shape), dim=-1),
+                           torch.rand(k_shape) + 0.5)
+        normal = torch.distributions.Normal(torch.zeros(loc_shape[:-1]), torch.ones(k_shape))
+        assert q.batch_shape == normal.batch_shape
+
+
+def test_validation_goes_through_the_base_class_and_the_sphere_constraint(monkeypatch):
+    calls = []
+    check = type(sphere).check
+
+    def spy(self, value):
+        calls.append(value.shape)
+        return check(self, value)
+
+    monkeypatch.setattr(type(sphere), "check", spy)
+    loc = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
+    q = VonMisesFisher(loc, torch.tensor([1.0, 2.0]), validate_args=True)
+    assert q._validate_args and calls == [(2, 2)]  # the arguments, by Distribution.__init__
+    q.log_prob(loc)
+    assert calls[-1] == (2, 2) and len(calls) == 2  # the value, by _validate_sample
+    calls.clear()
+    q = VonMisesFisher(loc, torch.tensor([1.0, 2.0]), validate_args=False)
+    q.log_prob(torch.tensor([2.0, 0.0]))
+    assert not q._validate_args and calls == []
+    assert VonMisesFisher.arg_constraints["loc"] is sphere
+    with pytest.raises(ValueError, match="concentration"):
+        VonMisesFisher(loc, torch.tensor([1.0, float("inf")]), validate_args=True)
 
 
 def test_dtype_is_preserved():

@@ -113,7 +113,7 @@ class _VarianceFactors(torch.autograd.Function):
 
 
 def _check_concentration(kappa: Tensor) -> None:
-    bad = ~(kappa > 0) | ~torch.isfinite(kappa)
+    bad = ~(kappa > 0) | ~torch.isfinite(kappa)  # NaN fails both
     if bad.any():
         raise ValueError(
             "VonMisesFisher: concentration must be finite and > 0, got "
@@ -198,10 +198,15 @@ class VonMisesFisher(Distribution):
 
     Args:
         loc (Tensor): mean direction ``mu``, shape ``(..., m)``, unit norm, ``m >= 2``.
-        concentration (Tensor or float): ``kappa > 0``, shape broadcastable with ``loc.shape[:-1]``;
-            a trailing singleton dimension (shape ``(..., 1)``) is accepted.
-        validate_args (bool, optional): check arguments (unit ``loc``, finite positive
-            ``concentration``) and, in :meth:`log_prob`, that values lie on the sphere.
+        concentration (Tensor or float): ``kappa > 0``, shape broadcastable with
+            ``loc.shape[:-1]`` (the batch shape of ``loc``, without the event dimension ``m``).
+            A concentration with as many dimensions as a batched ``loc`` and a trailing 1, such
+            as ``(N, 1)`` for ``loc`` of shape ``(N, m)``, is rejected: broadcasting would pair
+            every ``kappa`` with every ``mu`` (batch shape ``(N, N)``). Pass
+            ``concentration.squeeze(-1)``.
+        validate_args (bool, optional): check the arguments against :attr:`arg_constraints`
+            (unit ``loc``, finite positive ``concentration``) and, in :meth:`log_prob`, that
+            values lie on the sphere; default :meth:`Distribution.set_default_validate_args`.
 
     ``batch_shape = broadcast(loc.shape[:-1], concentration.shape)``, ``event_shape = (m,)``.
 
@@ -251,18 +256,28 @@ class VonMisesFisher(Distribution):
             raise TypeError("VonMisesFisher: concentration must be a tensor or a number.")
         else:
             concentration = concentration.to(loc.dtype)
-        if concentration.dim() == loc.dim() and concentration.shape[-1] == 1:
-            concentration = concentration.squeeze(-1)
-        batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
+        if loc.dim() >= 2 and concentration.dim() == loc.dim() and concentration.shape[-1] == 1:
+            raise ValueError(
+                f"VonMisesFisher: concentration of shape {tuple(concentration.shape)} broadcasts "
+                f"against the batch shape {tuple(loc.shape[:-1])} of loc {tuple(loc.shape)}, not "
+                "against m, which would pair every kappa with every mean direction; pass "
+                "concentration.squeeze(-1)."
+            )
+        try:
+            batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"VonMisesFisher: concentration of shape {tuple(concentration.shape)} does not "
+                f"broadcast with the batch shape {tuple(loc.shape[:-1])} of loc "
+                f"{tuple(loc.shape)}."
+            ) from None
         self.loc = loc.expand(batch_shape + (m,))
         self.concentration = concentration.expand(batch_shape)
         if validate_args if validate_args is not None else Distribution._validate_args:
+            # the specific reason first; the base class then checks arg_constraints
             _check_loc(self.loc)
             _check_concentration(self.concentration)
-        super().__init__(batch_shape, torch.Size((m,)), validate_args=False)
-        self._validate_args = (
-            validate_args if validate_args is not None else Distribution._validate_args
-        )
+        super().__init__(batch_shape, torch.Size((m,)), validate_args=validate_args)
 
     @property
     def _m(self) -> int:
