@@ -323,8 +323,10 @@ def _prepare(v: Order, x) -> tuple:
     return v, x
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+def _compute_dtype(x: Tensor | torch.dtype) -> torch.dtype:
+    """The dtype computations run in: float64 stays float64, anything else is float32."""
+    dtype = x if isinstance(x, torch.dtype) else x.dtype
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 class _LogIv(torch.autograd.Function):

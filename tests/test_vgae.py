@@ -271,6 +271,33 @@ def test_zero_mean_direction_is_a_clear_error_not_nan():
         model.encode(torch.zeros(3, 2), torch.zeros(2, 0, dtype=torch.long))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_mean_direction_is_named_as_such(bad):
+    layer = VMFLatent(4)
+    loc_raw = torch.ones(3, 4)
+    loc_raw[1, 2] = bad
+    with pytest.raises(RuntimeError, match="non-finite"):
+        layer(loc_raw, torch.zeros(3, 1))
+
+
+@pytest.mark.parametrize("k0", [0.0, -1.0, float("nan"), float("inf")])
+def test_min_concentration_must_be_positive_and_finite(k0):
+    with pytest.raises(ValueError, match="min_concentration"):
+        VMFLatent(4, min_concentration=k0)
+
+
+def test_small_min_concentration_keeps_kappa_positive():
+    """softplus(-200) underflows to 0: the floor is what keeps kappa > 0."""
+    torch.manual_seed(0)
+    layer = VMFLatent(3, min_concentration=1e-6)
+    loc_raw = torch.randn(5, 3, requires_grad=True)
+    scale_raw = torch.full((5, 1), -200.0, requires_grad=True)
+    z = layer(loc_raw, scale_raw)
+    (z.sum() + layer.kl().sum()).backward()
+    assert (layer.posterior.concentration > 0).all() and torch.isfinite(z).all()
+    assert torch.isfinite(loc_raw.grad).all() and torch.isfinite(scale_raw.grad).all()
+
+
 def test_featureless_isolated_nodes_still_get_a_direction():
     """All features dropped / absent + no neighbours => H = 0; the random loc bias keeps it valid."""
     x = torch.zeros(4, 6)

@@ -18,6 +18,8 @@ of shape ``(..., 1)`` (vMF concentration) or ``(..., dim)`` (Gaussian log-std); 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -100,12 +102,13 @@ class VMFLatent(LatentLayer):
     (the ``+ 1`` of the authors' code by default, which keeps the posterior from collapsing into
     the uniform prior early in training). KL: paper eq. 5, independent of ``mu``.
 
-    A zero ``loc_raw`` row has no direction: it raises (via ``torch._assert_async``, which does
-    not synchronise the host with the device) instead of silently producing NaN.
+    A zero or non-finite ``loc_raw`` row has no direction: it raises (via
+    ``torch._assert_async``, which does not synchronise the host with the device) instead of
+    silently producing NaN.
 
     Args:
         dim (int): ambient dimension ``m >= 2`` (codes are unit vectors in ``R^m``).
-        min_concentration (float): lower bound on ``kappa`` (default 1).
+        min_concentration (float): lower bound on ``kappa``, finite and ``> 0`` (default 1).
     """
 
     kind = "vmf"
@@ -115,9 +118,13 @@ class VMFLatent(LatentLayer):
         super().__init__(dim)
         if dim < 2:
             raise ValueError("VMFLatent: dim must be >= 2 (a circle S^1 in R^2 at least).")
-        if min_concentration < 0:
-            raise ValueError("VMFLatent: min_concentration must be >= 0.")
-        self.min_concentration = float(min_concentration)
+        min_concentration = float(min_concentration)
+        if not (math.isfinite(min_concentration) and min_concentration > 0):
+            # softplus underflows to 0 (at a raw scale of about -104 in float32), and kappa = 0
+            # gives NaN samples and gradients
+            raise ValueError(f"VMFLatent: min_concentration must be a finite number > 0, got "
+                             f"{min_concentration}.")
+        self.min_concentration = min_concentration
 
     @property
     def scale_dim(self) -> int:
@@ -135,8 +142,9 @@ class VMFLatent(LatentLayer):
         self._check_raw(loc_raw, scale_raw)
         norm = torch.linalg.vector_norm(loc_raw, dim=-1, keepdim=True)
         torch._assert_async(
-            (norm > 0).all(),
-            "VMFLatent: a mean-direction vector is exactly zero and has no direction.",
+            ((norm > 0) & torch.isfinite(norm)).all(),
+            "VMFLatent: a mean-direction row (loc_raw) is non-finite (NaN/inf) or zero and has "
+            "no direction.",
         )
         loc = loc_raw / norm
         kappa = F.softplus(scale_raw.squeeze(-1)) + self.min_concentration
