@@ -318,12 +318,23 @@ class Trainer:
 
 
 def load(args, dataset):
-    from pyg_spherical.datasets import load_planetoid
+    """Load ``dataset`` and print one line naming where its raw files came from."""
+    from pyg_spherical.datasets import DataNotFoundError, load_planetoid, planetoid_source
 
+    download = not args.no_download
     try:
-        return load_planetoid(dataset, args.root, download=not args.no_download)
-    except FileNotFoundError as e:
+        source = planetoid_source(dataset, args.root, download=download)
+        data = load_planetoid(dataset, args.root, download=download)
+    except DataNotFoundError as e:
+        # The library's advice names its arguments (root=, download=True); say it in flags.
+        advice = {"root": "give --root DIR or set $PYG_SPHERICAL_DATA, with "
+                          f"DIR/{dataset}/raw/ind.{dataset.lower()}.*",
+                  "download": "or run without --no-download to download them"}
+        fail("; ".join([e.problem, *(advice[k] for k in e.needs)]))
+    except (FileNotFoundError, ValueError) as e:  # a corrupt raw file (named in the message)
         fail(str(e))
+    print(f"data: {dataset} from {source.describe()}")
+    return data
 
 
 def make_split(data, seed):

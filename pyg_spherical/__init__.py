@@ -53,7 +53,8 @@ plotting        Hammer projection, latent scatter plots, image grids, surface ar
 
 Each name lives in its module (``from pyg_spherical.vae import VAE``); the most used classes
 are also importable from the package itself. The library never prints. Data sets are read from
-``$PYG_SPHERICAL_DATA`` (or a ``root=`` argument), derived files go to ``$PYG_SPHERICAL_CACHE``.
+``$PYG_SPHERICAL_DATA`` (or a ``root=`` argument), derived files go to ``$PYG_SPHERICAL_CACHE``;
+Cora and CiteSeer also ship inside the package, so the graph benchmarks need no data set-up.
 Walkthroughs: ``notebooks/``; paper reproductions: ``benchmarks/`` (each with ``--help``).
 """
 from . import distributions, special
