@@ -215,7 +215,8 @@ def make_decoder(cfg: dict):
     if kind == "plain":
         return InnerProductDecoder()
     if kind == "scaled":
-        return ScaledInnerProductDecoder(cfg["scale_init"], bias=cfg.get("decoder_bias", False))
+        return ScaledInnerProductDecoder(cfg["scale_init"], learn_scale=cfg.get("learn_scale", True),
+                                         bias=cfg.get("decoder_bias", False))
     return None
 
 
@@ -277,7 +278,10 @@ class Trainer:
         if self.cfg.get("negatives") == "uniform":
             # uniform over all node pairs, edges not filtered out (the cheaper common variant)
             neg = torch.randint(0, g.num_nodes, g.train.shape, device=g.train.device)
-        loss = m.recon_loss(z, g.train, neg) + m.kl_loss() / g.num_nodes
+        recon = m.recon_loss(z, g.train, neg)
+        if self.cfg.get("recon_average") == "joint":
+            recon = recon / 2  # one mean over positives and negatives together
+        loss = recon + m.kl_loss() / g.num_nodes
         loss.backward()
         self.opt.step()
         if self._cuda:
