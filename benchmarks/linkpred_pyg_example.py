@@ -21,7 +21,6 @@ import sys
 import time
 
 import torch
-
 from common import RESULTS, RUNS, device_arg, fmt, positive, run_metadata, write_json
 
 
@@ -75,9 +74,9 @@ def run(model_cls, data, seed, epochs, lr, dim, device):
 
 
 def main(argv=None) -> int:
+    from linkpred import DATASETS, Parser, dataset_name, load, mean_se
     from torch_geometric.nn import VGAE
 
-    from linkpred import DATASETS, Parser, dataset_name, load, mean_se
     from pyg_spherical import SphericalVGAE
 
     p = Parser(description=__doc__.split("\n\n")[0])

@@ -7,12 +7,11 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from test_vgae import sbm_graph
 from torch_geometric.nn import InnerProductDecoder
 
 from pyg_spherical import GCNEncoder, ScaledInnerProductDecoder, SphericalGCNEncoder, SphericalVGAE
 from pyg_spherical.datasets import link_split
-
-from test_vgae import sbm_graph
 
 
 @pytest.fixture(autouse=True, scope="module")

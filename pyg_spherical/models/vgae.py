@@ -38,7 +38,7 @@ from torch_geometric.nn import VGAE, InnerProductDecoder
 from torch_geometric.utils import negative_sampling
 
 from ..nn.decoders import ScaledInnerProductDecoder
-from ..nn.latent import MAX_LOGSTD, LATENTS, GaussianLatent, LatentLayer, make_latent, resolve_kind
+from ..nn.latent import LATENTS, MAX_LOGSTD, GaussianLatent, LatentLayer, make_latent, resolve_kind
 
 __all__ = ["SphericalVGAE"]
 

@@ -1,6 +1,6 @@
 """Neural-network building blocks: latent layers and encoders/decoders."""
-from .graph_encoders import GCNEncoder, GCNLatentEncoder, SphericalGCNEncoder  # noqa: F401
 from .decoders import ScaledInnerProductDecoder
+from .graph_encoders import GCNEncoder, GCNLatentEncoder, SphericalGCNEncoder  # noqa: F401
 from .latent import GaussianLatent, LatentLayer, VMFLatent, make_latent
 
 __all__ = ["GaussianLatent", "LatentLayer", "ScaledInnerProductDecoder", "VMFLatent",
