@@ -88,7 +88,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution
 
 from .nn.latent import LatentLayer, make_latent
 from .vae import MLP, _finite_or_zero, bernoulli_log_prob, glorot_init_
@@ -255,7 +255,7 @@ class M1M2(nn.Module):
         q2 = self.q_z2(z1, y_onehot)
         z2 = q2.rsample() if sample else self.latent2.point(q2)
         log_pz1 = self.p_z1(z2, y_onehot).log_prob(z1)
-        kl2 = kl_divergence(q2, self.p_z2())
+        kl2 = self.latent2.kl(q2)
         return log_pz1 + self.log_prior_y() - kl_weight * kl2
 
     def _m1(self, x: Tensor, sample: bool):

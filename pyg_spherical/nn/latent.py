@@ -78,8 +78,15 @@ class LatentLayer(nn.Module):
         q = self.posterior if q is None else q
         if q is None:
             raise RuntimeError("kl(): no posterior yet; call the layer (or encode) first.")
-        ref = q.loc if isinstance(q, VonMisesFisher) else q.mean
+        ref = self.point(q)  # a parameter of q (cheap), for the prior's device and dtype
         return kl_divergence(q, self.prior(ref.device, ref.dtype))
+
+    def sample_prior(self, num_samples: int, generator: torch.Generator | None = None,
+                     device=None, dtype=None) -> Tensor:
+        """``num_samples`` draws from the prior, shape ``(num_samples, dim)``: ``N(0, I)``, or
+        uniform on the sphere for a spherical layer (a normalised standard normal)."""
+        z = torch.randn(num_samples, self.dim, generator=generator, device=device, dtype=dtype)
+        return F.normalize(z, dim=-1) if self.spherical else z
 
     def _check_raw(self, loc_raw: Tensor, scale_raw: Tensor) -> None:
         if loc_raw.shape[-1] != self.dim:
