@@ -22,6 +22,7 @@ from pyg_spherical.datasets import (
     ChecksumError,
     DataNotFoundError,
     explicit_root,
+    link_split,
     load_planetoid,
     planetoid_source,
     resolve_cache,
@@ -309,3 +310,16 @@ def test_pubmed_from_a_data_root():
             pytest.fail(msg + " (CI is set: the data must be present)")
         pytest.skip(msg)
     assert shape(load_planetoid("PubMed", DATA_ROOT, download=False)) == (19717, 500, 88648)
+
+
+@pytest.mark.parametrize("edges", [0, 3, 19])
+def test_link_split_of_a_tiny_graph_names_the_problem(edges):
+    from torch_geometric.data import Data
+    from torch_geometric.utils import to_undirected
+
+    ei = to_undirected(torch.stack([torch.arange(edges), torch.arange(edges) + 1]))
+    with pytest.raises(ValueError, match=rf"has {edges} undirected edge\(s\), too few for the "
+                                         r"85 / 5 / 10 % .* at least 20 edges"):
+        link_split(Data(edge_index=ei, num_nodes=edges + 1), seed=0)
+    ei = to_undirected(torch.stack([torch.arange(20), torch.arange(20) + 1]))
+    assert link_split(Data(edge_index=ei, num_nodes=21), seed=0).val_pos_edge_index.shape == (2, 1)
