@@ -253,7 +253,7 @@ def test_a_relative_data_root_loads_from_another_working_directory(tmp_path, mon
 
 # ---------------------------------------------------------------------------- benchmark CLI
 def run_cli(argv, capsys):
-    from benchmarks import linkpred
+    import linkpred
 
     with pytest.raises(SystemExit) as e:
         linkpred.main(argv)
@@ -287,14 +287,14 @@ def test_cli_truncated_raw_file_is_one_error_line(tmp_path, capsys):
 
 
 def test_cli_says_in_one_line_which_copy_it_read(tmp_path, capsys):
-    from benchmarks import linkpred
+    from common import load_planetoid as load
 
     args = argparse.Namespace(root=None, no_download=True)
-    assert shape(linkpred.load(args, "Cora")) == CORA_SHAPE
+    assert shape(load(args, "Cora")) == CORA_SHAPE
     out = capsys.readouterr().out.splitlines()
     assert out == [f"data: Cora from the copy packaged with pyg_spherical ({PACKAGED}/Cora/raw)"]
     copy_cora(tmp_path / "data")
-    linkpred.load(argparse.Namespace(root=str(tmp_path / "data"), no_download=True), "Cora")
+    load(argparse.Namespace(root=str(tmp_path / "data"), no_download=True), "Cora")
     assert capsys.readouterr().out.splitlines() == [f"data: Cora from the data root {tmp_path}/data"]
 
 

@@ -526,7 +526,7 @@ def test_cora_integration(tmp_path):
     (["--no-such-flag"], "unrecognized arguments"),
 ])
 def test_linkpred_cli_bad_input_is_one_error_line(argv, message, capsys):
-    from benchmarks import linkpred
+    import linkpred
 
     with pytest.raises(SystemExit) as e:
         linkpred.main(argv)
@@ -536,7 +536,7 @@ def test_linkpred_cli_bad_input_is_one_error_line(argv, message, capsys):
 
 
 def test_linkpred_cli_missing_data_offline(tmp_path, monkeypatch, capsys):
-    from benchmarks import linkpred
+    import linkpred
 
     monkeypatch.setenv("PYG_SPHERICAL_CACHE", str(tmp_path / "cache"))
     with pytest.raises(SystemExit) as e:
@@ -548,14 +548,14 @@ def test_linkpred_cli_missing_data_offline(tmp_path, monkeypatch, capsys):
 
 def test_linkpred_side_by_side_training_is_independent_of_the_other_model(graph):
     """Each benchmark trainer owns its RNG streams: interleaving two models changes nothing."""
-    from benchmarks import linkpred
+    import linkpred
 
     split = link_split(graph, seed=0)
     g = linkpred.Graph(graph, split, torch.device("cpu"))
     cfg = {"lr": 0.01, "dropout": 0.2, "dim": 8, "hidden": 16, "epochs": 6}
 
     def run(names):
-        trs = {n: linkpred.Trainer(n, cfg, g, torch.device("cpu"), seed=3) for n in names}
+        trs = {n: linkpred.LinkPredRun(n, cfg, g, torch.device("cpu"), seed=3) for n in names}
         for epoch in range(cfg["epochs"]):
             for tr in trs.values():
                 tr.step()
