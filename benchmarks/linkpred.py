@@ -30,29 +30,33 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import os
 import random
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (
     PAPER_TABLE4,
     PAPER_TABLE7,
-    RESULTS,
     RUNS,
     SELECTED_SETTINGS,
-    device_arg,
+    Parser,
+    add_common_args,
     fmt,
+    fmt_runs,
+    load_planetoid,
+    out_dir,
     positive,
+    progress_bar,
     run_metadata,
+    set_threads,
+    shown,
     write_json,
 )
+from torch import Tensor
 
 MODELS = {"svgae": "S-VGAE", "vgae": "N-VGAE"}
 DATASETS = ("Cora", "CiteSeer", "PubMed")
@@ -62,18 +66,6 @@ GRID = {"lr": (0.01, 0.005, 0.001), "dropout": (0.0, 0.1, 0.2, 0.3, 0.4),
 
 
 # ---------------------------------------------------------------------------------------------
-class Parser(argparse.ArgumentParser):
-    """argparse with a single ``error: ...`` line on bad input."""
-
-    def error(self, message):  # pragma: no cover - exercised through the CLI
-        self.exit(2, f"error: {message}\n")
-
-
-def fail(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
-    raise SystemExit(2)
-
-
 def dataset_name(value: str) -> str:
     for name in DATASETS:
         if value.lower() == name.lower():
@@ -141,17 +133,8 @@ def build_parser() -> Parser:
                    help="only time epochs on Cora, PubMed and a synthetic graph 10x PubMed's size")
     p.add_argument("--plot", action="store_true",
                    help="only draw the paper's Figure 3 (3-d latents of both models) as PNG")
-    p.add_argument("--root", default=None,
-                   help="data root with <Name>/raw/ind.<name>.* (default $PYG_SPHERICAL_DATA)")
-    p.add_argument("--no-download", action="store_true", help="never download missing data")
-    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--threads", type=positive(int), default=1,
-                   help="torch CPU threads (default 1, so that two jobs can share a machine)")
     p.add_argument("--out", default=None, help="result name (default derived)")
-    p.add_argument("--refresh", action="store_true",
-                   help="write to the committed results/ instead of runs/")
-    p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
+    add_common_args(p)
     return p
 
 
@@ -166,7 +149,7 @@ def seed_all(seed: int) -> None:
 def mean_se(values):
     values = [float(v) for v in values]
     m = statistics.fmean(values)
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
     return m, se
 
 
@@ -220,7 +203,7 @@ def make_decoder(cfg: dict):
     return None
 
 
-class Trainer:
+class LinkPredRun:
     """One model, one run: full-batch training step, evaluation, best-validation bookkeeping.
 
     Every trainer owns its random streams (torch CPU/CUDA generators and Python's ``random``,
@@ -321,26 +304,6 @@ class Trainer:
         return out
 
 
-def load(args, dataset):
-    """Load ``dataset`` and print one line naming where its raw files came from."""
-    from pyg_spherical.datasets import DataNotFoundError, load_planetoid, planetoid_source
-
-    download = not args.no_download
-    try:
-        source = planetoid_source(dataset, args.root, download=download)
-        data = load_planetoid(dataset, args.root, download=download)
-    except DataNotFoundError as e:
-        # The library's advice names its arguments (root=, download=True); say it in flags.
-        advice = {"root": "give --root DIR or set $PYG_SPHERICAL_DATA, with "
-                          f"DIR/{dataset}/raw/ind.{dataset.lower()}.*",
-                  "download": "or run without --no-download to download them"}
-        fail("; ".join([e.problem, *(advice[k] for k in e.needs)]))
-    except (FileNotFoundError, ValueError) as e:  # a corrupt raw file (named in the message)
-        fail(str(e))
-    print(f"data: {dataset} from {source.describe()}")
-    return data
-
-
 def make_split(data, seed):
     from pyg_spherical.datasets import link_split
 
@@ -352,7 +315,7 @@ def train_runs(args, data, cfgs: dict, seeds, device, bar=None) -> dict:
     out = {name: [] for name in cfgs}
     for seed in seeds:
         graph = Graph(data, make_split(data, seed), device)
-        trainers = {name: Trainer(name, cfg, graph, device, seed) for name, cfg in cfgs.items()}
+        trainers = {name: LinkPredRun(name, cfg, graph, device, seed) for name, cfg in cfgs.items()}
         epochs = max(cfg["epochs"] for cfg in cfgs.values())
         for epoch in range(epochs):
             post = {}
@@ -374,17 +337,11 @@ def summarize(runs: list[dict]) -> dict:
     s = {}
     for key in ("test_auc", "test_ap", "val_auc"):
         m, se = mean_se([r[key] for r in runs])
-        s[key] = {"mean": 100 * m, "se": 100 * se}
+        s[key] = {"mean": 100 * m, "se": None if se is None else 100 * se}
+    s["runs"] = len(runs)
     s["epoch_ms"] = statistics.median(r["epoch_ms_median"] for r in runs)
     s["best_epoch_mean"] = statistics.fmean(r["epoch"] for r in runs)
     return s
-
-
-def progress(args, total, desc):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=args.no_progress, dynamic_ncols=True,
-                file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,7 +356,8 @@ def grid_search(args, data, dataset, models, device) -> dict:
                                     args.grid_dim or GRID["dim"]))
     seeds = [args.seed + 1000 + r for r in range(args.grid_runs)]
     base = {m: settings(args, dataset, m) for m in models}
-    log = RUNS / "grid" / f"linkpred_grid_{dataset.lower()}.jsonl"
+    log = ((Path(args.out_dir).resolve() if getattr(args, "out_dir", None) else RUNS) / "grid"
+           / f"linkpred_grid_{dataset.lower()}.jsonl")
     log.parent.mkdir(parents=True, exist_ok=True)
     done = {}
     if log.exists():
@@ -416,7 +374,7 @@ def grid_search(args, data, dataset, models, device) -> dict:
                 table[m].append(done[key]["row"])
             else:
                 todo.append((m, cfg, key))
-    bar = progress(args, sum(c["epochs"] for _, c, _ in todo) * len(seeds), f"grid {dataset}")
+    bar = progress_bar(args, sum(c["epochs"] for _, c, _ in todo) * len(seeds), f"grid {dataset}")
     for m, cfg, key in todo:
         runs = train_runs(args, data, {m: cfg}, seeds, device, bar)[m]
         row = {k: cfg[k] for k in ("lr", "dropout", "dim")}
@@ -436,7 +394,7 @@ def speed_test(args, data, device, dims=(16, 32, 64), epochs=60) -> list[dict]:
     rows = []
     for dim in dims:
         cfg = {"lr": 0.01, "dropout": 0.1, "dim": dim, "hidden": args.hidden, "epochs": epochs}
-        trs = {m: Trainer(m, cfg, graph, device, args.seed) for m in MODELS}
+        trs = {m: LinkPredRun(m, cfg, graph, device, args.seed) for m in MODELS}
         for _ in range(epochs):
             for tr in trs.values():
                 tr.step()
@@ -499,15 +457,15 @@ def epoch_times(data, device, dim, hidden, epochs, seed, sparse_x=None) -> dict:
 
 def run_scaling(args, device) -> dict:
     rows = []
-    bar = progress(args, 4, "scaling")
+    bar = progress_bar(args, 4, "scaling")
     for name in ("Cora", "PubMed"):
-        data = load(args, name)
+        data = load_planetoid(args, name)
         r = epoch_times(data, device, 32, args.hidden, 8, args.seed)
         r.update(graph=name, nodes=data.num_nodes, undirected_edges=data.edge_index.size(1) // 2,
                  features=data.num_features)
         rows.append(r)
         bar.update(1)
-    pub = load(args, "PubMed")
+    pub = load_planetoid(args, "PubMed")
     nnz = round((pub.x != 0).sum().item() / pub.num_nodes)
     for factor in (10,):
         syn = synthetic_graph(factor * pub.num_nodes, factor * pub.edge_index.size(1) // 2,
@@ -536,8 +494,8 @@ def run_plot(args, data, device) -> dict:
             for m in MODELS}
     seed = args.seed
     graph = Graph(data, make_split(data, seed), device)
-    trainers = {m: Trainer(m, cfgs[m], graph, device, seed) for m in MODELS}
-    bar = progress(args, cfgs["svgae"]["epochs"], "figure 3")
+    trainers = {m: LinkPredRun(m, cfgs[m], graph, device, seed) for m in MODELS}
+    bar = progress_bar(args, cfgs["svgae"]["epochs"], "figure 3")
     for epoch in range(cfgs["svgae"]["epochs"]):
         for tr in trainers.values():
             tr.step()
@@ -568,7 +526,7 @@ def run_plot(args, data, device) -> dict:
     path = save_figure(fig, out_dir(args) / "figures" / f"{name}.png")
     plt.close(fig)
     best = {MODELS[m]: tr.best for m, tr in trainers.items()}
-    return {"png": os.path.relpath(path, RESULTS.parent), "config": cfgs, "best": best}
+    return {"png": shown(path), "config": cfgs, "best": best}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,7 +541,7 @@ def print_table(dataset, summaries, cfgs, speed=None):
         cfg = cfgs[m]
         for metric, key in (("AUC", "test_auc"), ("AP", "test_ap")):
             pm, pse = paper[m][metric]
-            ours = fmt(s[key]["mean"], s[key]["se"])
+            ours = fmt_runs(s[key]["mean"], s[key]["se"], s.get("runs", 2))
             diff = s[key]["mean"] - pm
             setting = f"{cfg['lr']:g}, {cfg['dropout']:g}, {cfg['dim']}, {cfg['epochs']}"
             ep = f"{s['epoch_ms']:.1f} ms" if metric == "AUC" else ""
@@ -598,15 +556,10 @@ def print_table(dataset, summaries, cfgs, speed=None):
             for r in speed))
 
 
-def out_dir(args):
-    """``results/`` with ``--refresh``, else the ignored ``runs/``."""
-    return RESULTS if args.refresh else RUNS
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = device_arg(args.device)
+    set_threads(args)
+    device = args.device
     started = time.time()
     meta = run_metadata(args)
 
@@ -620,10 +573,10 @@ def main(argv=None) -> int:
                   f"{r['svgae_ms']:10.1f} {r['vgae_ms']:10.1f} {r['ratio']:6.2f}")
         path = write_json(args.out or "linkpred_scaling", {"meta": meta, "scaling": res}, started,
                           out_dir(args))
-        print(f"wrote {os.path.relpath(path, RESULTS.parent)}")
+        print(f"wrote {shown(path)}")
         return 0
 
-    data = load(args, args.dataset)
+    data = load_planetoid(args, args.dataset)
     if args.plot:
         res = run_plot(args, data, device)
         print(f"wrote {res['png']}")
@@ -653,7 +606,7 @@ def main(argv=None) -> int:
 
     seeds = [args.seed + r for r in range(args.runs)]
     epochs = max(c["epochs"] for c in cfgs.values())
-    bar = progress(args, len(seeds) * epochs, f"{args.dataset} {'+'.join(MODELS[m] for m in models)}")
+    bar = progress_bar(args, len(seeds) * epochs, f"{args.dataset} {'+'.join(MODELS[m] for m in models)}")
     runs = train_runs(args, data, cfgs, seeds, device, bar)
     bar.close()
     summaries = {m: summarize(runs[m]) for m in models}
@@ -668,7 +621,7 @@ def main(argv=None) -> int:
     print_table(args.dataset, summaries, cfgs, speed)
     name = args.out or f"linkpred_{args.dataset.lower()}" + ("_grid" if args.grid else "")
     path = write_json(name, payload, started, out_dir(args))
-    print(f"wrote {os.path.relpath(path, RESULTS.parent)} ({time.time() - started:.0f} s)")
+    print(f"wrote {shown(path)} ({time.time() - started:.0f} s)")
     return 0
 
 

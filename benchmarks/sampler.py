@@ -11,24 +11,30 @@ Side by side, in one run and on the same inputs (batch 100k by default):
                one shared mean direction (its API takes a single mu)
 
 Each cell is the median over ``--repeats`` timed calls (after a warm-up), the methods
-interleaved so that background load affects them alike. Targets (issue 2): vmf within 4x of
-gauss at m = 10, and faster than powersph.
+interleaved so that background load affects them alike. Targets: vmf within 4x of gauss at
+m = 10, and faster than powersph.
 
-    python benchmarks/sampler.py                       # full table, writes results/sampler.json
+    python benchmarks/sampler.py                       # full table, writes runs/sampler.json
     python benchmarks/sampler.py --batch 10000 --repeats 3 --dims 3 10 --kappas 1 100
 """
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import device_arg, run_metadata, write_json
+from common import (
+    Parser,
+    add_common_args,
+    out_dir,
+    positive,
+    progress_bar,
+    run_metadata,
+    set_threads,
+    shown,
+    write_json,
+)
 
 from pyg_spherical import VonMisesFisher
 
@@ -96,33 +102,28 @@ def time_methods(methods, repeats, device):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--batch", type=int, default=100_000)
-    p.add_argument("--dims", type=int, nargs="+", default=[3, 10, 100], help="ambient dimensions m")
-    p.add_argument("--kappas", type=float, nargs="+", default=[1, 10, 100, 1000])
-    p.add_argument("--repeats", type=int, default=7)
+    p = Parser(description=__doc__.split("\n\n")[0],
+               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--batch", type=positive(int), default=100_000)
+    p.add_argument("--dims", type=positive(int), nargs="+", default=[3, 10, 100],
+                   help="ambient dimensions m (>= 2)")
+    p.add_argument("--kappas", type=positive(float), nargs="+", default=[1, 10, 100, 1000])
+    p.add_argument("--repeats", type=positive(int), default=7)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--out", default="sampler", help="JSON name under results/")
+    p.add_argument("--out", default="sampler", help="result name (sampler)")
+    add_common_args(p, data=False, device_default="cpu", threads_default=None, seed_default=None)
     args = p.parse_args(argv)
-    if args.batch < 1 or args.repeats < 1 or min(args.dims) < 2 or min(args.kappas) <= 0:
-        p.error("need --batch >= 1, --repeats >= 1, dims >= 2 and kappas > 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = device_arg(args.device)
+    if min(args.dims) < 2:
+        p.error(f"--dims must be >= 2 (the sphere S^(m-1) in R^m), got {min(args.dims)}")
+    set_threads(args)
+    device = args.device
     dtype = getattr(torch, args.dtype)
     started = time.time()
     meta = run_metadata(args)
     rows = []
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
     grid = [(m, k) for m in args.dims for k in args.kappas]
-    it = tqdm(grid, desc="sampler", file=sys.stderr) if tqdm else grid
-    for m, k in it:
+    bar = progress_bar(args, len(grid), "sampler")
+    for m, k in grid:
         torch.manual_seed(0)
         ms = time_methods(make_methods(args.batch, m, k, device, dtype), args.repeats, device)
         row = {"m": m, "kappa": k, "ms": ms,
@@ -130,6 +131,8 @@ def main(argv=None):
         if "powersph" in ms:
             row["vmf_over_powersph"] = ms["vmf"] / ms["powersph"]
         rows.append(row)
+        bar.update(1)
+    bar.close()
 
     cols = [c for c in ("vmf", "gauss", "powersph", "scipy") if c in rows[0]["ms"]]
     header = f"{'m':>4} {'kappa':>7} | " + " ".join(f"{c + ' ms':>11}" for c in cols) + \
@@ -152,8 +155,8 @@ def main(argv=None):
         worst = max(r["vmf_over_powersph"] for r in rows)
         print(f"target vmf faster than power-spherical: worst ratio {worst:.2f} "
               f"({'met' if worst < 1 else 'missed'})")
-    path = write_json(args.out, {"meta": meta, "rows": rows}, started=started)
-    print(f"wrote {path}")
+    path = write_json(args.out, {"meta": meta, "rows": rows}, started, out_dir(args))
+    print(f"wrote {shown(path)}")
 
 
 if __name__ == "__main__":

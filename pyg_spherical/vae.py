@@ -114,15 +114,6 @@ def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 
-def _finite_or_zero(grad: Tensor) -> Tensor:
-    """Gradient hook: replace non-finite entries by 0 (no host sync).
-
-    Kept for callers that registered it as a guard against float32 vMF draws on a pole; the
-    sampler's angle parameterisation now keeps those gradients finite, so it is a no-op there.
-    """
-    return torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
-
-
 class VAE(nn.Module):
     r"""Variational auto-encoder with a Bernoulli decoder and a vMF (S-VAE) or Gaussian (N-VAE)
     latent, as in section 5.2 / Appendix F.1 of Davidson et al. (2018).

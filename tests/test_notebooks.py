@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import nbformat
 import pytest
+
+_EXTRA = "needs the notebook tooling: pip install -e '.[notebooks]'"
+nbformat = pytest.importorskip("nbformat", reason=_EXTRA)
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -74,6 +76,8 @@ def test_committed_notebook_is_executed(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_runs(path, monkeypatch, tmp_path):
+    pytest.importorskip("nbclient", reason=_EXTRA)
+    pytest.importorskip("ipykernel", reason=_EXTRA)
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 

@@ -22,6 +22,7 @@ from pyg_spherical.datasets import (
     ChecksumError,
     DataNotFoundError,
     explicit_root,
+    link_split,
     load_planetoid,
     planetoid_source,
     resolve_cache,
@@ -252,7 +253,7 @@ def test_a_relative_data_root_loads_from_another_working_directory(tmp_path, mon
 
 # ---------------------------------------------------------------------------- benchmark CLI
 def run_cli(argv, capsys):
-    from benchmarks import linkpred
+    import linkpred
 
     with pytest.raises(SystemExit) as e:
         linkpred.main(argv)
@@ -286,14 +287,14 @@ def test_cli_truncated_raw_file_is_one_error_line(tmp_path, capsys):
 
 
 def test_cli_says_in_one_line_which_copy_it_read(tmp_path, capsys):
-    from benchmarks import linkpred
+    from common import load_planetoid as load
 
     args = argparse.Namespace(root=None, no_download=True)
-    assert shape(linkpred.load(args, "Cora")) == CORA_SHAPE
+    assert shape(load(args, "Cora")) == CORA_SHAPE
     out = capsys.readouterr().out.splitlines()
     assert out == [f"data: Cora from the copy packaged with pyg_spherical ({PACKAGED}/Cora/raw)"]
     copy_cora(tmp_path / "data")
-    linkpred.load(argparse.Namespace(root=str(tmp_path / "data"), no_download=True), "Cora")
+    load(argparse.Namespace(root=str(tmp_path / "data"), no_download=True), "Cora")
     assert capsys.readouterr().out.splitlines() == [f"data: Cora from the data root {tmp_path}/data"]
 
 
@@ -309,3 +310,16 @@ def test_pubmed_from_a_data_root():
             pytest.fail(msg + " (CI is set: the data must be present)")
         pytest.skip(msg)
     assert shape(load_planetoid("PubMed", DATA_ROOT, download=False)) == (19717, 500, 88648)
+
+
+@pytest.mark.parametrize("edges", [0, 3, 19])
+def test_link_split_of_a_tiny_graph_names_the_problem(edges):
+    from torch_geometric.data import Data
+    from torch_geometric.utils import to_undirected
+
+    ei = to_undirected(torch.stack([torch.arange(edges), torch.arange(edges) + 1]))
+    with pytest.raises(ValueError, match=rf"has {edges} undirected edge\(s\), too few for the "
+                                         r"85 / 5 / 10 % .* at least 20 edges"):
+        link_split(Data(edge_index=ei, num_nodes=edges + 1), seed=0)
+    ei = to_undirected(torch.stack([torch.arange(20), torch.arange(20) + 1]))
+    assert link_split(Data(edge_index=ei, num_nodes=21), seed=0).val_pos_edge_index.shape == (2, 1)

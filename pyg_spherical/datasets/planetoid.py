@@ -337,13 +337,33 @@ def link_split(data, val_ratio: float = 0.05, test_ratio: float = 0.10,
 
     Returns:
         :class:`LinkSplit` (tensors on ``data.edge_index.device``).
+
+    Raises:
+        ValueError: invalid ratios, or a graph with too few edges for every part of the split
+            to get one (20 undirected edges at the default ratios).
     """
     from torch_geometric.data import Data
     from torch_geometric.transforms import RandomLinkSplit
 
     if not (0 < val_ratio < 1 and 0 < test_ratio < 1 and val_ratio + test_ratio < 1):
         raise ValueError("link_split: need 0 < val_ratio, test_ratio and val_ratio + test_ratio < 1.")
-    g = Data(edge_index=data.edge_index, num_nodes=data.num_nodes)
+    # RandomLinkSplit counts the undirected edges as the pairs with row <= col and takes
+    # int(ratio * count) of them for val and test: each needs at least one edge, train too.
+    ei = data.edge_index
+    count = int((ei[0] <= ei[1]).sum()) if ei.numel() else 0
+
+    def sizes(c: int) -> tuple[int, int, int]:
+        nv, nt = int(val_ratio * c), int(test_ratio * c)
+        return c - nv - nt, nv, nt
+
+    if min(sizes(count)) < 1:
+        need = next(c for c in range(1, 10**7) if min(sizes(c)) >= 1)
+        parts = f"{100 * (1 - val_ratio - test_ratio):g} / {100 * val_ratio:g} / {100 * test_ratio:g}"
+        raise ValueError(
+            f"link_split: the graph has {count} undirected edge(s), too few for the {parts} % "
+            f"train / val / test edge split: every part needs at least one edge, which takes at "
+            f"least {need} edges.")
+    g = Data(edge_index=ei, num_nodes=data.num_nodes)
     tf = RandomLinkSplit(num_val=val_ratio, num_test=test_ratio, is_undirected=True,
                          add_negative_train_samples=False, split_labels=True)
     # PyG draws from torch's CPU generator and from Python's `random` (negative sampling).

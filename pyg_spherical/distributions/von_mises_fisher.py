@@ -14,10 +14,14 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 
 from .. import special
-from ._sampling import reparameterized_theta, sample_theta, sample_w
+from ..special import _compute
+from ._sampling import proposal_theta, reparameterized_theta, sample_theta, sample_w
 from .constraints import sphere, unit_norm_tolerance
 
-__all__ = ["VonMisesFisher", "log_sphere_area"]
+__all__ = ["GRADIENTS", "VonMisesFisher", "log_sphere_area"]
+
+#: the gradients in ``kappa`` :meth:`VonMisesFisher.rsample` offers (the first is the default)
+GRADIENTS = ("implicit", "authors")
 
 _TINY = 1e-30  # guards a zero-norm Gaussian draw (probability ~0)
 
@@ -25,11 +29,6 @@ _TINY = 1e-30  # guards a zero-norm Gaussian draw (probability ~0)
 def log_sphere_area(m: int) -> float:
     r"""``log |S^{m-1}| = log(2 pi^{m/2} / Gamma(m/2))``, the surface area of the unit sphere in R^m (eq. 10)."""
     return math.log(2.0) + 0.5 * m * math.log(math.pi) - math.lgamma(0.5 * m)
-
-
-def _compute(x: Tensor) -> Tensor:
-    """``x`` in the dtype the computations run in: float64 stays, anything else is float32."""
-    return x.to(special._compute_dtype(x))
 
 
 def _terms(m: int, kappa: Tensor) -> special._VMFTerms:
@@ -207,6 +206,11 @@ class VonMisesFisher(Distribution):
         validate_args (bool, optional): check the arguments against :attr:`arg_constraints`
             (unit ``loc``, finite positive ``concentration``) and, in :meth:`log_prob`, that
             values lie on the sphere; default :meth:`Distribution.set_default_validate_args`.
+        gradient (str): the gradient of :meth:`rsample` in ``concentration``: ``"implicit"``
+            (default; unbiased implicit reparameterisation, see below) or ``"authors"`` (the
+            derivative through the accepted Wood proposal only, as in the authors' code; biased,
+            for comparisons with that code). Samples and the gradient in ``loc`` are the same
+            for both.
 
     ``batch_shape = broadcast(loc.shape[:-1], concentration.shape)``, ``event_shape = (m,)``.
 
@@ -242,7 +246,12 @@ class VonMisesFisher(Distribution):
     support = sphere
     has_rsample = True
 
-    def __init__(self, loc: Tensor, concentration, validate_args=None):
+    def __init__(self, loc: Tensor, concentration, validate_args=None, *,
+                 gradient: str = "implicit"):
+        if gradient not in GRADIENTS:
+            raise ValueError(f"VonMisesFisher: gradient must be one of {GRADIENTS}, got "
+                             f"{gradient!r}.")
+        self.gradient = gradient
         if not isinstance(loc, Tensor) or loc.dim() < 1:
             raise ValueError("VonMisesFisher: loc must be a tensor of shape (..., m) with m >= 2.")
         if not loc.is_floating_point():
@@ -293,6 +302,7 @@ class VonMisesFisher(Distribution):
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(batch_shape + self.event_shape)
         new.concentration = self.concentration.expand(batch_shape)
+        new.gradient = self.gradient
         super(VonMisesFisher, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -361,14 +371,17 @@ class VonMisesFisher(Distribution):
         """Reparameterised sample of shape ``sample_shape + batch_shape + (m,)``.
 
         Differentiable in ``loc`` (pathwise) and ``concentration`` (implicit
-        reparameterisation); unit norm to rounding error. See the class docstring.
+        reparameterisation, or the authors' proposal gradient with ``gradient="authors"``); unit
+        norm to rounding error. See the class docstring.
         """
         shape = self._extended_shape(sample_shape)
         m = self._m
         loc, k = _compute(self.loc), _compute(self.concentration)
         kappa = k.expand(shape[:-1])
         theta, _, _ = sample_theta(kappa.detach(), m)  # angle to mu, no grad
-        if kappa.requires_grad:
+        if kappa.requires_grad and self.gradient == "authors":
+            theta = proposal_theta(kappa, theta, m)
+        elif kappa.requires_grad:
             # 1 - A_m(kappa) for the quadrature, once per batch element; S^2 needs none
             comp_a = (None if m == 3 else
                       special.iv_ratio_complement(m / 2, k.detach()).expand(kappa.shape))
@@ -388,5 +401,6 @@ class VonMisesFisher(Distribution):
     def __repr__(self):
         return (
             f"VonMisesFisher(loc: {tuple(self.loc.shape)}, concentration: "
-            f"{tuple(self.concentration.shape)}, m={self._m})"
+            f"{tuple(self.concentration.shape)}, m={self._m}"
+            + ("" if self.gradient == "implicit" else f", gradient={self.gradient!r}") + ")"
         )

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from ..distributions import HypersphericalUniform, VonMisesFisher
+from ..distributions.von_mises_fisher import GRADIENTS
 
 __all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "VMFLatent", "make_latent", "resolve_kind"]
 
@@ -116,13 +117,19 @@ class VMFLatent(LatentLayer):
     Args:
         dim (int): ambient dimension ``m >= 2`` (codes are unit vectors in ``R^m``).
         min_concentration (float): lower bound on ``kappa``, finite and ``> 0`` (default 1).
+        gradient (str): the sampler's gradient in ``kappa``, ``"implicit"`` (default, unbiased)
+            or ``"authors"`` (through the accepted proposal only, as in the authors' code); see
+            :class:`~pyg_spherical.distributions.VonMisesFisher`.
     """
 
     kind = "vmf"
     spherical = True
 
-    def __init__(self, dim: int, min_concentration: float = 1.0):
+    def __init__(self, dim: int, min_concentration: float = 1.0, gradient: str = "implicit"):
         super().__init__(dim)
+        if gradient not in GRADIENTS:
+            raise ValueError(f"VMFLatent: gradient must be one of {GRADIENTS}, got {gradient!r}.")
+        self.gradient = gradient
         if dim < 2:
             raise ValueError("VMFLatent: dim must be >= 2 (a circle S^1 in R^2 at least).")
         min_concentration = float(min_concentration)
@@ -156,7 +163,7 @@ class VMFLatent(LatentLayer):
         loc = loc_raw / norm
         kappa = F.softplus(scale_raw.squeeze(-1)) + self.min_concentration
         # The arguments are valid by construction; validation would force host syncs.
-        return VonMisesFisher(loc, kappa, validate_args=False)
+        return VonMisesFisher(loc, kappa, validate_args=False, gradient=self.gradient)
 
     def prior(self, device=None, dtype=None) -> HypersphericalUniform:
         """The uniform distribution on ``S^{dim-1}`` (paper eq. 10)."""
@@ -167,7 +174,8 @@ class VMFLatent(LatentLayer):
         return q.loc
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, min_concentration={self.min_concentration}"
+        return (f"dim={self.dim}, min_concentration={self.min_concentration}"
+                + ("" if self.gradient == "implicit" else f", gradient={self.gradient!r}"))
 
 
 class GaussianLatent(LatentLayer):
