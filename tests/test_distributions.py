@@ -241,6 +241,7 @@ def test_loc_gradient_is_unbiased():
     assert ((g - ref).abs() < 4 * se + 1e-12).all(), (g, ref, se)
 
 
+@pytest.mark.slow  # mpmath quadrature per point: ~10 s
 def test_implicit_gradient_against_mpmath_quadrature():
     """dw/dkappa = -(dF/dkappa)(theta0) / p(theta0) with everything integrated by mpmath."""
 

@@ -429,6 +429,7 @@ def test_short_m1m2_run_beats_chance(combo, dim):
     assert after > 0.2 and after > before + 0.08, (before, after)
 
 
+@pytest.mark.slow  # a CLI run: ~8 s
 def test_ablation_cli_runs_and_records_what_changed(tmp_path):
     """benchmarks/mnist_m1m2_ablations.py end to end on a few hundred images (smoke outputs)."""
     import json

@@ -251,6 +251,7 @@ def test_svae_recovers_the_circle():
 
 
 # ------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow  # a CLI run: ~7 s
 def test_cli_smoke(tmp_path):
     """The benchmark runs end to end on a tiny setting and writes JSON + PNGs (to --out-dir)."""
     out = "test_circle_smoke"

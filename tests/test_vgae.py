@@ -447,6 +447,7 @@ def test_minibatches_from_torch_geometric_loaders(graph):
         assert z.shape == (batch.num_nodes, 8) and torch.isfinite(loss)
 
 
+@pytest.mark.slow  # graph capture: ~7 s
 def test_torch_compile_traces_the_encoder(graph):
     """torch.compile (graph capture with the no-codegen backend, to stay fast in CI)."""
     torch.manual_seed(0)
