@@ -83,7 +83,7 @@ def dcsbm_graph(num_nodes: int, avg_degree: float = 10.0, num_features: int = 12
     comm_sorted = comm[order]
 
     m = int(round(n * avg_degree / 2))
-    keys = []
+    keys = [torch.empty(0, dtype=torch.long)]
     for s in range(0, m, _CHUNK):
         b = min(_CHUNK, m - s)
         zero, full = cum.new_zeros(b), cum.new_full((b,), total)

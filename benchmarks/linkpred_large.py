@@ -113,7 +113,9 @@ def build_parser() -> Parser:
     p.add_argument("--warmup", type=int, default=5, help="steps left out of the timing (default 5)")
     p.add_argument("--eval", choices=("sampled", "full"), default="sampled")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)")
-    p.add_argument("--eval-batch-size", type=positive(int), default=2048)
+    p.add_argument("--eval-batch-size", type=positive(int), default=None,
+                   help="held-out pairs per evaluation batch (default 2 x --batch-size: the "
+                        "positives and negatives of a training batch)")
     p.add_argument("--hidden", type=positive(int), default=32)
     p.add_argument("--dim", type=positive(int), default=None, help="latent dim (default 16; PubMed: Table 7)")
     p.add_argument("--lr", type=positive(float), default=None, help="Adam lr (default 0.01; PubMed: Table 7)")
@@ -173,6 +175,7 @@ class Dist:
         if self.active:
             import torch.distributed as dist
 
+            dist.barrier()
             dist.destroy_process_group()
             self.active = False
 
@@ -180,6 +183,27 @@ class Dist:
 def rss_mb() -> float:
     """Peak resident set size of this process (``getrusage``), MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+    """Current resident set size (``/proc/self/statm``), MB; ``nan`` where unavailable."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024.0 ** 2
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def release_freed_memory() -> None:
+    """Return freed heap pages to the OS (glibc ``malloc_trim``), so that the temporaries of
+    graph construction do not count as training memory."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def reset_peak_rss() -> bool:
@@ -296,7 +320,7 @@ class Evaluator:
             self.loaders[name] = (pairs[:, idx], label[idx], idx, pairs.size(1))
             if args.eval == "sampled":
                 self.loaders[name] += (LinkLoader(split.data, sampler, edge_label_index=pairs[:, idx],
-                                                  edge_label=label[idx], batch_size=args.eval_batch_size,
+                                                  edge_label=label[idx], batch_size=args.eval_batch_size or 2 * args.batch_size,
                                                   shuffle=False),)
 
     @torch.no_grad()
@@ -389,9 +413,10 @@ def run(args, dist: Dist) -> dict:
     evaluator = Evaluator(args, split, sampler, dist, device)
     torch.manual_seed(args.seed + 1000 * (dist.rank + 1))  # sampling / dropout streams per rank
 
-    gc.collect()
     peak_setup = rss_mb()
+    release_freed_memory()
     reset = reset_peak_rss()
+    rss_start = current_rss_mb()
     bar = None
     if dist.main and not args.no_progress:
         from tqdm.auto import tqdm
@@ -455,6 +480,8 @@ def run(args, dist: Dist) -> dict:
     every = dist.all_gather(flat.unsqueeze(0))
     max_diff = float((every - every[0]).abs().max())
     rss_all = dist.all_gather(torch.tensor([[peak_train, peak_setup]], dtype=torch.float64))
+    del fwd, it, loader  # DDP and loader state go before the process group does
+    gc.collect()
     dist.close()
 
     mb = 1024.0 ** 2
@@ -488,6 +515,7 @@ def run(args, dist: Dist) -> dict:
         "eval": {"history": evals, "best": best, "final": evals[-1]},
         "memory": {
             "peak_rss_mb": peak_train, "peak_rss_setup_mb": peak_setup, "peak_reset": reset,
+            "rss_start_of_training_mb": rss_start, "training_increment_mb": peak_train - rss_start,
             "graph_mb": graph_mb, "loader_edges_mb": loader_bytes / mb, "sampler_mb": sampler_mb,
             "peak_rss_minus_graph_mb": peak_train - graph_mb,
             "peak_rss_minus_graph_loader_sampler_mb": peak_train - graph_mb - loader_bytes / mb - sampler_mb,
