@@ -364,7 +364,12 @@ def run(args, dist: Dist) -> dict:
     from torch_geometric.sampler import NegativeSampling
 
     from pyg_spherical import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
-    from pyg_spherical.minibatch import EncodeForward, link_batch_loss, shard_edges
+    from pyg_spherical.minibatch import (
+        EncodeForward,
+        RandomBatchSampler,
+        link_batch_loss,
+        shard_edges,
+    )
     from pyg_spherical.sampling import check_fanout, make_neighbor_sampler
 
     device = device_arg(args.device)
@@ -407,7 +412,7 @@ def run(args, dist: Dist) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     sampler = make_neighbor_sampler(data, fan, backend=args.sampler)
     loader = LinkLoader(data, sampler, edge_label_index=shard, neg_sampling=NegativeSampling("binary"),
-                        batch_size=args.batch_size, shuffle=True, drop_last=True)
+                        batch_sampler=RandomBatchSampler(shard.size(1), args.batch_size))
     loader_bytes = nbytes(shard) * 2 + shard.size(1) * 8  # the loader's copy + shuffle permutation
     del shard
     evaluator = Evaluator(args, split, sampler, dist, device)

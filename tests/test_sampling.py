@@ -296,3 +296,19 @@ def test_dcsbm_is_reproducible_and_scales_linearly():
     assert math.isclose(big.edge_index.size(1) / 200_000, 4.0, rel_tol=0.05)
     with pytest.raises(ValueError, match="tail must be > 1"):
         dcsbm_graph(10, num_communities=2, tail=1.0)
+
+
+def test_random_batch_sampler_drives_link_loader():
+    from pyg_spherical.minibatch import RandomBatchSampler
+
+    data = random_graph()
+    pairs = data.edge_index[:, data.edge_index[0] < data.edge_index[1]]
+    bs = RandomBatchSampler(pairs.size(1), 50)
+    loader = LinkLoader(data, TorchNeighborSampler(data, [3]), edge_label_index=pairs,
+                        neg_sampling="binary", batch_sampler=bs)
+    seen = torch.cat([b.input_id for b in loader])
+    assert len(loader) == pairs.size(1) // 50 and seen.numel() == len(loader) * 50
+    assert seen.unique().numel() == seen.numel()  # a permutation, no repeats
+    assert len(RandomBatchSampler(101, 50, drop_last=False)) == 3
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        RandomBatchSampler(10, 0)
