@@ -82,7 +82,7 @@ def dcsbm_graph(num_nodes: int, avg_degree: float = 10.0, num_features: int = 12
     total = float(cum[-1])
     comm_sorted = comm[order]
 
-    m = int(round(n * avg_degree / 2))
+    m = round(n * avg_degree / 2)
     keys = [torch.empty(0, dtype=torch.long)]
     for s in range(0, m, _CHUNK):
         b = min(_CHUNK, m - s)
@@ -131,6 +131,6 @@ def intra_fraction(edge_index: Tensor, comm: Tensor) -> float:
 def hill_tail_index(degree: Tensor, top: float = 0.02) -> float:
     """Hill estimator of the tail index from the largest ``top`` share of the degrees."""
     d = torch.sort(degree.double(), descending=True).values
-    kk = max(2, int(math.ceil(top * d.numel())))
+    kk = max(2, math.ceil(top * d.numel()))
     d = d[: kk + 1]
     return float(1.0 / torch.log(d[:kk] / d[kk]).mean())

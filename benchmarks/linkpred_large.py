@@ -327,7 +327,7 @@ class Evaluator:
     def scores(self, model, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         from pyg_spherical.minibatch import encode_seeds, num_seed_nodes
 
-        pairs, label, idx, total = self.loaders[name][:4]
+        pairs, label, _, total = self.loaders[name][:4]
         model.eval()
         try:
             if self.args.eval == "full":

@@ -179,7 +179,7 @@ class RandomBatchSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         if self.drop_last:
             return self.num_items // self.batch_size
-        return -(-self.num_items // self.batch_size)
+        return (self.num_items + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
         perm = torch.randperm(self.num_items, generator=self.generator)
