@@ -27,12 +27,11 @@ Neighbours sampled only as context get no KL: their posteriors are not decoded i
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["EncodeForward", "RandomBatchSampler", "encode_seeds", "link_batch_loss",
            "num_seed_nodes", "shard_edges"]
-
-EPS = 1e-15  # PyG's GAE.recon_loss constant
 
 
 def num_seed_nodes(batch) -> int:
@@ -53,18 +52,7 @@ def encode_seeds(model, x: Tensor, edge_index: Tensor, num_seeds: int | None = N
     a truncated neighbourhood and are never used. Sets ``model.__mu__`` / ``__logstd__`` (and
     :attr:`posterior`) to the seeds' values, like ``encode``. ``num_seeds=None``: all nodes.
     """
-    from .nn.latent import MAX_LOGSTD, GaussianLatent
-
-    if num_seeds is None:
-        return model.encode(x, edge_index)
-    out = model.encoder(x, edge_index)
-    if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise TypeError("encode_seeds: the encoder must return a pair (loc_raw, scale_raw).")
-    loc_raw, scale_raw = out[0][:num_seeds], out[1][:num_seeds]
-    if isinstance(model.latent, GaussianLatent):
-        scale_raw = scale_raw.clamp(max=MAX_LOGSTD)
-    model.__mu__, model.__logstd__ = loc_raw, scale_raw
-    return model.latent(loc_raw, scale_raw)
+    return model.encode(x, edge_index, num_seeds=num_seeds)
 
 
 def link_batch_loss(model, batch, num_nodes: int, *, encode_with: nn.Module | None = None,
@@ -95,11 +83,12 @@ def link_batch_loss(model, batch, num_nodes: int, *, encode_with: nn.Module | No
         z = encode_with(batch.x, batch.edge_index, num_seeds=s)
     eli = batch.edge_label_index
     label = getattr(batch, "edge_label", None)
-    p = model.decoder(z, eli, sigmoid=True)
-    pos = (label > 0).to(p.dtype) if label is not None else torch.ones_like(p)
+    # logits and logsigmoid, as SphericalVGAE.recon_loss: a scaled decoder saturates the sigmoid
+    logits = model.decoder(z, eli, sigmoid=False)
+    pos = (label > 0).to(logits.dtype) if label is not None else torch.ones_like(logits)
     neg = 1.0 - pos
-    recon = ((-torch.log(p + EPS) * pos).sum() / pos.sum().clamp_min(1.0)
-             + (-torch.log(1.0 - p + EPS) * neg).sum() / neg.sum().clamp_min(1.0))
+    recon = ((-F.logsigmoid(logits) * pos).sum() / pos.sum().clamp_min(1.0)
+             + (-F.logsigmoid(-logits) * neg).sum() / neg.sum().clamp_min(1.0))
     kl = model.kl_loss(model.__mu__, model.__logstd__)
     loss = recon + kl / num_nodes
     if return_parts:

@@ -653,3 +653,15 @@ def test_scale_head_of_another_width_is_one_clear_error():
     model = SphericalVGAE(encoder=lambda x: (x, x[:, :2]))
     with pytest.raises(ValueError, match="scale head of width 1 or dim"):
         model.encode(torch.randn(4, 5))
+
+
+def test_encode_num_seeds_restricts_the_latent_to_the_seed_rows(graph):
+    model = SphericalVGAE(SphericalGCNEncoder(graph.num_features, 16, 4))
+    model.eval()
+    with torch.no_grad():
+        full = model.encode(graph.x, graph.edge_index)
+        kl_full = model.latent.kl()
+        seeds = model.encode(graph.x, graph.edge_index, num_seeds=7)
+    assert seeds.shape == (7, 4) and model.posterior.batch_shape == (7,)
+    torch.testing.assert_close(seeds, full[:7])
+    torch.testing.assert_close(model.kl_loss(), kl_full[:7].mean())

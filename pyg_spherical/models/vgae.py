@@ -126,12 +126,19 @@ class SphericalVGAE(VGAE):
             self.latent.train(self.training)  # built after a possible model.eval()
         return self.latent
 
-    def encode(self, *args, **kwargs) -> Tensor:
-        """Run the encoder and the latent layer; returns ``z`` of shape ``(N, d)``."""
+    def encode(self, *args, num_seeds: int | None = None, **kwargs) -> Tensor:
+        """Run the encoder and the latent layer; returns ``z`` of shape ``(N, d)``.
+
+        ``num_seeds``: only the first ``num_seeds`` nodes go through the latent layer (``z`` is
+        ``(num_seeds, d)``, and :attr:`posterior` and ``kl_loss()`` cover them alone). For
+        mini-batches of sampled subgraphs, whose seed nodes come first (PyG's samplers): the
+        other nodes are context, with truncated neighbourhoods, and are never decoded."""
         out = self.encoder(*args, **kwargs)
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise TypeError("SphericalVGAE: the encoder must return a pair (loc_raw, scale_raw).")
         loc_raw, scale_raw = out
+        if num_seeds is not None:
+            loc_raw, scale_raw = loc_raw[:num_seeds], scale_raw[:num_seeds]
         latent = self._latent_for(loc_raw)
         if isinstance(latent, GaussianLatent):
             scale_raw = scale_raw.clamp(max=MAX_LOGSTD)
