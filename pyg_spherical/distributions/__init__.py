@@ -2,6 +2,7 @@
 from . import kl as _kl  # noqa: F401  (registers the KL divergences)
 from .constraints import sphere
 from .hyperspherical_uniform import HypersphericalUniform
+from .power_spherical import PowerSpherical
 from .von_mises_fisher import VonMisesFisher, log_sphere_area
 
-__all__ = ["HypersphericalUniform", "VonMisesFisher", "log_sphere_area", "sphere"]
+__all__ = ["HypersphericalUniform", "PowerSpherical", "VonMisesFisher", "log_sphere_area", "sphere"]

@@ -74,26 +74,27 @@ class _KLUniform(torch.autograd.Function):
         return grad * dkl.to(grad.dtype), None
 
 
-def _check_concentration(kappa: Tensor) -> None:
-    bad = ~(kappa > 0) | ~torch.isfinite(kappa)
+def _check_concentration(kappa: Tensor, name: str = "VonMisesFisher",
+                         allow_zero: bool = False) -> None:
+    bad = ~((kappa >= 0) if allow_zero else (kappa > 0)) | ~torch.isfinite(kappa)
     if bad.any():
         raise ValueError(
-            "VonMisesFisher: concentration must be finite and > 0, got "
+            f"{name}: concentration must be finite and {'>=' if allow_zero else '>'} 0, got "
             f"{kappa[bad].flatten()[:5].tolist()} (shape {tuple(kappa.shape)})."
         )
 
 
-def _check_loc(loc: Tensor) -> None:
+def _check_loc(loc: Tensor, name: str = "VonMisesFisher") -> None:
     if not torch.isfinite(loc).all():
-        raise ValueError("VonMisesFisher: loc contains NaN or inf.")
+        raise ValueError(f"{name}: loc contains NaN or inf.")
     norm = torch.linalg.vector_norm(loc, dim=-1)
     if (norm == 0).any():
-        raise ValueError("VonMisesFisher: loc has a zero vector; it must be a unit vector.")
+        raise ValueError(f"{name}: loc has a zero vector; it must be a unit vector.")
     tol = unit_norm_tolerance(loc.dtype)
     if ((norm - 1).abs() > tol).any():
         worst = (norm - 1).abs().max().item()
         raise ValueError(
-            f"VonMisesFisher: loc must have unit norm along its last dimension (|norm - 1| <= "
+            f"{name}: loc must have unit norm along its last dimension (|norm - 1| <= "
             f"{tol:g}); found |norm - 1| = {worst:.3g}. Normalise it, e.g. "
             "torch.nn.functional.normalize(loc, dim=-1)."
         )
