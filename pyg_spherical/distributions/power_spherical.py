@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 
 from .constraints import sphere
-from .von_mises_fisher import _Reflect, _check_concentration, _check_loc, log_sphere_area
+from .von_mises_fisher import _check_concentration, _check_loc, _Reflect, log_sphere_area
 
 __all__ = ["PowerSpherical"]
 
