@@ -57,15 +57,17 @@ are also importable from the package itself. The library never prints. Data sets
 Walkthroughs: ``notebooks/``; paper reproductions: ``benchmarks/`` (each with ``--help``).
 """
 from . import distributions, special
-from .distributions import HypersphericalUniform, VonMisesFisher
+from .distributions import HypersphericalUniform, PowerSpherical, VonMisesFisher
 from .models import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
-from .nn import GaussianLatent, VMFLatent, make_latent
+from .nn import GaussianLatent, PowerSphericalLatent, VMFLatent, make_latent
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GaussianLatent",
     "HypersphericalUniform",
+    "PowerSpherical",
+    "PowerSphericalLatent",
     "VMFLatent",
     "VonMisesFisher",
     "distributions",

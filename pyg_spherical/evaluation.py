@@ -68,13 +68,14 @@ def _np(a: ArrayLike, dtype=None) -> np.ndarray:
 
 
 def metric_for_latent(kind: str) -> str:
-    """``"geodesic"`` for a vMF (S-VAE) latent, ``"euclidean"`` for a Gaussian (N-VAE) one."""
+    """``"geodesic"`` for a spherical (vMF or Power Spherical) latent, ``"euclidean"`` for a
+    Gaussian (N-VAE) one."""
     kind = kind.lower()
-    if kind in ("vmf", "svae", "s", "spherical"):
+    if kind in ("vmf", "svae", "s", "spherical", "power"):
         return "geodesic"
     if kind in ("normal", "gaussian", "nvae", "n"):
         return "euclidean"
-    raise ValueError(f"unknown latent {kind!r}; expected 'vmf' or 'normal'.")
+    raise ValueError(f"unknown latent {kind!r}; expected 'vmf', 'power' or 'normal'.")
 
 
 def geodesic_distance(x: ArrayLike, y: ArrayLike) -> np.ndarray:

@@ -500,3 +500,28 @@ def test_linkpred_side_by_side_training_is_independent_of_the_other_model(graph)
     alone_s, alone_n = run(["svgae"]), run(["vgae"])
     both = run(["svgae", "vgae"])
     assert both["svgae"] == alone_s["svgae"] and both["vgae"] == alone_n["vgae"]
+
+
+# ----------------------------------------------------------------- Power Spherical latent
+def test_power_spherical_latent_in_the_vgae(graph):
+    """latent="power": from a concentration head of width 1 (the S-VGAE encoder) or from
+    GCNLatentEncoder(latent="power"); codes are unit vectors and training lifts the AUC."""
+    from pyg_spherical import PowerSpherical
+    from pyg_spherical.nn import GCNLatentEncoder, PowerSphericalLatent
+
+    a = SphericalVGAE(SphericalGCNEncoder(graph.num_features, 32, 8), latent="power")
+    enc = GCNLatentEncoder(graph.num_features, 32, 8, latent="power")
+    assert enc.scale_channels == 1 and enc.conv_loc.bias.abs().max() > 0  # a direction at H = 0
+    b = SphericalVGAE(enc)
+    for model in (a, b):
+        assert isinstance(model.latent, PowerSphericalLatent) and model.latent_kind == "power"
+    torch.manual_seed(0)
+    random.seed(0)
+    split = link_split(graph, seed=0)
+    z = b.encode(graph.x, split.train_pos_edge_index)
+    assert isinstance(b.posterior, PowerSpherical)
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(graph.num_nodes))
+    kl = b.kl_loss()
+    torch.testing.assert_close(kl, b.posterior.kl_to_uniform().mean())
+    auc, ap = auc_after_training(b, graph, split, epochs=80)
+    assert auc > 0.85 and ap > 0.8, (auc, ap)

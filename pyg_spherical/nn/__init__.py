@@ -1,5 +1,5 @@
 """Neural-network building blocks: latent layers and encoders/decoders."""
 from .graph_encoders import GCNEncoder, GCNLatentEncoder, SphericalGCNEncoder  # noqa: F401
-from .latent import GaussianLatent, LatentLayer, VMFLatent, make_latent
+from .latent import GaussianLatent, LatentLayer, PowerSphericalLatent, VMFLatent, make_latent
 
-__all__ = ["GaussianLatent", "LatentLayer", "VMFLatent", "make_latent"]
+__all__ = ["GaussianLatent", "LatentLayer", "PowerSphericalLatent", "VMFLatent", "make_latent"]

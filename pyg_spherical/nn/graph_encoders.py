@@ -123,8 +123,8 @@ class GCNLatentEncoder(nn.Module):
         hidden_channels (int): hidden GCN width (paper: 32).
         out_channels (int): latent size ``d`` (the S-VGAE lives on ``S^{d-1} ⊂ R^d``).
         dropout (float): dropout probability on the input of every GCN layer.
-        latent (str): ``"vmf"`` or ``"normal"``; sets the width of the scale head
-            (``1`` concentration or ``d`` log-stds).
+        latent (str): ``"vmf"``, ``"power"`` (Power Spherical) or ``"normal"``; sets the width
+            of the scale head (``1`` concentration or ``d`` log-stds).
         bias (bool): add a bias to every GCN layer (the reference VGAE has none).
         cached (bool): cache the normalised adjacency of the first call. Only for full-batch
             training on one fixed graph (as PyG's ``GCNConv(cached=True)``); leave it off for
@@ -161,7 +161,7 @@ class GCNLatentEncoder(nn.Module):
 
     def reset_parameters(self) -> None:
         """Glorot-uniform weights and zero biases (PyG's ``GCNConv`` initialisation), except the
-        mean-direction bias of a vMF encoder, drawn from ``U(-LOC_BIAS_INIT, LOC_BIAS_INIT)``;
+        mean-direction bias of a vMF (or Power Spherical) encoder, drawn from ``U(-LOC_BIAS_INIT, LOC_BIAS_INIT)``;
         clears the cached adjacency.
 
         Why the vMF exception: a node whose receptive field is empty after dropout (an isolated
@@ -173,7 +173,7 @@ class GCNLatentEncoder(nn.Module):
         self.conv1.reset_parameters()
         self.conv_loc.reset_parameters()
         self.conv_scale.reset_parameters()
-        if self.latent_kind == "vmf" and self.conv_loc.bias is not None:
+        if self.latent_kind in ("vmf", "power") and self.conv_loc.bias is not None:
             with torch.no_grad():
                 self.conv_loc.bias.uniform_(-LOC_BIAS_INIT, LOC_BIAS_INIT)
         self._cache = None

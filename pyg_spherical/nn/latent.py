@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
-from ..distributions import HypersphericalUniform, VonMisesFisher
+from ..distributions import HypersphericalUniform, PowerSpherical, VonMisesFisher
 
-__all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "VMFLatent", "make_latent"]
+__all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "PowerSphericalLatent", "VMFLatent",
+           "make_latent"]
 
 MAX_LOGSTD = 10.0  # as torch_geometric.nn.models.autoencoder
 
@@ -143,6 +144,57 @@ class VMFLatent(LatentLayer):
         return f"dim={self.dim}, min_concentration={self.min_concentration}"
 
 
+class PowerSphericalLatent(LatentLayer):
+    r"""Power Spherical posterior with a uniform prior on ``S^{dim-1}`` (the P-VAE latent).
+
+    The same parameterisation as :class:`VMFLatent`: ``mu = loc_raw / ||loc_raw||``,
+    ``kappa = softplus(scale_raw) + min_concentration``, with
+    :class:`~pyg_spherical.distributions.PowerSpherical` (De Cao & Aziz, 2020) in place of the
+    vMF: density ``∝ (1 + mu^T z)^kappa``, a rejection-free sampler and a KL without Bessel
+    functions.
+
+    Args:
+        dim (int): ambient dimension ``m >= 2`` (codes are unit vectors in ``R^m``).
+        min_concentration (float): lower bound on ``kappa`` (default 1).
+    """
+
+    kind = "power"
+
+    def __init__(self, dim: int, min_concentration: float = 1.0):
+        super().__init__(dim)
+        if dim < 2:
+            raise ValueError("PowerSphericalLatent: dim must be >= 2 (a circle S^1 in R^2 at least).")
+        if min_concentration < 0:
+            raise ValueError("PowerSphericalLatent: min_concentration must be >= 0.")
+        self.min_concentration = float(min_concentration)
+
+    @property
+    def scale_dim(self) -> int:
+        return 1
+
+    def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> PowerSpherical:
+        """``PS(mu = loc_raw / ||loc_raw||, kappa = softplus(scale_raw) + min_concentration)``."""
+        self._check_raw(loc_raw, scale_raw)
+        norm = torch.linalg.vector_norm(loc_raw, dim=-1, keepdim=True)
+        torch._assert_async(
+            (norm > 0).all(),
+            "PowerSphericalLatent: a mean-direction vector is exactly zero and has no direction.",
+        )
+        kappa = F.softplus(scale_raw.squeeze(-1)) + self.min_concentration
+        return PowerSpherical(loc_raw / norm, kappa, validate_args=False)
+
+    def prior(self, device=None, dtype=None) -> HypersphericalUniform:
+        """The uniform distribution on ``S^{dim-1}``."""
+        return HypersphericalUniform(self.dim, device=device, dtype=dtype)
+
+    def point(self, q: PowerSpherical) -> Tensor:
+        """The mean direction ``mu`` (the mode), shape ``(..., dim)``."""
+        return q.loc
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, min_concentration={self.min_concentration}"
+
+
 class GaussianLatent(LatentLayer):
     r"""Diagonal Gaussian posterior ``N(mu, diag(sigma^2))`` with a standard normal prior (N-VAE).
 
@@ -187,22 +239,24 @@ class GaussianLatent(LatentLayer):
         return f"dim={self.dim}" + (", isotropic=True" if self.isotropic else "")
 
 
-LATENTS = {"vmf": VMFLatent, "normal": GaussianLatent}
+LATENTS = {"vmf": VMFLatent, "normal": GaussianLatent, "power": PowerSphericalLatent}
 
 
 def make_latent(kind: str, dim: int, **kwargs) -> LatentLayer:
-    """``make_latent("vmf", d)`` (S-VAE) or ``make_latent("normal", d)`` (N-VAE).
+    """``make_latent("vmf", d)`` (S-VAE), ``make_latent("normal", d)`` (N-VAE) or
+    ``make_latent("power", d)`` (P-VAE, a Power Spherical posterior on the sphere).
 
     Args:
-        kind (str): ``"vmf"`` (aliases ``"svae"``, ``"s"``, ``"spherical"``) or ``"normal"``
-            (aliases ``"gaussian"``, ``"n"``, ``"nvae"``), case-insensitive.
-        dim (int): latent size ``d``; vMF codes are unit vectors in ``R^d`` (the sphere
-            ``S^{d-1}``), Gaussian codes are points of ``R^d``.
-        **kwargs: forwarded to the layer (``min_concentration`` for :class:`VMFLatent`,
-            ``isotropic`` for :class:`GaussianLatent`).
+        kind (str): ``"vmf"`` (aliases ``"svae"``, ``"s"``, ``"spherical"``), ``"normal"``
+            (aliases ``"gaussian"``, ``"n"``, ``"nvae"``) or ``"power"``,
+            case-insensitive.
+        dim (int): latent size ``d``; vMF and Power Spherical codes are unit vectors in ``R^d``
+            (the sphere ``S^{d-1}``), Gaussian codes are points of ``R^d``.
+        **kwargs: forwarded to the layer (``min_concentration`` for :class:`VMFLatent` and
+            :class:`PowerSphericalLatent`, ``isotropic`` for :class:`GaussianLatent`).
 
     Returns:
-        A :class:`VMFLatent` or :class:`GaussianLatent`.
+        A :class:`VMFLatent`, :class:`GaussianLatent` or :class:`PowerSphericalLatent`.
 
     Raises:
         ValueError: unknown ``kind``, or an invalid ``dim``.
