@@ -14,11 +14,14 @@ Examples::
 
     python benchmarks/mnist_knn.py                          # d = 2 5 10, both latents
     python benchmarks/mnist_knn.py --dims 2 5 10 20 40 --draws 20
+    python benchmarks/mnist_knn.py --dims 20 40 --latents normal vmf power   # with the P-VAE
     python benchmarks/mnist_knn.py --checkpoint last        # unfinished runs (development)
 
 Convention: the S-VAE is reported both with latent_dim d (codes on S^{d-1} in R^d, the
 library's convention) and with latent_dim d+1 (S^d, intrinsic dimension d, as in the authors'
-example code, which builds the S-VAE with z_dim = Z_DIM + 1); the paper's "d" is ambiguous.
+example code, which builds the S-VAE with z_dim = Z_DIM + 1); the paper's "d" is ambiguous. The
+P-VAE (``--latents ... power``: a Power Spherical posterior, geodesic distance) is reported the
+same two ways.
 
 Reads ``checkpoints/mnist_vae/<latent>_d<dim>_s<seed>/best.pt``; missing runs are listed and
 skipped. Writes ``results/mnist_knn_table2.json``.
@@ -36,9 +39,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch
 from common import PAPER_TABLE2, REPO, device_arg, fmt, run_metadata, write_json
 
-LATENTS = ("normal", "vmf")
-NAMES = {"normal": "N-VAE", "vmf": "S-VAE"}
-VARIANT_NAMES = {"normal": "N-VAE", "vmf": "S-VAE S^(d-1)", "vmf_sd": "S-VAE S^d"}
+LATENTS = ("normal", "vmf", "power")
+SPHERICAL = ("vmf", "power")
+NAMES = {"normal": "N-VAE", "vmf": "S-VAE", "power": "P-VAE"}
+VARIANT_NAMES = {"normal": "N-VAE", "vmf": "S-VAE S^(d-1)", "vmf_sd": "S-VAE S^d",
+                 "power": "P-VAE S^(d-1)", "power_sd": "P-VAE S^d"}
 LABELS = (100, 600, 1000)
 
 
@@ -91,11 +96,13 @@ def main(argv=None):
                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--dims", type=int, nargs="+", default=[2, 5, 10],
                    help="latent dims d (S-VAE: the sphere S^{d-1} in R^d); paper: 2 5 10 20 40")
-    p.add_argument("--latents", nargs="+", default=list(LATENTS), choices=LATENTS)
+    p.add_argument("--latents", nargs="+", default=["normal", "vmf"], choices=LATENTS,
+                   help="latent families (default: normal vmf)")
     p.add_argument("--labels", type=int, nargs="+", default=list(LABELS),
                    help="numbers of labelled points N (multiples of 10)")
     p.add_argument("--no-intrinsic", dest="intrinsic", action="store_false",
-                   help="do not add the S-VAE with latent_dim d+1 (the sphere S^d) beside each d")
+                   help="do not add the S-VAE / P-VAE with latent_dim d+1 (the sphere S^d) "
+                        "beside each d")
     p.add_argument("--k", type=int, default=5, help="neighbours")
     p.add_argument("--draws", type=int, default=20, help="class-balanced label draws per cell")
     p.add_argument("--seed", type=int, default=0, help="seed of the VAE run to load")
@@ -137,8 +144,8 @@ def main(argv=None):
     for d in args.dims:
         for lat in args.latents:
             variants.append((lat, lat, d, d))
-            if lat == "vmf" and args.intrinsic:
-                variants.append(("vmf_sd", "vmf", d + 1, d))
+            if lat in SPHERICAL and args.intrinsic:
+                variants.append((f"{lat}_sd", lat, d + 1, d))
     found, missing = [], []
     for v in variants:
         (found if vae_checkpoint(args, v[1], v[2], args.seed).is_file() else missing).append(v)
@@ -185,13 +192,14 @@ def main(argv=None):
     if bar is not None:
         bar.close()
 
-    keys = [k for k in ("normal", "vmf", "vmf_sd") if any(v[0] == k for v in variants)]
+    keys = [k for k in VARIANT_NAMES if any(v[0] == k for v in variants)]
+    paper_lats = [lat for lat in args.latents if lat in PAPER_TABLE2]
     print(f"\nTable 2 (M1 + {args.k}-NN, MNIST test accuracy %, mean ± std over {args.draws} "
           f"class-balanced label draws; ours vs paper; checkpoint: {args.checkpoint})")
     print("  N-VAE: R^d.  S-VAE S^(d-1): latent_dim d (codes in R^d).  S-VAE S^d: latent_dim d+1 "
-          "(intrinsic dimension d, as the authors' example code)")
+          "(intrinsic dimension d, as the authors' example code); P-VAE likewise")
     head = (f"{'d':>3s} {'N':>5s} " + " ".join(f"{VARIANT_NAMES[k]:>14s}" for k in keys)
-            + " " + " ".join(f"{'paper ' + NAMES[lat]:>12s}" for lat in args.latents))
+            + " " + " ".join(f"{'paper ' + NAMES[lat]:>12s}" for lat in paper_lats))
     print(head)
     print("-" * len(head))
     for d in args.dims:
@@ -200,7 +208,7 @@ def main(argv=None):
             for k in keys:
                 c = results.get(k, {}).get(str(d), {}).get(str(n))
                 parts.append(f"{fmt(c['mean'], c['std'], 1) if c else '-':>14s}")
-            for lat in args.latents:
+            for lat in paper_lats:
                 ref = PAPER_TABLE2.get(lat, {}).get(d, {}).get(n)
                 parts.append(f"{fmt(*ref, 1) if ref else '-':>12s}")
             print(f"{d:3d} {n:5d} " + " ".join(parts))
@@ -219,7 +227,7 @@ def main(argv=None):
         "ours": results,
         "paper": {lat: {str(d): {str(n): PAPER_TABLE2[lat][d][n] for n in args.labels
                                  if n in PAPER_TABLE2[lat].get(d, {})}
-                        for d in args.dims if d in PAPER_TABLE2[lat]} for lat in args.latents},
+                        for d in args.dims if d in PAPER_TABLE2[lat]} for lat in paper_lats},
         "missing": [{"variant": k, "latent": lat, "latent_dim": dim, "d": d}
                     for k, lat, dim, d in missing],
         "variants": {k: VARIANT_NAMES[k] for k in keys},
@@ -233,7 +241,7 @@ def main(argv=None):
         "meta": run_metadata(args),
     }
     path = write_json(args.output, payload, started=started)
-    print(f"wrote {path.relative_to(REPO)}")
+    print(f"wrote {path.relative_to(REPO) if REPO in path.parents else path}")
 
 
 if __name__ == "__main__":
