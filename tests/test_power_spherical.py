@@ -250,11 +250,12 @@ def test_pathwise_gradients_match_finite_differences_of_the_expectation(m, kappa
     d_par = float(mp.diff(lambda p: mp_expect_exp(m, k0, p, q0), p0))
     d_perp = float(mp.diff(lambda p: mp_expect_exp(m, k0, p0, p), q0))
     ref_raw = (d_par - a_par / a_perp * d_perp) * (a - mu * a_par) / raw.norm()
-    batches = [_pathwise_grads(m, kappa, raw, a, 20_000, seed) for seed in range(10)]
+    # 20 independent batches: their spread gives the standard error of the overall mean
+    batches = [_pathwise_grads(m, kappa, raw, a, 10_000, seed) for seed in range(20)]
     gk = torch.tensor([b[0] for b in batches])
     graw = torch.stack([b[1] for b in batches])
-    assert abs(gk.mean().item() - ref_k) < 3.5 * gk.std().item() / math.sqrt(10) + 1e-9
-    se = graw.std(0) / math.sqrt(10)
+    assert abs(gk.mean().item() - ref_k) < 4 * gk.std().item() / math.sqrt(20) + 1e-9
+    se = graw.std(0) / math.sqrt(20)
     assert ((graw.mean(0) - ref_raw).abs() < 4 * se + 1e-9).all(), (graw.mean(0), ref_raw, se)
 
 

@@ -33,7 +33,8 @@ def _wood_constants(kappa: Tensor, m: int):
     return b, one_minus_b
 
 
-def _sample_wood(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
+def _sample_wood(kappa: Tensor, m: int,
+                 first: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     r"""Ulrich/Wood acceptance-rejection for ``omega = mu^T z`` (paper Algorithm 2).
 
     With ``t = 2ab / (1 - (1 - b) eps)`` the acceptance test ``(m-1) log t - t + d >= log u``
@@ -51,6 +52,10 @@ def _sample_wood(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
     overhead); later rounds draw two for each entry still pending and re-draw only those, one
     host sync per round.
 
+    ``first = (Z, G)`` (each shaped like ``kappa``) supplies the normal and the Gamma((m-1)/2)
+    variate of every entry's first proposal, e.g. from a Gaussian draw made for another purpose
+    and independent of what else it is used for (see :meth:`VonMisesFisher.rsample`).
+
     Returns ``(w, theta, attempts)``: ``theta = arccos(omega) = 2 atan2(sqrt(b (1+t)), sqrt(1-t))``
     and the number of proposals used (the statistic of the paper's Table 5).
     """
@@ -60,9 +65,16 @@ def _sample_wood(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
     conc = torch.full((1,), 0.5 * n, dtype=flat.dtype, device=flat.device)
     tiny = torch.finfo(flat.dtype).tiny
 
-    def propose(bb, oo, shape):
-        g = torch._standard_gamma(conc.expand(shape))
-        zn = torch.randn(shape, dtype=flat.dtype, device=flat.device)
+    def propose(bb, oo, shape, given=None):
+        if given is None:
+            g = torch._standard_gamma(conc.expand(shape))
+            zn = torch.randn(shape, dtype=flat.dtype, device=flat.device)
+        else:  # the first of shape[0] proposals per entry is given
+            zn, g = given[0].reshape(1, -1), given[1].reshape(1, -1)
+            if shape[0] > 1:
+                rest = (shape[0] - 1,) + tuple(shape[1:])
+                g = torch.cat([g, torch._standard_gamma(conc.expand(rest))])
+                zn = torch.cat([zn, torch.randn(rest, dtype=flat.dtype, device=flat.device)])
         s = torch.sqrt(zn * zn + 2 * g).clamp_min(tiny)
         big = (s + zn.abs()) / s
         small = 2 * g / (s * (s + zn.abs()))
@@ -77,7 +89,7 @@ def _sample_wood(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
         return w, theta, ok
 
     k0 = 1 if flat.numel() >= 16384 else 4
-    w, theta, ok = propose(b, omb, (k0,) + flat.shape)
+    w, theta, ok = propose(b, omb, (k0,) + flat.shape, first)
     any_ok = ok.any(0)
     if k0 > 1:
         first = torch.argmax(ok.to(torch.uint8), dim=0)
@@ -118,17 +130,20 @@ def _sample_s2(kappa: Tensor) -> tuple[Tensor, Tensor]:
     return w, 2 * torch.atan2(torch.sqrt(w), torch.sqrt(2 - w))
 
 
-def sample_theta(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
+def sample_theta(kappa: Tensor, m: int,
+                 first: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Draw the angle ``theta = arccos(mu^T z)`` of ``z ~ vMF(mu, kappa)`` on ``S^{m-1}``.
 
     Returns ``(theta, w, attempts)`` with ``w = 1 - cos(theta)`` (full relative precision near
     the pole) and the number of Ulrich/Wood proposals per draw (1 for ``m = 3``). No autograd.
+    ``first``: the random numbers of the first proposals (see :func:`_sample_wood`; unused on
+    ``S^2``).
     """
     with torch.no_grad():
         if m == 3:
             w, theta = _sample_s2(kappa)
             return theta, w, torch.ones(kappa.shape, dtype=torch.long, device=kappa.device)
-        w, theta, attempts = _sample_wood(kappa, m)
+        w, theta, attempts = _sample_wood(kappa, m, first)
         return theta, w, attempts
 
 

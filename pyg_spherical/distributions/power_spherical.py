@@ -21,7 +21,13 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 
 from .constraints import sphere
-from .von_mises_fisher import _check_concentration, _check_loc, _Reflect, log_sphere_area
+from .von_mises_fisher import (
+    _check_concentration,
+    _check_loc,
+    _Reflect,
+    _tangent_normal,
+    log_sphere_area,
+)
 
 __all__ = ["PowerSpherical"]
 
@@ -171,6 +177,32 @@ class _KLUniform(torch.autograd.Function):
         beta = 0.5 * (ctx.m - 1)
         d = k * _trigamma_diff(beta + k, beta)
         return grad * d.to(grad.dtype), None
+
+
+class _PowerAngle(torch.autograd.Function):
+    r"""The angle ``theta = arccos(mu^T z)`` of a Power Spherical draw, from ``||g||`` (the norm of
+    the tangent draw, ``Y = ||g||^2 / 2 ~ Gamma(beta)``) and ``X ~ Gamma(alpha)`` drawn here:
+    ``sin^2(theta / 2) = Y / (X + Y)``, i.e. ``theta = 2 atan2(sqrt(Y), sqrt(X))``.
+
+    Backward: ``d theta / d kappa = (d theta / d X) (d X / d alpha)`` with
+    ``d theta / d X = -sin(theta) / (2 X)`` and torch's implicit Gamma gradient
+    ``d X / d alpha`` (:func:`torch._standard_gamma_grad`).
+    """
+
+    @staticmethod
+    def forward(ctx, kappa, g_norm, beta):
+        alpha = kappa + beta
+        x = torch._standard_gamma(alpha)
+        theta = 2 * torch.atan2(g_norm * math.sqrt(0.5), torch.sqrt(x))
+        ctx.save_for_backward(alpha, x, theta)
+        return theta
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        alpha, x, theta = ctx.saved_tensors
+        dx = torch._standard_gamma_grad(alpha, x)
+        return -0.5 * grad * torch.sin(theta) / x * dx, None, None
 
 
 class PowerSpherical(Distribution):
@@ -342,16 +374,11 @@ class PowerSpherical(Distribution):
         class docstring.
         """
         shape = self._extended_shape(sample_shape)
-        m = self._m
         kappa = self.concentration.expand(shape[:-1])
-        g = torch.randn(shape[:-1] + (m - 1,), dtype=kappa.dtype, device=kappa.device)
-        sq = (g * g).sum(-1)  # chi^2_{m-1} = 2 Y
-        norm = torch.sqrt(sq)
-        x = torch._standard_gamma(kappa + self._beta)  # Gamma(alpha), implicit gradient
-        # B = X / (X + Y), t = 2 B - 1 = cos(theta), sin^2(theta / 2) = Y / (X + Y)
-        theta = 2 * torch.atan2(norm * math.sqrt(0.5), torch.sqrt(x))
-        v = g / norm.clamp_min(torch.finfo(g.dtype).tiny).unsqueeze(-1)
-        return _Reflect.apply(self.loc.expand(shape), theta, v)
+        g, norm = _tangent_normal(shape, kappa.dtype, kappa.device)  # g_1 = 0
+        theta = _PowerAngle.apply(kappa, norm, self._beta)
+        norm = norm.clamp_min(torch.finfo(g.dtype).tiny)
+        return _Reflect.apply(self.loc.expand(shape), theta, g, norm)
 
     def __repr__(self):
         return (
