@@ -21,6 +21,7 @@ power and vmf faster than powersph in every cell.
     python benchmarks/sampler.py                       # full table, writes results/sampler.json
     python benchmarks/sampler.py --batch 10000 --repeats 3 --dims 3 10 --kappas 1 100
     python benchmarks/sampler.py --out /tmp/sampler.json   # anywhere else (an absolute path)
+    python benchmarks/sampler.py --compile                 # vmf with the compiled quadrature
 """
 from __future__ import annotations
 
@@ -114,6 +115,10 @@ def main(argv=None):
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--compile", action="store_true",
+                   help="vmf: the torch.compile'd implicit-gradient quadrature "
+                        "(pyg_spherical.distributions.compile_quadrature); compiled in the "
+                        "warm-up, not timed")
     p.add_argument("--out", default="sampler",
                    help="JSON name under results/, or an absolute path")
     args = p.parse_args(argv)
@@ -121,6 +126,10 @@ def main(argv=None):
         p.error("need --batch >= 1, --repeats >= 1, dims >= 2 and kappas > 0")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compile:
+        from pyg_spherical.distributions import compile_quadrature
+
+        compile_quadrature()
     device = device_arg(args.device)
     dtype = getattr(torch, args.dtype)
     started = time.time()
@@ -151,7 +160,8 @@ def main(argv=None):
     header = f"{'m':>4} {'kappa':>7} | " + " ".join(f"{c + ' ms':>11}" for c in cols) + " | " + \
         " ".join(f"{short[r]:>14}" for r in ratios)
     print(f"\nrsample + backward, batch {args.batch}, {args.dtype}, {device}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+          f"{torch.get_num_threads()} threads, median of {args.repeats}"
+          + (", vmf quadrature compiled" if args.compile else ""))
     print(header)
     print("-" * len(header))
     for r in rows:
