@@ -328,25 +328,31 @@ def compile_quadrature(enabled: bool = True, **compile_kwargs) -> None:
 class _ImplicitTheta(torch.autograd.Function):
     """Identity on ``theta`` in the forward pass; ``d theta / d kappa`` (:func:`dtheta_dkappa`)
     backwards. Parameterising by the angle keeps the gradient finite at the poles, where
-    ``d sqrt(w (2 - w)) / dw`` is not."""
+    ``d sqrt(w (2 - w)) / dw`` is not. ``comp_a`` is ``1 - A_m(kappa)`` or a function returning
+    it, called only in the backward pass (by then the caller may have it at hand)."""
 
     @staticmethod
     def forward(ctx, kappa, theta, m, comp_a):
         ctx.m = m
-        ctx.save_for_backward(kappa, theta, comp_a)
+        ctx.comp_fn = comp_a if callable(comp_a) else None
+        saved = comp_a if ctx.comp_fn is None else kappa.new_empty(())
+        ctx.save_for_backward(kappa, theta, saved)
         return theta.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         kappa, theta, comp_a = ctx.saved_tensors
+        if ctx.comp_fn is not None:
+            comp_a = ctx.comp_fn()
         return grad * dtheta_dkappa(theta, kappa, ctx.m, comp_a=comp_a), None, None, None
 
 
 def reparameterized_theta(kappa: Tensor, theta: Tensor, m: int,
                           comp_a: Tensor | None = None) -> Tensor:
     """Attach the implicit gradient in ``kappa`` to sampled angles ``theta`` (same shape as
-    ``kappa``); ``comp_a = 1 - A_m(kappa)`` may be passed in if already known."""
+    ``kappa``); ``comp_a = 1 - A_m(kappa)`` may be passed in if already known, or as a function
+    returning it (called in the backward pass only)."""
     if not kappa.requires_grad:
         return theta
     if comp_a is None:  # not used by the closed form on S^2

@@ -251,6 +251,20 @@ class VonMisesFisher(Distribution):
             self.__dict__["_terms_cache"] = terms
         return terms
 
+    def _comp_a(self) -> Tensor:
+        """``1 - A_m(kappa)`` (no autograd): from :attr:`_terms` if computed, else on its own
+        (a fraction of the cost of all the terms)."""
+        terms = self.__dict__.get("_terms_cache")
+        if terms is not None:
+            return terms.comp
+        comp = self.__dict__.get("_comp_cache")
+        if comp is None:
+            with torch.no_grad():
+                comp = special.iv_ratio_complement(self._m / 2,
+                                                   _compute(self.concentration.detach()))
+            self.__dict__["_comp_cache"] = comp
+        return comp
+
     def expand(self, batch_shape, _instance=None):
         """A copy with batch shape ``batch_shape``: ``loc`` and ``concentration`` are broadcast views."""
         new = self._get_checked_instance(VonMisesFisher, _instance)
@@ -326,9 +340,12 @@ class VonMisesFisher(Distribution):
         sq = _rowdot(g, g)
         theta, _, _ = sample_theta(kappa.detach(), m, (z1, 0.5 * sq))  # angle to mu, no grad
         if kappa.requires_grad:
-            # 1 - A_m(kappa) for the quadrature (shared with KL / log_prob); S^2 needs none
-            comp_a = None if m == 3 else self._terms.comp.to(kappa.dtype).expand(kappa.shape)
-            theta = reparameterized_theta(kappa, theta, m, comp_a)
+            # 1 - A_m(kappa) for the quadrature, looked up when the backward pass runs: from the
+            # Bessel terms if the KL / log_prob have computed them by then; S^2 needs none
+            def comp_a():
+                return self._comp_a().to(kappa.dtype).expand(kappa.shape)
+
+            theta = reparameterized_theta(kappa, theta, m, None if m == 3 else comp_a)
         g_norm = torch.sqrt(sq).clamp_min(_TINY)
         return _Reflect.apply(self.loc.expand(shape), theta, g, g_norm)
 
