@@ -274,26 +274,29 @@ def _dtheta_quadrature(theta0: Tensor, kappa: Tensor, m: int, rule: tuple,
     L = torch.clamp(torch.minimum(D, torch.where(slope <= 0, reach_here, reach_mode)), min=tiny)
     # Per node, theta = theta0 + 2e with e = sign L x_i / 2; everything below is written in
     # terms of e (angle-addition formulas) so that it keeps its relative precision as e -> 0:
-    #   1 - cos(theta)        = 2 sin^2(theta0/2 + e)
-    #   cos(theta) - cos(th0) = -2 sin(theta0 + e) sin(e)
-    #   sin(theta) / sin(th0) = 1 + 2 sin(e) (cot(theta0) cos(e) - sin(e))
-    sh0, ch0 = torch.sin(theta0 / 2), torch.cos(theta0 / 2)
-    cot0 = cos0 / torch.clamp(sin0, min=tiny)
+    #   cos(theta0) - cos(theta) = 2 D,  D = sin(theta0 + e) sin(e)
+    #   cos(theta) - A_m         = (1 - A_m - w0) - 2 D,  w0 = 1 - cos(theta0) = 2 sin^2(theta0/2)
+    #   sin(theta) / sin(th0)    = 1 + 2 sin(e) (cot(theta0) cos(e) - sin(e))
+    cot2 = 2 * cos0 / torch.clamp(sin0, min=tiny)
     m2k = -2 * kappa
+    cw0 = comp_a - w
     floor = -1 + torch.finfo(dt).eps
 
-    def integrand(e, sh0, ch0, sin0, cos0, cot0, m2k, comp_a):
+    def integrand(e, sin0, cos0, cot2, m2k, cw0):
+        """(cos(theta) - A_m) exp(psi(theta) - psi(theta0)) at theta0 + 2e, in place."""
         se, ce = torch.sin(e), torch.cos(e)
-        s_half = torch.addcmul(sh0 * ce, ch0, se)
-        logw = m2k * torch.addcmul(sin0 * ce, cos0, se) * se
+        d = torch.mul(sin0, ce, out=e).addcmul_(cos0, se).mul_(se)  # D, in e's storage
         if c:
-            ratio = 2 * se * torch.addcmul(-se, cot0, ce)
-            logw.add_(torch.log1p(torch.clamp_(ratio, min=floor)), alpha=c)
+            q = torch.mul(cot2, ce, out=ce).sub_(se, alpha=2.0).mul_(se)  # sin(th)/sin(th0) - 1
+            q = torch.log1p(q.clamp_(min=floor), out=q).mul_(c).addcmul_(m2k, d)
+        else:
+            q = torch.mul(m2k, d, out=ce)
         # the clamp keeps exp() out of the (slow) subnormal range; the integrand is negligible there
-        return torch.addcmul(comp_a, s_half, s_half, value=-2.0) * torch.exp(torch.clamp_(logw, min=-2 * T))
+        q.clamp_(min=-2 * T).exp_()
+        return q.mul_(d.mul_(-2.0).add_(cw0))
 
     half_step = sign * L / 2
-    rows = (sh0, ch0, sin0, cos0, cot0, m2k, comp_a)
+    rows = (sin0, cos0, cot2, m2k, cw0)
     if theta0.numel() * len(x01) <= 1 << 17:
         # small batches are bound by per-op overhead: all nodes at once
         x = torch.as_tensor(x01, dtype=dt, device=theta0.device)
