@@ -34,7 +34,7 @@ def _wood_constants(kappa: Tensor, m: int):
 
 
 def _sample_wood(kappa: Tensor, m: int,
-                 first: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                 given: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     r"""Ulrich/Wood acceptance-rejection for ``omega = mu^T z`` (paper Algorithm 2).
 
     With ``t = 2ab / (1 - (1 - b) eps)`` the acceptance test ``(m-1) log t - t + d >= log u``
@@ -52,7 +52,7 @@ def _sample_wood(kappa: Tensor, m: int,
     overhead); later rounds draw two for each entry still pending and re-draw only those, one
     host sync per round.
 
-    ``first = (Z, G)`` (each shaped like ``kappa``) supplies the normal and the Gamma((m-1)/2)
+    ``given = (Z, G)`` (each shaped like ``kappa``) supplies the normal and the Gamma((m-1)/2)
     variate of every entry's first proposal, e.g. from a Gaussian draw made for another purpose
     and independent of what else it is used for (see :meth:`VonMisesFisher.rsample`).
 
@@ -75,30 +75,36 @@ def _sample_wood(kappa: Tensor, m: int,
                 rest = (shape[0] - 1,) + tuple(shape[1:])
                 g = torch.cat([g, torch._standard_gamma(conc.expand(rest))])
                 zn = torch.cat([zn, torch.randn(rest, dtype=flat.dtype, device=flat.device)])
-        s = torch.sqrt(zn * zn + 2 * g).clamp_min(tiny)
-        big = (s + zn.abs()) / s
-        small = 2 * g / (s * (s + zn.abs()))
-        pos = zn >= 0
-        one_p, one_m = torch.where(pos, big, small), torch.where(pos, small, big)  # 1 + t, 1 - t
-        den = bb + 0.5 * oo * one_m  # 1 - (1 - b) eps
-        delta = oo * (one_p - one_m) / (4 * den)
-        log_u = torch.log1p(-torch.rand(shape, dtype=flat.dtype, device=flat.device))
+        g2 = 2 * g
+        s = torch.sqrt(torch.addcmul(g2, zn, zn)).clamp_min(tiny)
+        sa = s + zn.abs()
+        big = sa / s  # 1 + |t|
+        small = g2 / (s * sa)  # 1 - |t|
+        # 1 + t and 1 - t: an exact select by 0/1 factors (torch.where is slow on random masks)
+        pos = (zn >= 0).to(flat.dtype)
+        neg = 1 - pos
+        one_p = torch.addcmul(small * neg, big, pos)
+        one_m = torch.addcmul(big * neg, small, pos)
+        den = torch.addcmul(bb, oo, one_m, value=0.5)  # 1 - (1 - b) eps
+        delta = oo * zn / (2 * s * den)  # one_p - one_m = 2 t = 2 Z / s
+        log_u = torch.log(torch.rand(shape, dtype=flat.dtype, device=flat.device))  # u = 0: accept
         ok = n * (torch.log1p(delta) - delta) >= log_u
-        w = bb * one_p / den
-        theta = 2 * torch.atan2(torch.sqrt(bb * one_p), torch.sqrt(one_m))
+        bp = bb * one_p
+        w = bp / den
+        theta = 2 * torch.atan2(torch.sqrt(bp), torch.sqrt(one_m))
         return w, theta, ok
 
     k0 = 1 if flat.numel() >= 16384 else 4
-    w, theta, ok = propose(b, omb, (k0,) + flat.shape, first)
+    w, theta, ok = propose(b, omb, (k0,) + flat.shape, given)
     any_ok = ok.any(0)
     if k0 > 1:
         first = torch.argmax(ok.to(torch.uint8), dim=0)
         w = w.gather(0, first.unsqueeze(0)).squeeze(0)
         theta = theta.gather(0, first.unsqueeze(0)).squeeze(0)
-    else:
-        first = torch.zeros_like(flat, dtype=torch.long)
+        attempts = torch.where(any_ok, first + 1, torch.full_like(first, k0))
+    else:  # one proposal so far for every entry
         w, theta = w[0], theta[0]
-    attempts = torch.where(any_ok, first + 1, torch.full_like(first, k0))
+        attempts = torch.ones_like(flat, dtype=torch.long)
     pending = (~any_ok).nonzero().squeeze(-1)  # host sync
     for _ in range(_MAX_ROUNDS):
         if pending.numel() == 0:
@@ -252,9 +258,10 @@ def _dtheta_quadrature(theta0: Tensor, kappa: Tensor, m: int, rule: tuple,
     d2psi = -kappa * cos0 - (c / torch.clamp(sin0 * sin0, min=tiny) if c else 0.0)
     # Integrate on the side where cos(theta) - A_m keeps one sign (no cancellation): towards
     # the pole if cos(theta0) > A_m, i.e. w < 1 - A_m, else towards the antipode.
-    lower = w < comp_a
-    sign = torch.where(lower, -1.0, 1.0).to(dt)
-    D = torch.clamp(torch.where(lower, theta0, math.pi - theta0), min=tiny)
+    # (exact selects by 0/1 factors: torch.where is slow on random masks)
+    lower = (w < comp_a).to(dt)
+    sign = 1 - 2 * lower
+    D = torch.clamp(torch.addcmul((1 - lower) * (math.pi - theta0), lower, theta0), min=tiny)
     T = _TRUNCATION.get(dt, 40.0)
     # How far to integrate: where a quadratic model of psi has dropped by T. If psi decreases
     # away from theta0 (slope <= 0), model it at theta0; otherwise the mode theta* lies on this
@@ -271,7 +278,9 @@ def _dtheta_quadrature(theta0: Tensor, kappa: Tensor, m: int, rule: tuple,
     else:
         theta_mode, curv_mode = torch.zeros_like(theta0), kappa
     reach_mode = (theta0 - theta_mode).abs() + torch.sqrt(2 * T / torch.clamp(curv_mode, min=tiny))
-    L = torch.clamp(torch.minimum(D, torch.where(slope <= 0, reach_here, reach_mode)), min=tiny)
+    down = (slope <= 0).to(dt)
+    reach = torch.addcmul((1 - down) * reach_mode.clamp(max=4.0), down, reach_here.clamp(max=4.0))
+    L = torch.clamp(torch.minimum(D, reach), min=tiny)  # D <= pi
     # Per node, theta = theta0 + 2e with e = sign L x_i / 2; everything below is written in
     # terms of e (angle-addition formulas) so that it keeps its relative precision as e -> 0:
     #   cos(theta0) - cos(theta) = 2 D,  D = sin(theta0 + e) sin(e)

@@ -131,7 +131,7 @@ class _Reflect(torch.autograd.Function):
         omega = 1 - 2 * sh * sh
         r = torch.sin(theta)
         rho = r / g_norm
-        s = torch.where(a >= 0, -1.0, 1.0).to(loc.dtype)
+        s = torch.copysign(torch.ones_like(a), -a)  # -1 at a = +0 (torch.where is slower)
         den = 1 + a.abs()  # 1 - s a
         mg = _rowdot(loc, g)  # mu_{2:}^T g_{2:}
         P = rho * mg / den
