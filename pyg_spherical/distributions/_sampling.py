@@ -23,6 +23,52 @@ from ..special import iv_ratio_complement
 _MAX_ROUNDS = 200
 
 
+def _standard_gamma(alpha: Tensor, z: Tensor | None = None, max_rounds: int = 100) -> Tensor:
+    r"""``X ~ Gamma(alpha, 1)`` by Marsaglia & Tsang (2000), vectorised; no autograd.
+
+    With ``d = alpha - 1/3``, ``c = 1 / sqrt(9 d)`` and ``v = (1 + c Z)^3``, ``Z ~ N(0, 1)``, the
+    proposal ``d v`` is accepted if ``log U < Z^2 / 2 + d (1 - v + log v)`` (for ``alpha >= 1``
+    with probability ``> 0.95``); ``1 - v + log v`` is evaluated as ``log1p(y) - y``,
+    ``y = v - 1 = c Z (3 + c Z (3 + c Z))``, which keeps the test exact at large ``alpha`` in
+    float32. ``alpha < 1`` is boosted: ``Gamma(alpha) = Gamma(alpha + 1) U^{1 / alpha}``. ``z``
+    supplies the normals of the first round (e.g. a spare column of another Gaussian draw).
+    About half the time of :func:`torch._standard_gamma` on CPU for large batches; below
+    ``4096`` entries, which are bound by per-operation overhead, that one is used instead.
+    """
+    if alpha.numel() < 4096:
+        return torch._standard_gamma(alpha)
+    shape = alpha.shape
+    alpha = alpha.reshape(-1)
+    boost = (alpha < 1).to(alpha.dtype)
+    d = alpha + boost - 1.0 / 3.0
+    c = torch.rsqrt(9 * d)
+    zz = torch.randn_like(d) if z is None else z.reshape(-1)
+    out = pending = None
+    dd, cc = d, c
+    for _ in range(max_rounds):
+        cz = cc * zz
+        y = cz * (3 + cz * (3 + cz))  # (1 + c Z)^3 - 1
+        log_u = torch.log(torch.rand_like(zz))
+        # v > 0 <=> y > -1 (below, log1p gives -inf or NaN and the test fails anyway)
+        ok = (y > -1) & (log_u < 0.5 * zz * zz + dd * (torch.log1p(y) - y))
+        x = dd * (1 + y)
+        if out is None:
+            out = x
+            pending = (~ok).nonzero().squeeze(-1)  # host sync
+        else:
+            out[pending[ok]] = x[ok]
+            pending = pending[~ok]
+        if pending.numel() == 0:
+            break
+        dd, cc = d[pending], c[pending]
+        zz = torch.randn_like(dd)
+    else:
+        raise RuntimeError("Gamma sampler did not terminate; is alpha finite and > 0?")
+    if bool(boost.any()):
+        out = out * torch.exp(boost * torch.log(torch.rand_like(out)) / alpha)
+    return out.reshape(shape)
+
+
 def _wood_constants(kappa: Tensor, m: int):
     """``b`` and ``1 - b`` of Algorithm 2 without cancellation at either end of ``kappa``."""
     n = m - 1

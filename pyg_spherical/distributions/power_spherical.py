@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
+from ._sampling import _standard_gamma
 from .constraints import sphere
 from .von_mises_fisher import (
     _check_concentration,
@@ -179,49 +180,6 @@ class _KLUniform(torch.autograd.Function):
         return grad * d.to(grad.dtype), None
 
 
-def _standard_gamma(alpha: Tensor, z: Tensor | None = None, max_rounds: int = 100) -> Tensor:
-    r"""``X ~ Gamma(alpha, 1)`` by Marsaglia & Tsang (2000), vectorised; no autograd.
-
-    With ``d = alpha - 1/3``, ``c = 1 / sqrt(9 d)`` and ``v = (1 + c Z)^3``, ``Z ~ N(0, 1)``, the
-    proposal ``d v`` is accepted if ``log U < Z^2 / 2 + d (1 - v + log v)`` (for ``alpha >= 1``
-    with probability ``> 0.95``); ``1 - v + log v`` is evaluated as ``log1p(y) - y``,
-    ``y = v - 1 = c Z (3 + c Z (3 + c Z))``, which keeps the test exact at large ``alpha`` in
-    float32. ``alpha < 1`` is boosted: ``Gamma(alpha) = Gamma(alpha + 1) U^{1 / alpha}``. ``z``
-    supplies the normals of the first round (e.g. a spare column of another Gaussian draw).
-    About half the time of :func:`torch._standard_gamma` on CPU.
-    """
-    shape = alpha.shape
-    alpha = alpha.reshape(-1)
-    boost = (alpha < 1).to(alpha.dtype)
-    d = alpha + boost - 1.0 / 3.0
-    c = torch.rsqrt(9 * d)
-    zz = torch.randn_like(d) if z is None else z.reshape(-1)
-    out = pending = None
-    dd, cc = d, c
-    for _ in range(max_rounds):
-        cz = cc * zz
-        y = cz * (3 + cz * (3 + cz))  # (1 + c Z)^3 - 1
-        log_u = torch.log(torch.rand_like(zz))
-        # v > 0 <=> y > -1 (below, log1p gives -inf or NaN and the test fails anyway)
-        ok = (y > -1) & (log_u < 0.5 * zz * zz + dd * (torch.log1p(y) - y))
-        x = dd * (1 + y)
-        if out is None:
-            out = x
-            pending = (~ok).nonzero().squeeze(-1)  # host sync
-        else:
-            out[pending[ok]] = x[ok]
-            pending = pending[~ok]
-        if pending.numel() == 0:
-            break
-        dd, cc = d[pending], c[pending]
-        zz = torch.randn_like(dd)
-    else:
-        raise RuntimeError("Gamma sampler did not terminate; is alpha finite and > 0?")
-    if bool(boost.any()):
-        out = out * torch.exp(boost * torch.log(torch.rand_like(out)) / alpha)
-    return out.reshape(shape)
-
-
 class _PowerAngle(torch.autograd.Function):
     r"""The angle ``theta = arccos(mu^T z)`` of a Power Spherical draw, from ``||g||`` (the norm of
     the tangent draw, ``Y = ||g||^2 / 2 ~ Gamma(beta)``) and ``X ~ Gamma(alpha)``:
@@ -271,12 +229,14 @@ class PowerSpherical(Distribution):
     to ``mu``. The Beta variate is ``B = X / (X + Y)`` with ``X ~ Gamma(alpha)`` and
     ``Y = ||g||^2 / 2 ~ Gamma(beta)``, where ``g ~ N(0, I_{m-1})`` is the same Gaussian draw whose
     direction ``v = g / ||g||`` is the tangent direction (the norm and the direction of a
-    standard normal vector are independent): one Gamma variate per sample, and
-    ``1 - t = 2 Y / (X + Y)`` keeps its relative precision at large ``kappa``. No rejection.
-    Gradients are pathwise: in ``mu`` through the reflection, in ``kappa`` through ``X``
-    (:func:`torch._standard_gamma`'s implicit reparameterisation gradient, as in
-    ``torch.distributions.Gamma.rsample``; its approximation is accurate to about ``1e-4``
-    relative).
+    standard normal vector are independent): one Gamma variate per sample (Marsaglia-Tsang,
+    whose first normal is one more coordinate of the same Gaussian draw), and
+    ``1 - t = 2 Y / (X + Y)`` keeps its relative precision at large ``kappa``.
+    Gradients are pathwise: in ``mu`` through the reflection, in ``kappa`` through ``X`` by
+    implicit reparameterisation (:func:`torch._standard_gamma_grad`, the gradient of
+    ``torch.distributions.Gamma.rsample``, which depends on ``X`` and ``alpha`` only and is
+    accurate to about ``1e-4`` relative): unlike the vMF's, ``t`` needs no rejection step whose
+    acceptance depends on ``kappa``, hence no correction term.
 
     The normaliser, entropy and KL are evaluated in float64 (the ``lgamma`` / ``digamma``
     differences at large ``kappa`` need it) and returned in the dtype of ``loc``.
