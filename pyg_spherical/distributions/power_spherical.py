@@ -54,14 +54,22 @@ _DIGAMMA_SERIES = (-1 / 12, 1 / 120, -1 / 252, 1 / 240, -1 / 132, 691 / 32760, -
 _TRIGAMMA_SERIES = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6)
 
 
-def _odd_series(coef, x: Tensor, first: int, step: int = 2) -> Tensor:
-    """``sum_j coef[j] x^-(first + step j)``."""
+@cache
+def _coef(coef: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.tensor(coef, dtype=dtype, device=device)
+
+
+def _powers(x: Tensor, n: int) -> Tensor:
+    """``(x, x^2, ..., x^n)`` along a new last dimension (one cumulative product)."""
+    return torch.cumprod(x.unsqueeze(-1).expand(*x.shape, n), dim=-1)
+
+
+def _odd_series(coef, x: Tensor, first: int) -> Tensor:
+    """``sum_j coef[j] x^-(first + 2 j)``, as one product with a matrix of powers (a few
+    operations whatever the number of terms: small batches are bound by per-op overhead)."""
     r = 1 / x
     r2 = r * r
-    out = torch.zeros_like(x)
-    for c in reversed(coef):
-        out = out * r2 + c
-    return out * r**first
+    return (_powers(r2, len(coef)) @ _coef(coef, x.dtype, x.device)) * r**first / r2
 
 
 def _lgamma_diff(a: Tensor, b: float) -> Tensor:
@@ -100,12 +108,10 @@ def _trigamma_diff(a: Tensor, b: float) -> Tensor:
 def _trigamma(x: Tensor) -> Tensor:
     """``psi'(x)`` for ``x > 0`` by the recurrence ``psi'(x) = psi'(x + 10) + sum_j (x + j)^-2``
     and the asymptotic series at ``x + 10`` (``torch.polygamma(1, .)`` is off by ~1e-10 there)."""
-    out = _odd_series(_TRIGAMMA_SERIES, x + 10, 3)
     y = x + 10
-    out = out + (1 + 0.5 / y) / y
-    for j in range(10):
-        out = out + 1 / (x + j) ** 2
-    return out
+    out = _odd_series(_TRIGAMMA_SERIES, y, 3) + (1 + 0.5 / y) / y
+    shifts = _coef(tuple(range(10)), x.dtype, x.device)
+    return out + (x.unsqueeze(-1) + shifts).pow(-2).sum(-1)
 
 
 class _LgammaDiff(torch.autograd.Function):
@@ -162,10 +168,7 @@ class _KLUniform(torch.autograd.Function):
                   - k * _digamma_diff(a, beta))
         x = torch.clamp(k / beta, max=_SERIES_RATIO)
         coef = _kl_series(m)
-        series = torch.zeros_like(x)
-        for c in reversed(coef):
-            series = (series + c) * x
-        series = series * x  # the series starts at x^2
+        series = (_powers(x, len(coef)) @ _coef(coef, x.dtype, x.device)) * x  # from x^2
         kl = torch.where(k < _SERIES_RATIO * beta, series, direct).clamp_min(0)
         ctx.m = m
         ctx.save_for_backward(k)
