@@ -164,13 +164,6 @@ class _Reflect(torch.autograd.Function):
         return dloc, dtheta, None, None
 
 
-def _tangent_normal(shape, dtype, device) -> tuple[Tensor, Tensor]:
-    """A standard normal ``g`` of shape ``shape = (..., m)`` with ``g_1 = 0`` and ``||g||``."""
-    g = torch.randn(shape, dtype=dtype, device=device)
-    g[..., 0] = 0
-    return g, torch.sqrt(_rowdot(g, g))
-
-
 class VonMisesFisher(Distribution):
     r"""von Mises-Fisher distribution ``vMF(mu, kappa)`` on the unit sphere ``S^{m-1} ⊂ R^m``.
 
@@ -195,7 +188,9 @@ class VonMisesFisher(Distribution):
     ``d omega / d kappa = -(dF / d kappa) / g``, with a fixed-order quadrature for ``dF/dkappa``),
     which is unbiased for any downstream loss, unlike differentiating only through the accepted
     proposal (the authors' code), whose gradient in ``kappa`` misses the correction term
-    ``g_cor`` of eq. 30.
+    ``g_cor`` of eq. 30. That quadrature dominates the cost of ``rsample`` + ``backward``;
+    :func:`~pyg_spherical.distributions.compile_quadrature` fuses it with ``torch.compile``
+    (off by default: compiling takes seconds).
 
     Example::
 
