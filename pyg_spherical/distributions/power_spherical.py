@@ -5,10 +5,10 @@ r"""The Power Spherical distribution on ``S^{m-1}`` (De Cao & Aziz, 2020, arXiv:
     N_m(\kappa) = 2^{\alpha + \beta} \pi^\beta \frac{\Gamma(\alpha)}{\Gamma(\alpha + \beta)},
     \quad \alpha = \tfrac{m-1}{2} + \kappa, \ \beta = \tfrac{m-1}{2}.
 
-A heavier-tailed alternative to the von Mises-Fisher with the same mean direction / concentration
+An alternative to the von Mises-Fisher with the same mean direction / concentration
 parameterisation, whose normaliser, entropy and KL to the uniform prior involve only ``lgamma``
-and ``digamma`` (no Bessel function), and whose sampler needs no rejection: ``t = mu^T z`` is
-``2 B - 1`` with ``B ~ Beta(alpha, beta)``.
+and ``digamma`` (no Bessel function), and whose sampler needs no rejection step that depends on
+``kappa``: ``t = mu^T z`` is ``2 B - 1`` with ``B ~ Beta(alpha, beta)``.
 """
 from __future__ import annotations
 
@@ -240,6 +240,12 @@ class PowerSpherical(Distribution):
     ``torch.distributions.Gamma.rsample``, which depends on ``X`` and ``alpha`` only and is
     accurate to about ``1e-4`` relative): unlike the vMF's, ``t`` needs no rejection step whose
     acceptance depends on ``kappa``, hence no correction term.
+
+    Unlike the vMF's, the density vanishes at ``-mu`` (like ``(1 + mu^T z)^kappa``): as an
+    importance-sampling proposal for a target that does not vanish there (e.g.
+    ``p(x | z) p(z)`` with a uniform prior, in an importance-weighted log-likelihood), the
+    weights have infinite variance once ``kappa >= (m - 1) / 2``, even if the estimate still
+    converges.
 
     The normaliser, entropy and KL are evaluated in float64 (the ``lgamma`` / ``digamma``
     differences at large ``kappa`` need it) and returned in the dtype of ``loc``.
