@@ -7,6 +7,7 @@ fixed seeds and tolerances of 4 standard errors (gradients: 3.5, as asked for in
 two-sample KS tests use p > 1e-3 per case.
 """
 import math
+import shutil
 
 import mpmath as mp
 import numpy as np
@@ -429,6 +430,8 @@ def test_gradients_finite_at_pole_draws_float32(m):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+                    reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_quadrature_matches_eager():
     """compile_quadrature(): the torch.compile'd quadrature gives the eager gradients."""
     from pyg_spherical.distributions import compile_quadrature
