@@ -13,7 +13,8 @@ all with a Gaussian decoder N(f(z), sigma^2 I) of fixed sigma (default 1: the lo
 summed squared error plus beta times the KL), Adam (lr 1e-3), 100 epochs of mini-batches of 100 on
 2000 training points; the panels show 1000 held-out points (a: their true latent angles).
 
-How well was the circle recovered? (printed, and written to results/circle.json)
+How well was the circle recovered? (printed, and written to runs/circle.json; results/ with
+--refresh)
 
   |rho| mode / sample   Fisher-Lee circular correlation between the true angle and the angle of
                         the code (the posterior mode, or one posterior draw): 1 = recovered up to
@@ -32,23 +33,31 @@ Examples::
     python benchmarks/circle.py --sigma 1 2 4 8 --runs 3 # how the KL weight changes the picture
 
 The paper reports Figure 1 only as pictures (no numbers); its qualitative claims are printed beside
-ours. Figure: results/figures/circle_fig1.png (posterior draws, as the models' latent
-representation), results/figures/circle_fig1_modes.png (posterior modes).
+ours. Figure: figures/circle_fig1.png (posterior draws, as the models' latent representation)
+and figures/circle_fig1_modes.png (posterior modes), under runs/ (results/ with --refresh).
 """
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import statistics
 import sys
 import time
 
 import numpy as np
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, positive, run_metadata, write_json
+from common import (
+    Parser,
+    add_common_args,
+    non_negative,
+    out_dir,
+    positive,
+    progress_bar,
+    run_metadata,
+    seed_int,
+    set_threads,
+    shown,
+    write_json,
+)
 
 #: panel -> (key, title, latent kind or None, KL weight: None = --beta-low)
 PANELS = {
@@ -70,23 +79,6 @@ METRICS = ("circ_corr_mode", "circ_corr_sample", "aggregate_kl", "prior_sample_e
            "radial_spread", "test_mse")
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with a single ``error: ...`` line on bad input."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message}\n")
-
-
-def non_negative_float(value):
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a float, got {value!r}")
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value}")
-    return v
-
-
 def build_parser() -> Parser:
     doc = __doc__.split("\n\n")
     p = Parser(description=doc[0], epilog="\n\n".join(doc[1:]),
@@ -95,9 +87,9 @@ def build_parser() -> Parser:
     p.add_argument("--n-test", type=positive(int), default=1000,
                    help="held-out points plotted and scored (1000)")
     p.add_argument("--features", type=positive(int), default=100, help="data dimension (100)")
-    p.add_argument("--noise", type=non_negative_float, default=0.1,
+    p.add_argument("--noise", type=non_negative(float), default=0.1,
                    help="std of the Gaussian noise added to the standardised signal (0.1)")
-    p.add_argument("--map-seed", type=int, default=0, help="seed of the random non-linear map (0)")
+    p.add_argument("--map-seed", type=seed_int, default=0, help="seed of the random non-linear map (0)")
     p.add_argument("--epochs", type=positive(int), default=100, help="training epochs (100)")
     p.add_argument("--batch-size", type=positive(int), default=100, help="mini-batch size (100)")
     p.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate (1e-3)")
@@ -110,11 +102,9 @@ def build_parser() -> Parser:
                    help="encoder widths, reversed for the decoder (128 64)")
     p.add_argument("--runs", type=positive(int), default=1,
                    help="model seeds --seed .. --seed+runs-1 on the same data (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="first model seed (0)")
-    p.add_argument("--threads", type=positive(int), default=1, help="torch CPU threads (1)")
-    p.add_argument("--out", default="circle", help="result name under results/ (circle)")
+    p.add_argument("--out", default="circle", help="result name (circle)")
     p.add_argument("--no-figure", action="store_true", help="skip the PNGs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_args(p, data=False, device_default=None, seed_help="first model seed (0)")
     return p
 
 
@@ -220,11 +210,9 @@ def print_table(sigma, summary, args):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     started = time.time()
     meta = run_metadata(args)
-    from tqdm.auto import tqdm
-
     from pyg_spherical import synthetic as S
 
     emb = S.CircleEmbedding(args.features, map_seed=args.map_seed)
@@ -247,8 +235,7 @@ def main(argv=None) -> int:
     seeds = [args.seed + r for r in range(args.runs)]
     models = [(k, v) for k, v in PANELS.items() if v[2] is not None]
     total = len(args.sigma) * len(seeds) * len(models) * args.epochs
-    bar = tqdm(total=total, disable=args.no_progress, dynamic_ncols=True, file=sys.stderr,
-               desc="circle")
+    bar = progress_bar(args, total, "circle")
     by_sigma = {}
     for sigma in args.sigma:
         runs = {key: [] for _, (key, *_rest) in models}
@@ -275,12 +262,12 @@ def main(argv=None) -> int:
         figures = {}
         if not args.no_figure:
             suffix = "" if sigma == args.sigma[0] else f"_sigma{sigma:g}"
-            fig_dir = RESULTS / "figures"
+            fig_dir = out_dir(args) / "figures"
             fig_dir.mkdir(parents=True, exist_ok=True)
             for which, tag in (("z_sample", ""), ("z_mode", "_modes")):
                 path = fig_dir / f"{args.out}_fig1{tag}{suffix}.png"
                 draw(first_panels, args, sigma, which, path)
-                figures[which] = os.path.relpath(path, RESULTS.parent)
+                figures[which] = shown(path)
         by_sigma[f"{sigma:g}"] = {"summary": summary, "runs": runs, "figures": figures}
     bar.close()
 
@@ -310,11 +297,11 @@ def main(argv=None) -> int:
         "paper": PAPER_FIGURE1,
         "by_sigma": by_sigma,
     }
-    path = write_json(args.out, payload, started)
+    path = write_json(args.out, payload, started, out_dir(args))
     for s in by_sigma.values():
         for f in s["figures"].values():
             print(f"wrote {f}")
-    print(f"wrote {os.path.relpath(path, RESULTS.parent)} ({time.time() - started:.0f} s)")
+    print(f"wrote {shown(path)} ({time.time() - started:.0f} s)")
     return 0
 
 

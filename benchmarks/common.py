@@ -1,7 +1,15 @@
-"""Shared helpers for the benchmark CLIs: run metadata, JSON output, the paper's reference numbers.
+"""Shared pieces of the benchmark CLIs: the paper's reference numbers, run metadata and JSON
+output, and the command-line interface (parser, common flags, data and checkpoint loading).
 
 The paper's numbers live here and only here (one source of truth); every benchmark prints them
 beside ours and stores both in its JSON.
+
+Every CLI writes its JSON and figures to the ignored ``runs/`` by default, to the committed
+``results/`` only with ``--refresh`` (or to ``--out-dir DIR``), and reads back what it aggregates
+from the same folder. Bad input ends in one ``error: ...`` line and exit code 2.
+
+The scripts are run as ``python benchmarks/<name>.py``, which puts this folder on ``sys.path``;
+the tests get it from pytest's ``pythonpath`` setting (pyproject.toml).
 """
 from __future__ import annotations
 
@@ -9,16 +17,21 @@ import argparse
 import json
 import math
 import os
+import pickle
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+#: committed results: written only on an explicit ``--refresh``
 RESULTS = REPO / "results"
+#: ad-hoc run outputs (ignored by git): a user's run never dirties the checkout
+RUNS = REPO / "runs"
 
 # ---------------------------------------------------------------------------------------------
 # Reference values from Davidson et al. (UAI 2018).
@@ -80,6 +93,14 @@ PAPER_TABLE7 = {
     "CiteSeer": {"vgae": (0.01, 0.4, 64), "svgae": (0.005, 0.2, 32)},
     "PubMed": {"vgae": (0.001, 0.2, 32), "svgae": (0.01, 0.0, 32)},
 }
+# Our link-prediction settings (lr, dropout, latent dim), selected on validation AUC by
+# `python benchmarks/linkpred.py --dataset <name> --grid` (see RESULTS.md); the defaults of
+# benchmarks/linkpred.py. Until a data set's grid has been run, its Table 7 settings stand in.
+SELECTED_SETTINGS = {
+    "Cora": {"vgae": (0.005, 0.4, 64), "svgae": (0.001, 0.1, 32)},
+    "CiteSeer": {"vgae": (0.01, 0.4, 64), "svgae": (0.005, 0.2, 32)},
+    "PubMed": {"vgae": (0.001, 0.2, 32), "svgae": (0.01, 0.0, 32)},
+}
 # Table 5: expected number of proposals of the Ulrich/Wood sampler, by d (= m) and kappa.
 PAPER_TABLE5_KAPPAS = (1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
 PAPER_TABLE5 = {
@@ -128,11 +149,14 @@ def run_metadata(args=None) -> dict:
     }
 
 
-def write_json(name: str, payload: dict, started: float | None = None) -> Path:
-    """Write ``results/<name>.json`` (with ``wall_time_s`` if ``started`` is given)."""
+def write_json(name: str, payload: dict, started: float | None = None,
+               directory: Path | None = None) -> Path:
+    """Write ``<directory>/<name>.json`` (with ``wall_time_s`` if ``started`` is given); pass
+    :func:`out_dir` as ``directory`` (the default, ``runs/``, never dirties the checkout)."""
+    directory = RUNS if directory is None else directory
     if started is not None:
         payload["wall_time_s"] = round(time.time() - started, 2)
-    path = RESULTS / name if name.endswith(".json") else RESULTS / f"{name}.json"
+    path = directory / name if name.endswith(".json") else directory / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
     return path
@@ -149,61 +173,343 @@ def _jsonable(o):
 
 
 def fmt(mean: float, err: float | None = None, digits: int = 2) -> str:
-    return f"{mean:.{digits}f}" if err is None else f"{mean:.{digits}f} ± {err:.{digits}f}"
+    """``mean ± err``; just the mean when there is no spread to show (``err`` is ``None`` or not
+    finite, e.g. a single run)."""
+    if err is None or not math.isfinite(err):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {err:.{digits}f}"
 
 
-def device_arg(name: str) -> torch.device:
-    """``--device auto|cpu|cuda|mps`` -> ``torch.device`` with a clear error if unavailable."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda requested but CUDA is not available")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SystemExit("error: --device mps requested but MPS is not available")
-    return dev
+def fmt_runs(mean: float, err: float | None, n: int, digits: int = 2) -> str:
+    """``mean ± err`` over ``n > 1`` runs; ``mean (n=1)`` for a single run."""
+    return fmt(mean, err, digits) if n > 1 else f"{mean:.{digits}f} (n=1)"
 
 
-# ------------------------------------------------------------------ shared CLI helpers
+# ---------------------------------------------------------------------------------------------
+# The command-line interface
+# ---------------------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse with a single ``error: ...`` line (no usage text) and exit code 2 on bad input."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}\n")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """End the CLI with one ``error: <message>`` line on stderr (exit 2: bad input)."""
+    sys.stderr.write(f"error: {message}\n")
+    raise SystemExit(code)
+
+
+def _number(kind, value):
+    try:
+        return kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a{'n' if kind is int else ''} "
+                                         f"{kind.__name__}, got {value!r}") from None
+
+
 def positive(kind):
     """``argparse`` type: a finite number ``> 0`` of type ``kind`` (``int`` or ``float``)."""
     def parse(value):
-        try:
-            v = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {value!r}")
+        v = _number(kind, value)
         if not v > 0 or (isinstance(v, float) and not math.isfinite(v)):
             raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {value}")
         return v
     return parse
 
 
-def tqdm_factory(args):
-    """``make(total, desc, leave)`` -> a tqdm bar, or ``None`` with ``--no-progress``."""
-    if args.no_progress:
-        return None
+def non_negative(kind):
+    """``argparse`` type: a finite number ``>= 0`` of type ``kind``."""
+    def parse(value):
+        v = _number(kind, value)
+        if not v >= 0 or (isinstance(v, float) and not math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"must be >= 0 and finite, got {value}")
+        return v
+    return parse
+
+
+#: seeds are 32-bit (NumPy's legacy seeding takes no more; torch's takes 64 bits)
+SEED_LIMIT = 2**32
+
+
+def seed_int(value) -> int:
+    """``argparse`` type: an integer seed in ``[0, 2**32)``."""
+    v = _number(int, value)
+    if not 0 <= v < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32), got {value}")
+    return v
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def device_type(value) -> torch.device:
+    """``argparse`` type: ``auto | cpu | cuda[:N] | mps`` -> an available ``torch.device``."""
+    if isinstance(value, torch.device):
+        return value
+    if value == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError, TypeError):
+        raise argparse.ArgumentTypeError(
+            f"unknown device {value!r}; choose auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{value} requested but CUDA is not available "
+                                             "(use --device cpu or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{value}: there are {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not _mps_available():
+            raise argparse.ArgumentTypeError(f"{value} requested but MPS is not available "
+                                             "(use --device cpu or auto)")
+    elif dev.type != "cpu":
+        raise argparse.ArgumentTypeError(
+            f"unsupported device {value!r}; choose auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def device_arg(name) -> torch.device:
+    """:func:`device` outside argparse: one ``error:`` line (exit 2) if unavailable."""
+    try:
+        return device_type(name)
+    except argparse.ArgumentTypeError as e:
+        fail(f"argument --device: {e}")
+
+
+def add_common_args(p: argparse.ArgumentParser, *, data: bool = True, device_default="auto",
+                    threads_default: int | None = 1, seed_default: int | None = 0,
+                    seed_help: str = "base seed (default 0)", outputs: bool = True) -> None:
+    """The flags every benchmark shares: ``--root --no-download`` (``data``), ``--device``
+    (unless ``device_default`` is ``None``), ``--threads``, ``--seed`` (unless ``seed_default``
+    is ``None``), ``--no-progress`` and ``--refresh`` / ``--out-dir`` (``outputs``)."""
+    if data:
+        p.add_argument("--root", default=None,
+                       help="data root (default $PYG_SPHERICAL_DATA; Cora and CiteSeer are "
+                            "packaged)")
+        p.add_argument("--no-download", action="store_true", help="never download missing data")
+    if device_default is not None:
+        p.add_argument("--device", type=device_type, default=device_default,
+                       help=f"auto, cpu, cuda[:N] or mps (default {device_default})")
+    p.add_argument("--threads", type=positive(int), default=threads_default,
+                   help="torch CPU threads" + (f" (default {threads_default})"
+                                               if threads_default else ""))
+    if seed_default is not None:
+        p.add_argument("--seed", type=seed_int, default=seed_default, help=seed_help)
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they are off anyway when stderr is not a terminal)")
+    if outputs:
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--refresh", action="store_true",
+                           help="write to (and aggregate from) the committed results/ instead "
+                                "of the ignored runs/")
+        where.add_argument("--out-dir", default=None, metavar="DIR",
+                           help="write to (and aggregate from) DIR instead of runs/")
+
+
+def add_mnist_run_args(p, checkpoint_dir=None, seed_help="seed of the run (default 0)") -> None:
+    """The flags of the MNIST benchmarks: :func:`add_common_args`, the fixed binarisation's seed,
+    the smoke-run subsets and (unless ``checkpoint_dir`` is ``None``: a benchmark that keeps no
+    checkpoints) ``--checkpoint-dir`` and ``--use-checkpoint-settings``."""
+    p.add_argument("--eval-seed", type=seed_int, default=1234,
+                   help="seed of the fixed binarisation")
+    if checkpoint_dir is not None:
+        p.add_argument("--checkpoint-dir", default=str(checkpoint_dir),
+                       help=f"resumable checkpoints (default {shown(checkpoint_dir)})")
+        add_resume_args(p)
+    p.add_argument("--train-subset", type=non_negative(int), default=0,
+                   help="use only N training images (smoke runs; 0: all)")
+    p.add_argument("--eval-subset", type=non_negative(int), default=0,
+                   help="use only N val/test images (smoke runs; 0: all)")
+    add_common_args(p, seed_help=seed_help)
+
+
+def set_threads(args) -> None:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+
+
+def out_dir(args) -> Path:
+    """Where a CLI writes and reads its outputs: ``--out-dir``, else ``results/`` with
+    ``--refresh``, else the ignored ``runs/``."""
+    if getattr(args, "out_dir", None):
+        return Path(args.out_dir).expanduser().resolve()
+    return RESULTS if getattr(args, "refresh", False) else RUNS
+
+
+def shown(path) -> str:
+    """``path`` relative to the repository when inside it (for ``wrote ...`` lines)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def args_for_json(args) -> argparse.Namespace:
+    """The parsed flags without the private ``_``-prefixed entries a run attaches (data)."""
+    return argparse.Namespace(**{k: v for k, v in vars(args).items() if not k.startswith("_")})
+
+
+# ------------------------------------------------------------------------------- progress
+def show_progress(args) -> bool:
+    """Progress bars only on a terminal: tqdm on a pipe or file writes every refresh as a
+    carriage-return line into the log. ``--no-progress`` turns them off everywhere."""
+    if getattr(args, "no_progress", False):
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def progress_bar(args, total=None, desc=None, leave=True):
+    """A tqdm bar on stderr, disabled (a no-op object) unless :func:`show_progress`."""
     from tqdm.auto import tqdm
 
+    return tqdm(total=total, desc=desc, leave=leave, disable=not show_progress(args),
+                dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+
+
+def tqdm_factory(args):
+    """``make(total, desc, leave)`` -> a tqdm bar (for :meth:`Trainer.fit`), or ``None`` when
+    bars are off (:func:`show_progress`)."""
+    if not show_progress(args):
+        return None
+
     def make(total=None, desc=None, leave=False):
-        return tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True, mininterval=1.0)
+        return progress_bar(args, total=total, desc=desc, leave=leave)
 
     return make
 
 
-def add_mnist_run_args(p, checkpoint_dir=None) -> None:
-    """The data, device and checkpoint flags shared by the MNIST benchmarks (no
-    ``--checkpoint-dir`` if ``checkpoint_dir`` is ``None``: a benchmark that keeps no checkpoints)."""
-    p.add_argument("--eval-seed", type=int, default=1234, help="seed of the fixed binarisation")
-    p.add_argument("--root", default=None, help="data root (default $PYG_SPHERICAL_DATA)")
-    p.add_argument("--no-download", action="store_true")
-    if checkpoint_dir is not None:
-        p.add_argument("--checkpoint-dir", default=str(checkpoint_dir))
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--train-subset", type=int, default=0, help="use only N training images (smoke)")
-    p.add_argument("--eval-subset", type=int, default=0, help="use only N val/test images (smoke)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+# ----------------------------------------------------------------------------------- data
+def _data_advice(e, layout: str) -> str:
+    """A :class:`DataNotFoundError` worded in flags instead of the library's arguments."""
+    advice = {"root": f"give --root DIR or set $PYG_SPHERICAL_DATA, with {layout}",
+              "download": "or run without --no-download to download them"}
+    return "; ".join([e.problem, *(advice[k] for k in e.needs)])
+
+
+def load_planetoid(args, dataset: str):
+    """Load a Planetoid graph and print one line naming where its raw files came from; one
+    ``error:`` line (exit 2) if they are missing or damaged."""
+    from pyg_spherical.datasets import DataNotFoundError, load_planetoid, planetoid_source
+
+    download = not args.no_download
+    try:
+        source = planetoid_source(dataset, args.root, download=download)
+        data = load_planetoid(dataset, args.root, download=download)
+    except DataNotFoundError as e:
+        fail(_data_advice(e, f"DIR/{dataset}/raw/ind.{dataset.lower()}.*"))
+    except (OSError, ValueError) as e:  # a corrupt raw file (named in the message)
+        fail(str(e))
+    print(f"data: {dataset} from {source.describe()}")
+    return data
+
+
+def load_mnist(args, device=None):
+    """``pyg_spherical.datasets.load_mnist`` with the CLI's ``--root`` / ``--no-download``; one
+    ``error:`` line (exit 2) if the files are missing or damaged."""
+    from pyg_spherical.datasets import DataNotFoundError, load_mnist
+
+    try:
+        return load_mnist(root=args.root, download=not args.no_download)
+    except DataNotFoundError as e:
+        fail(_data_advice(e, "the MNIST idx files under DIR/MNIST/raw"))
+    except (OSError, ValueError) as e:
+        fail(str(e))
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def load_checkpoint(path, map_location=None, keys=("model",)) -> dict:
+    """``torch.load`` of a checkpoint this repository wrote; one ``error:`` line naming the file
+    (exit 2) if it is missing, corrupt or truncated, or lacks one of ``keys``."""
+    path = Path(path)
+    if not path.is_file():
+        fail(f"{shown(path)}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, AttributeError,
+            ImportError, IndexError, KeyError, TypeError) as e:  # what unpickling garbage raises
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        fail(f"{shown(path)}: not a readable checkpoint (corrupt or truncated: {reason}); "
+             "delete it to start the run afresh")
+    missing = [k for k in keys if not (isinstance(state, dict) and k in state)]
+    if missing:
+        fail(f"{shown(path)}: not a checkpoint of this benchmark (no {missing[0]!r} entry)")
+    return state
+
+
+def load_weights(model, state: dict, path) -> None:
+    """``model.load_state_dict(state["model"])``; one ``error:`` line if they do not fit."""
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        fail(f"{shown(path)}: the checkpoint does not fit the model ({reason})")
+
+
+#: how a resumable checkpoint (``Trainer.state_dict``) stores the settings a run started with
+CHECKPOINT_SETTINGS = {
+    "lr": lambda s: s["optimizer"]["param_groups"][0]["lr"],
+    "patience": lambda s: s["early_stopping"]["patience"],
+    "warmup": lambda s: s["early_stopping"]["min_epochs"],
+}
+
+
+def add_resume_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--use-checkpoint-settings", action="store_true",
+                   help="when resuming a run whose checkpoint was started with another "
+                        f"{' / '.join('--' + k for k in CHECKPOINT_SETTINGS)}, continue with the "
+                        "checkpoint's values (without it such a mismatch is an error)")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a == b
+
+
+def resume(trainer, args, settings=("lr", "patience"), map_location=None, name="") -> bool:
+    """Resume ``trainer`` from its ``last.pt`` (and ``best.pt``), if there is one.
+
+    The checkpoint's ``settings`` (flag names, see :data:`CHECKPOINT_SETTINGS`) must equal the
+    flags: a mismatch is one ``error:`` line naming the flag and both values, unless
+    ``--use-checkpoint-settings``, which takes the checkpoint's values (into ``args`` too) and
+    says so. Unreadable checkpoints are one ``error:`` line naming the file."""
+    path = trainer.last_path
+    if path is None or not path.is_file():
+        return False
+    state = load_checkpoint(path, map_location,
+                            keys=("model", "optimizer", "epoch", "early_stopping", "history"))
+    try:
+        saved = {k: CHECKPOINT_SETTINGS[k](state) for k in settings}
+    except (KeyError, IndexError, TypeError):
+        fail(f"{shown(path)}: not a resumable checkpoint of this benchmark")
+    diff = {k: v for k, v in saved.items() if not _same(getattr(args, k), v)}
+    if diff and not getattr(args, "use_checkpoint_settings", False):
+        fail("; ".join(f"--{k.replace('_', '-')} {getattr(args, k)} differs from {v} in the "
+                       f"checkpoint {shown(path)}" for k, v in diff.items())
+             + ": pass the checkpoint's value(s) to continue that run, "
+               "--use-checkpoint-settings to continue with them, or another --checkpoint-dir")
+    for k, v in diff.items():
+        print(f"{name}continuing with the checkpoint's --{k.replace('_', '-')} {v} "
+              f"(not {getattr(args, k)})", flush=True)
+        setattr(args, k, v)
+    try:
+        trainer.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        fail(f"{shown(path)}: the checkpoint does not fit this run ({reason})")
+    best = trainer.best_path
+    if best is not None and best.is_file():
+        trainer.best_state = load_checkpoint(best, map_location)["model"]
+    return True

@@ -5,14 +5,18 @@ Protocol (Appendix F.3): one hidden GCN layer of 32 units, Glorot init; 200 epoc
 PubMed) of full-batch Adam; an 85 / 5 / 10 % undirected edge split; one uniformly sampled negative
 pair per positive edge, resampled every epoch; node features as stored (no row normalisation);
 the test AUC / AP reported at the epoch of best validation AUC; mean and standard error over runs.
-Defaults are the paper's Table 7 hyper-parameters per data set and model; ``--grid`` searches the
-paper's grid on validation AUC instead.
+The S-VGAE decodes with the learnable scale ``sigmoid(s z_i^T z_j)`` (``--decoder plain`` for the
+formula without it). Defaults are the settings our ``--grid`` selected on validation AUC
+(``SELECTED_SETTINGS`` in common.py); ``--paper-settings`` uses the paper's Table 7 instead.
+
+Results go to ``runs/`` (ignored by git); ``--refresh`` writes the committed ``results/`` instead.
 
 Examples::
 
-    python benchmarks/linkpred.py --dataset Cora                 # both models, Table 7 settings
+    python benchmarks/linkpred.py --dataset Cora                 # both models, selected settings
+    python benchmarks/linkpred.py --dataset Cora --paper-settings # the paper's Table 7 settings
     python benchmarks/linkpred.py --dataset CiteSeer --model svgae --runs 10
-    python benchmarks/linkpred.py --dataset Cora --grid           # paper's grid, then --runs runs
+    python benchmarks/linkpred.py --dataset Cora --grid           # grid search, then --runs runs
     python benchmarks/linkpred.py --dataset Cora --speed          # epoch time at equal latent dims
     python benchmarks/linkpred.py --scaling                       # epoch time, Cora -> 10x PubMed
     python benchmarks/linkpred.py --dataset Cora --plot           # Figure 3 (3-d latents)
@@ -26,46 +30,42 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import os
 import random
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (
     PAPER_TABLE4,
     PAPER_TABLE7,
-    RESULTS,
-    device_arg,
+    RUNS,
+    SELECTED_SETTINGS,
+    Parser,
+    add_common_args,
     fmt,
+    fmt_runs,
+    load_planetoid,
+    out_dir,
     positive,
+    progress_bar,
     run_metadata,
+    set_threads,
+    shown,
     write_json,
 )
+from torch import Tensor
 
 MODELS = {"svgae": "S-VGAE", "vgae": "N-VGAE"}
 DATASETS = ("Cora", "CiteSeer", "PubMed")
-GRID = {"lr": (0.01, 0.005, 0.001), "dropout": (0.0, 0.1, 0.2, 0.3, 0.4), "dim": (8, 16, 32, 64)}
+#: the paper's grid (Appendix F.3), extended with d = 128
+GRID = {"lr": (0.01, 0.005, 0.001), "dropout": (0.0, 0.1, 0.2, 0.3, 0.4),
+        "dim": (8, 16, 32, 64, 128)}
 
 
 # ---------------------------------------------------------------------------------------------
-class Parser(argparse.ArgumentParser):
-    """argparse with a single ``error: ...`` line on bad input."""
-
-    def error(self, message):  # pragma: no cover - exercised through the CLI
-        self.exit(2, f"error: {message}\n")
-
-
-def fail(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
-    raise SystemExit(2)
-
-
 def dataset_name(value: str) -> str:
     for name in DATASETS:
         if value.lower() == name.lower():
@@ -107,10 +107,24 @@ def build_parser() -> Parser:
                    help="dropout on every GCN input (default: Table 7)")
     p.add_argument("--dim", type=latent_dim, default=None, help="latent dimension (default: Table 7)")
     p.add_argument("--hidden", type=positive(int), default=32, help="hidden GCN units (default 32)")
+    p.add_argument("--paper-settings", action="store_true",
+                   help="use the paper's Table 7 lr / dropout / dim instead of our selected ones")
+    p.add_argument("--decoder", choices=("scaled", "plain"), default="scaled",
+                   help="S-VGAE decoder: sigmoid(s z_i^T z_j) with a learnable s (default), or "
+                        "the plain sigmoid(z_i^T z_j); the N-VGAE always uses the plain one")
+    p.add_argument("--scale-init", type=positive(float), default=None,
+                   help="initial decoder scale s (default: the library's DEFAULT_SCALE_INIT)")
     p.add_argument("--grid", action="store_true",
-                   help="select lr x dropout x dim on validation AUC over the paper's grid "
-                        "(lr {0.01,0.005,0.001} x dropout {0,...,0.4} x dim {8,16,32,64}), "
-                        "then run --runs runs of the selected setting")
+                   help="select lr x dropout x dim on validation AUC over the paper's grid plus "
+                        "d = 128 (lr {0.01,0.005,0.001} x dropout {0,...,0.4} x dim "
+                        "{8,16,32,64,128}), then run --runs runs of the selected setting; "
+                        "resumable: finished points are kept in runs/")
+    p.add_argument("--grid-lr", type=positive(float), nargs="+", default=None,
+                   help="restrict the grid's learning rates (a documented subset, e.g. PubMed)")
+    p.add_argument("--grid-dropout", type=probability, nargs="+", default=None,
+                   help="restrict the grid's dropout values")
+    p.add_argument("--grid-dim", type=latent_dim, nargs="+", default=None,
+                   help="restrict the grid's latent dims")
     p.add_argument("--grid-runs", type=positive(int), default=1,
                    help="runs per grid point, seeds --seed + 1000 + r (default 1)")
     p.add_argument("--speed", action="store_true",
@@ -119,15 +133,8 @@ def build_parser() -> Parser:
                    help="only time epochs on Cora, PubMed and a synthetic graph 10x PubMed's size")
     p.add_argument("--plot", action="store_true",
                    help="only draw the paper's Figure 3 (3-d latents of both models) as PNG")
-    p.add_argument("--root", default=None,
-                   help="data root with <Name>/raw/ind.<name>.* (default $PYG_SPHERICAL_DATA)")
-    p.add_argument("--no-download", action="store_true", help="never download missing data")
-    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--threads", type=positive(int), default=1,
-                   help="torch CPU threads (default 1, so that two jobs can share a machine)")
-    p.add_argument("--out", default=None, help="result name under results/ (default derived)")
-    p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
+    p.add_argument("--out", default=None, help="result name (default derived)")
+    add_common_args(p)
     return p
 
 
@@ -142,19 +149,29 @@ def seed_all(seed: int) -> None:
 def mean_se(values):
     values = [float(v) for v in values]
     m = statistics.fmean(values)
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
     return m, se
 
 
 def settings(args, dataset: str, model: str) -> dict:
-    lr, dropout, dim = PAPER_TABLE7[dataset][model]
-    return {
+    """The run configuration: flags > selected (or, with ``--paper-settings``, Table 7)."""
+    from pyg_spherical.nn.decoders import DEFAULT_SCALE_INIT
+
+    table = PAPER_TABLE7 if getattr(args, "paper_settings", False) else SELECTED_SETTINGS
+    lr, dropout, dim = table[dataset][model]
+    cfg = {
         "lr": args.lr if args.lr is not None else lr,
         "dropout": args.dropout if args.dropout is not None else dropout,
         "dim": args.dim if args.dim is not None else dim,
         "hidden": args.hidden,
         "epochs": args.epochs if args.epochs is not None else (400 if dataset == "PubMed" else 200),
     }
+    if model == "svgae":
+        cfg["decoder"] = getattr(args, "decoder", "scaled")
+        if cfg["decoder"] == "scaled":
+            scale = getattr(args, "scale_init", None)
+            cfg["scale_init"] = DEFAULT_SCALE_INIT if scale is None else scale
+    return cfg
 
 
 class Graph:
@@ -170,7 +187,23 @@ class Graph:
         self.test = (split.test_pos_edge_index.to(device), split.test_neg_edge_index.to(device))
 
 
-class Trainer:
+def make_decoder(cfg: dict):
+    """The decoder of a run: ``None`` (the model's default), the plain inner product, or the
+    scaled one with the run's initial scale and bias switch."""
+    from torch_geometric.nn import InnerProductDecoder
+
+    from pyg_spherical import ScaledInnerProductDecoder
+
+    kind = cfg.get("decoder", "default")
+    if kind == "plain":
+        return InnerProductDecoder()
+    if kind == "scaled":
+        return ScaledInnerProductDecoder(cfg["scale_init"], learn_scale=cfg.get("learn_scale", True),
+                                         bias=cfg.get("decoder_bias", False))
+    return None
+
+
+class LinkPredRun:
     """One model, one run: full-batch training step, evaluation, best-validation bookkeeping.
 
     Every trainer owns its random streams (torch CPU/CUDA generators and Python's ``random``,
@@ -188,8 +221,9 @@ class Trainer:
         outer = self._get_rng()
         seed_all(seed)
         Enc = SphericalGCNEncoder if model_name == "svgae" else GCNEncoder
-        enc = Enc(graph.num_features, cfg["hidden"], cfg["dim"], cfg["dropout"], cached=True)
-        self.model = SphericalVGAE(enc).to(device=device, dtype=dtype)
+        enc = Enc(graph.num_features, cfg["hidden"], cfg["dim"], cfg["dropout"], cached=True,
+                  bias=cfg.get("bias", True))
+        self.model = SphericalVGAE(enc, decoder=make_decoder(cfg)).to(device=device, dtype=dtype)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
         self._rng = self._get_rng()
         self._set_rng(outer)
@@ -223,7 +257,14 @@ class Trainer:
         m.train()
         self.opt.zero_grad(set_to_none=True)
         z = m.encode(g.x, g.train)
-        loss = m.recon_loss(z, g.train) + m.kl_loss() / g.num_nodes
+        neg = None
+        if self.cfg.get("negatives") == "uniform":
+            # uniform over all node pairs, edges not filtered out (the cheaper common variant)
+            neg = torch.randint(0, g.num_nodes, g.train.shape, device=g.train.device)
+        recon = m.recon_loss(z, g.train, neg)
+        if self.cfg.get("recon_average") == "joint":
+            recon = recon / 2  # one mean over positives and negatives together
+        loss = recon + m.kl_loss() / g.num_nodes
         loss.backward()
         self.opt.step()
         if self._cuda:
@@ -253,20 +294,14 @@ class Trainer:
         out["epoch_ms_mean"] = 1000 * statistics.fmean(t)
         out["final_loss"] = float(self.last_loss)
         q = self.model.posterior
+        scale = getattr(self.model.decoder, "scale", None)
+        if scale is not None:
+            out["final_decoder_scale"] = float(scale.detach())
         if self.name == "svgae":
             out["final_kappa_median"] = float(q.concentration.median())
         else:
             out["final_sigma_median"] = float(q.base_dist.scale.median())
         return out
-
-
-def load(args, dataset):
-    from pyg_spherical.datasets import load_planetoid
-
-    try:
-        return load_planetoid(dataset, args.root, download=not args.no_download)
-    except FileNotFoundError as e:
-        fail(str(e))
 
 
 def make_split(data, seed):
@@ -280,7 +315,7 @@ def train_runs(args, data, cfgs: dict, seeds, device, bar=None) -> dict:
     out = {name: [] for name in cfgs}
     for seed in seeds:
         graph = Graph(data, make_split(data, seed), device)
-        trainers = {name: Trainer(name, cfg, graph, device, seed) for name, cfg in cfgs.items()}
+        trainers = {name: LinkPredRun(name, cfg, graph, device, seed) for name, cfg in cfgs.items()}
         epochs = max(cfg["epochs"] for cfg in cfgs.values())
         for epoch in range(epochs):
             post = {}
@@ -302,37 +337,55 @@ def summarize(runs: list[dict]) -> dict:
     s = {}
     for key in ("test_auc", "test_ap", "val_auc"):
         m, se = mean_se([r[key] for r in runs])
-        s[key] = {"mean": 100 * m, "se": 100 * se}
+        s[key] = {"mean": 100 * m, "se": None if se is None else 100 * se}
+    s["runs"] = len(runs)
     s["epoch_ms"] = statistics.median(r["epoch_ms_median"] for r in runs)
     s["best_epoch_mean"] = statistics.fmean(r["epoch"] for r in runs)
     return s
 
 
-def progress(args, total, desc):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=args.no_progress, dynamic_ncols=True,
-                file=sys.stderr)
-
-
 # ---------------------------------------------------------------------------------------------
 def grid_search(args, data, dataset, models, device) -> dict:
-    points = list(itertools.product(GRID["lr"], GRID["dropout"], GRID["dim"]))
-    epochs = args.epochs if args.epochs is not None else (400 if dataset == "PubMed" else 200)
+    """Every grid point for every model, ``--grid-runs`` seeds each; the point of best mean
+    validation AUC is selected per model. Finished points are appended to a JSON-lines file
+    under runs/ and skipped when the same search is started again (a resumable search)."""
+    import json
+
+    points = list(itertools.product(args.grid_lr or GRID["lr"],
+                                    args.grid_dropout or GRID["dropout"],
+                                    args.grid_dim or GRID["dim"]))
     seeds = [args.seed + 1000 + r for r in range(args.grid_runs)]
+    base = {m: settings(args, dataset, m) for m in models}
+    log = ((Path(args.out_dir).resolve() if getattr(args, "out_dir", None) else RUNS) / "grid"
+           / f"linkpred_grid_{dataset.lower()}.jsonl")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            row = json.loads(line)
+            done[row["key"]] = row
     table = {m: [] for m in models}
-    bar = progress(args, len(points) * len(seeds) * epochs, f"grid {dataset}")
+    todo = []
     for lr, dropout, dim in points:
-        cfgs = {m: {"lr": lr, "dropout": dropout, "dim": dim, "hidden": args.hidden,
-                    "epochs": epochs} for m in models}
-        runs = train_runs(args, data, cfgs, seeds, device, bar)
         for m in models:
-            table[m].append({"lr": lr, "dropout": dropout, "dim": dim,
-                             "val_auc": statistics.fmean(r["val_auc"] for r in runs[m]),
-                             "test_auc": statistics.fmean(r["test_auc"] for r in runs[m])})
+            cfg = {**base[m], "lr": lr, "dropout": dropout, "dim": dim}
+            key = json.dumps({"model": m, "cfg": cfg, "seeds": seeds}, sort_keys=True)
+            if key in done:
+                table[m].append(done[key]["row"])
+            else:
+                todo.append((m, cfg, key))
+    bar = progress_bar(args, sum(c["epochs"] for _, c, _ in todo) * len(seeds), f"grid {dataset}")
+    for m, cfg, key in todo:
+        runs = train_runs(args, data, {m: cfg}, seeds, device, bar)[m]
+        row = {k: cfg[k] for k in ("lr", "dropout", "dim")}
+        row.update(val_auc=statistics.fmean(r["val_auc"] for r in runs),
+                   test_auc=statistics.fmean(r["test_auc"] for r in runs))
+        table[m].append(row)
+        with log.open("a") as f:
+            f.write(json.dumps({"key": key, "row": row}) + "\n")
     bar.close()
     best = {m: max(table[m], key=lambda r: r["val_auc"]) for m in models}
-    return {"points": table, "selected": best, "seeds": seeds}
+    return {"points": table, "selected": best, "seeds": seeds, "log": str(log)}
 
 
 def speed_test(args, data, device, dims=(16, 32, 64), epochs=60) -> list[dict]:
@@ -341,7 +394,7 @@ def speed_test(args, data, device, dims=(16, 32, 64), epochs=60) -> list[dict]:
     rows = []
     for dim in dims:
         cfg = {"lr": 0.01, "dropout": 0.1, "dim": dim, "hidden": args.hidden, "epochs": epochs}
-        trs = {m: Trainer(m, cfg, graph, device, args.seed) for m in MODELS}
+        trs = {m: LinkPredRun(m, cfg, graph, device, args.seed) for m in MODELS}
         for _ in range(epochs):
             for tr in trs.values():
                 tr.step()
@@ -404,15 +457,15 @@ def epoch_times(data, device, dim, hidden, epochs, seed, sparse_x=None) -> dict:
 
 def run_scaling(args, device) -> dict:
     rows = []
-    bar = progress(args, 4, "scaling")
+    bar = progress_bar(args, 4, "scaling")
     for name in ("Cora", "PubMed"):
-        data = load(args, name)
+        data = load_planetoid(args, name)
         r = epoch_times(data, device, 32, args.hidden, 8, args.seed)
         r.update(graph=name, nodes=data.num_nodes, undirected_edges=data.edge_index.size(1) // 2,
                  features=data.num_features)
         rows.append(r)
         bar.update(1)
-    pub = load(args, "PubMed")
+    pub = load_planetoid(args, "PubMed")
     nnz = round((pub.x != 0).sum().item() / pub.num_nodes)
     for factor in (10,):
         syn = synthetic_graph(factor * pub.num_nodes, factor * pub.edge_index.size(1) // 2,
@@ -441,8 +494,8 @@ def run_plot(args, data, device) -> dict:
             for m in MODELS}
     seed = args.seed
     graph = Graph(data, make_split(data, seed), device)
-    trainers = {m: Trainer(m, cfgs[m], graph, device, seed) for m in MODELS}
-    bar = progress(args, cfgs["svgae"]["epochs"], "figure 3")
+    trainers = {m: LinkPredRun(m, cfgs[m], graph, device, seed) for m in MODELS}
+    bar = progress_bar(args, cfgs["svgae"]["epochs"], "figure 3")
     for epoch in range(cfgs["svgae"]["epochs"]):
         for tr in trainers.values():
             tr.step()
@@ -470,10 +523,10 @@ def run_plot(args, data, device) -> dict:
                  "document class (paper Figure 3)")
     fig.subplots_adjust(top=0.84, wspace=0.12)
     name = args.out or f"linkpred_fig3_{args.dataset.lower()}"
-    path = save_figure(fig, RESULTS / "figures" / f"{name}.png")
+    path = save_figure(fig, out_dir(args) / "figures" / f"{name}.png")
     plt.close(fig)
     best = {MODELS[m]: tr.best for m, tr in trainers.items()}
-    return {"png": os.path.relpath(path, RESULTS.parent), "config": cfgs, "best": best}
+    return {"png": shown(path), "config": cfgs, "best": best}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,7 +541,7 @@ def print_table(dataset, summaries, cfgs, speed=None):
         cfg = cfgs[m]
         for metric, key in (("AUC", "test_auc"), ("AP", "test_ap")):
             pm, pse = paper[m][metric]
-            ours = fmt(s[key]["mean"], s[key]["se"])
+            ours = fmt_runs(s[key]["mean"], s[key]["se"], s.get("runs", 2))
             diff = s[key]["mean"] - pm
             setting = f"{cfg['lr']:g}, {cfg['dropout']:g}, {cfg['dim']}, {cfg['epochs']}"
             ep = f"{s['epoch_ms']:.1f} ms" if metric == "AUC" else ""
@@ -505,8 +558,8 @@ def print_table(dataset, summaries, cfgs, speed=None):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = device_arg(args.device)
+    set_threads(args)
+    device = args.device
     started = time.time()
     meta = run_metadata(args)
 
@@ -518,11 +571,12 @@ def main(argv=None) -> int:
         for r in res["rows"]:
             print(f"{r['graph']:26s} {r['nodes']:8d} {r['undirected_edges']:9d} "
                   f"{r['svgae_ms']:10.1f} {r['vgae_ms']:10.1f} {r['ratio']:6.2f}")
-        path = write_json(args.out or "linkpred_scaling", {"meta": meta, "scaling": res}, started)
-        print(f"wrote {os.path.relpath(path, RESULTS.parent)}")
+        path = write_json(args.out or "linkpred_scaling", {"meta": meta, "scaling": res}, started,
+                          out_dir(args))
+        print(f"wrote {shown(path)}")
         return 0
 
-    data = load(args, args.dataset)
+    data = load_planetoid(args, args.dataset)
     if args.plot:
         res = run_plot(args, data, device)
         print(f"wrote {res['png']}")
@@ -530,7 +584,7 @@ def main(argv=None) -> int:
             print(f"{m}: best val AUC {100 * b['val_auc']:.1f} at epoch {b['epoch']}, "
                   f"test AUC {100 * b['test_auc']:.1f} / AP {100 * b['test_ap']:.1f} (3-d latent)")
         write_json(args.out or f"linkpred_fig3_{args.dataset.lower()}", {"meta": meta, **res},
-                   started)
+                   started, out_dir(args))
         return 0
 
     models = list(MODELS) if args.model == "both" else [args.model]
@@ -552,7 +606,7 @@ def main(argv=None) -> int:
 
     seeds = [args.seed + r for r in range(args.runs)]
     epochs = max(c["epochs"] for c in cfgs.values())
-    bar = progress(args, len(seeds) * epochs, f"{args.dataset} {'+'.join(MODELS[m] for m in models)}")
+    bar = progress_bar(args, len(seeds) * epochs, f"{args.dataset} {'+'.join(MODELS[m] for m in models)}")
     runs = train_runs(args, data, cfgs, seeds, device, bar)
     bar.close()
     summaries = {m: summarize(runs[m]) for m in models}
@@ -566,8 +620,8 @@ def main(argv=None) -> int:
         payload["speed_equal_dims"] = speed
     print_table(args.dataset, summaries, cfgs, speed)
     name = args.out or f"linkpred_{args.dataset.lower()}" + ("_grid" if args.grid else "")
-    path = write_json(name, payload, started)
-    print(f"wrote {os.path.relpath(path, RESULTS.parent)} ({time.time() - started:.0f} s)")
+    path = write_json(name, payload, started, out_dir(args))
+    print(f"wrote {shown(path)} ({time.time() - started:.0f} s)")
     return 0
 
 

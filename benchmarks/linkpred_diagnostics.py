@@ -4,7 +4,8 @@ r"""Why does the S-VGAE miss the paper's Table 4 at the Table 7 settings? Contro
 Each ablation changes one thing relative to the S-VGAE at the paper's Table 7 setting of the data
 set (Cora: lr 0.001, dropout 0.1, d 32, 200 epochs) and is run with the same seeds, edge splits
 and protocol as ``benchmarks/linkpred.py`` (test AUC / AP at the epoch of best validation AUC;
-mean ± standard error over runs). Results go to ``results/linkpred_diagnostics_<dataset>.json``.
+mean ± standard error over runs). Results go to ``runs/linkpred_diagnostics_<dataset>.json``
+(``results/`` with ``--refresh``).
 
 Ablations (``--only`` selects a subset by name):
 
@@ -15,7 +16,8 @@ Ablations (``--only`` selects a subset by name):
   starts with informative samples instead of near-uniform ones on ``S^{d-1}``.
 * ``no_sampling``     ``z = mu`` in training (a deterministic spherical graph auto-encoder).
 * ``authors_grad``    the gradient in ``kappa`` of the authors' code: through the accepted Wood
-  proposal only (``g_rep``, at a fixed Beta draw), without the correction term of eq. 30.
+  proposal only (``g_rep``, at a fixed Beta draw), without the correction term of eq. 30
+  (``VMFLatent(gradient="authors")``).
 * ``eval_mean``       evaluate with ``E[z] = A_d(kappa) mu`` instead of the mean direction ``mu``.
 * ``no_kl``           drop the KL term (it is weighted by ``1/N`` as in the reference code).
 * ``row_normalized``  row-normalised features (PyG's ``NormalizeFeatures``), for both models.
@@ -28,90 +30,81 @@ Ablations (``--only`` selects a subset by name):
 * ``eval_raw_loc``    score test edges with the encoder's raw mean output before normalisation
   (its norm, which the unit-sphere decoder never sees, carries degree-like information).
 * ``lr0.01_eval_raw_loc``  both changes.
+
+The ablations above use the plain decoder ``sigmoid(z_i^T z_j)`` they were first run with. The
+ones below start from the S-VGAE as ``benchmarks/linkpred.py`` runs it by default (the selected
+setting of the data set, scaled decoder ``sigmoid(s z_i^T z_j)`` with ``s`` learnable from 5) and
+change one choice each, the choices in which public re-implementations differ from ours:
+
+* ``selected``            the reference.
+* ``selected_plain``      the plain decoder (``s = 1``, not learned).
+* ``selected_fixed_scale`` ``s = 5`` kept fixed.
+* ``selected_scale1`` / ``selected_scale10`` / ``selected_scale20``  other initial scales.
+* ``selected_decoder_bias``  a learnable bias in the decoder logit.
+* ``selected_no_gcn_bias``   GCN layers without bias (the reference VGAE code).
+* ``selected_uniform_negatives``  negatives uniform over all node pairs, edges not filtered out.
+* ``selected_joint_bce``  the BCE averaged over positives and negatives together (half of PyG's
+  sum of the two means, i.e. twice the relative weight of the KL).
+* ``selected_dim128``     latent dimension 128.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PAPER_TABLE4, RESULTS, device_arg, fmt, positive, run_metadata, write_json
-from linkpred import (
-    Graph,
+from common import (
+    PAPER_TABLE4,
     Parser,
-    Trainer,
-    dataset_name,
-    load,
-    make_split,
-    progress,
-    settings,
-    summarize,
+    add_common_args,
+    fmt_runs,
+    load_planetoid,
+    out_dir,
+    positive,
+    progress_bar,
+    run_metadata,
+    set_threads,
+    shown,
+    write_json,
 )
+from linkpred import Graph, LinkPredRun, dataset_name, make_split, settings, summarize
 
 ABLATIONS = ("table7", "epochs1000", "lr0.01", "kappa_min20", "no_sampling", "authors_grad",
              "eval_mean", "no_kl", "row_normalized", "nvgae_table7", "full_adjacency",
              "nvgae_full_adjacency", "eval_raw_loc", "lr0.01_eval_raw_loc")
+#: one change each against the default S-VGAE of benchmarks/linkpred.py: config overrides
+SELECTED_ABLATIONS = {
+    "selected": {},
+    "selected_plain": {"decoder": "plain"},
+    "selected_fixed_scale": {"learn_scale": False},
+    "selected_scale1": {"scale_init": 1.0},
+    "selected_scale10": {"scale_init": 10.0},
+    "selected_scale20": {"scale_init": 20.0},
+    "selected_decoder_bias": {"decoder_bias": True},
+    "selected_no_gcn_bias": {"bias": False},
+    "selected_uniform_negatives": {"negatives": "uniform"},
+    "selected_joint_bce": {"recon_average": "joint"},
+    "selected_dim128": {"dim": 128},
+}
+ABLATIONS = ABLATIONS + tuple(SELECTED_ABLATIONS)
 
 
-class _AuthorsGradTheta(torch.autograd.Function):
-    r"""Identity on ``theta = arccos(omega)``; backward: ``d theta / d kappa`` at a fixed Beta draw.
-
-    The Wood proposal is ``omega = (1 - (1 + b) eps) / (1 - (1 - b) eps)`` with
-    ``b = (-2 kappa + sqrt(4 kappa^2 + (m-1)^2)) / (m - 1)``; inverting it for the accepted
-    ``omega`` gives ``eps``, and ``d omega / d kappa = (d omega / d b)(db / d kappa)`` at that
-    ``eps`` is what differentiating through the accepted proposal (the authors' code) yields.
-    """
-
-    @staticmethod
-    def forward(ctx, kappa, theta, m):
-        ctx.m = m
-        ctx.save_for_backward(kappa, theta)
-        return theta.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        kappa, theta = ctx.saved_tensors
-        m = ctx.m
-        k, om = kappa.double(), torch.cos(theta.double())
-        c = torch.sqrt(4 * k * k + (m - 1) ** 2)
-        b = (m - 1) / (2 * k + c)
-        eps = (1 - om) / ((1 + b) - om * (1 - b))
-        num, den = 1 - (1 + b) * eps, 1 - (1 - b) * eps
-        domega_db = -eps * (den + num) / den ** 2
-        db_dk = (-2 + 4 * k / c) / (m - 1)
-        # d theta / d kappa = -(d omega / d kappa) / sin(theta)
-        sin = torch.sin(theta.double()).clamp_min(1e-300)
-        return grad * (-(domega_db * db_dk) / sin).to(grad.dtype), None, None
-
-
-class AblationTrainer(Trainer):
+class AblationRun(LinkPredRun):
     def __init__(self, model_name, cfg, graph, device, seed, ablation):
         super().__init__(model_name, cfg, graph, device, seed)
         self.ablation = ablation
-        if ablation == "kappa_min20":
+        if ablation in ("kappa_min20", "authors_grad"):
             from pyg_spherical import VMFLatent
-            self.model.latent = VMFLatent(cfg["dim"], min_concentration=20.0)
+
+            self.model.latent = (VMFLatent(cfg["dim"], min_concentration=20.0)
+                                 if ablation == "kappa_min20"
+                                 else VMFLatent(cfg["dim"], gradient="authors"))
 
     def _train_step(self):
-        if self.ablation != "authors_grad":
-            return self._step(kl=self.ablation != "no_kl",
-                              sample=self.ablation != "no_sampling")
-        import pyg_spherical.distributions.von_mises_fisher as vmf
-
-        original = vmf.reparameterized_theta
-        vmf.reparameterized_theta = (
-            lambda kappa, theta, m, comp_a=None: _AuthorsGradTheta.apply(kappa, theta, m)
-            if kappa.requires_grad else theta)
-        try:
-            self._step()
-        finally:
-            vmf.reparameterized_theta = original
+        return self._step(kl=self.ablation != "no_kl", sample=self.ablation != "no_sampling")
 
     def _step(self, kl=True, sample=True):
-        """``Trainer.step`` with the KL term and the posterior sampling as switches."""
+        """``LinkPredRun._train_step`` with the KL term and the posterior sampling as switches."""
         m, g = self.model, self.g
         t0 = time.perf_counter()
         m.train()
@@ -155,7 +148,13 @@ class AblationTrainer(Trainer):
 
 def ablation_config(args, dataset, name):
     model = "vgae" if name.startswith("nvgae") else "svgae"
+    # the first ablations keep the Table 7 setting and plain decoder they were first run with
+    selected = name in SELECTED_ABLATIONS
+    args.paper_settings, args.decoder, args.scale_init = not selected, (
+        "scaled" if selected else "plain"), None
     cfg = settings(args, dataset, model)
+    if selected:
+        return model, {**cfg, **SELECTED_ABLATIONS[name]}
     if name == "epochs1000":
         cfg["epochs"] = 1000
     if name.startswith("lr0.01"):
@@ -169,14 +168,9 @@ def main(argv=None):
     p.add_argument("--runs", type=positive(int), default=5)
     p.add_argument("--only", default=",".join(ABLATIONS),
                    help=f"comma-separated subset of {', '.join(ABLATIONS)}")
-    p.add_argument("--root", default=None)
-    p.add_argument("--no-download", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=positive(int), default=1)
-    p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=None,
-                   help="result name under results/ (default linkpred_diagnostics_<dataset>)")
+                   help="result name (default linkpred_diagnostics_<dataset>)")
+    add_common_args(p)
     args = p.parse_args(argv)
     args.lr = args.dropout = args.dim = args.epochs = None
     args.hidden = 32
@@ -184,10 +178,10 @@ def main(argv=None):
     bad = [n for n in names if n not in ABLATIONS]
     if bad:
         p.error(f"unknown ablation(s) {bad}; choose from {', '.join(ABLATIONS)}")
-    torch.set_num_threads(args.threads)
-    device = device_arg(args.device)
+    set_threads(args)
+    device = args.device
     started = time.time()
-    data = load(args, args.dataset)
+    data = load_planetoid(args, args.dataset)
     normalized = None
     rows = {}
     for name in names:
@@ -198,13 +192,13 @@ def main(argv=None):
                 import torch_geometric.transforms as T
                 normalized = T.NormalizeFeatures()(data.clone())
             d = normalized
-        bar = progress(args, args.runs * cfg["epochs"], name)
+        bar = progress_bar(args, args.runs * cfg["epochs"], name)
         runs = []
         models = [model] if name != "row_normalized" else ["svgae", "vgae"]
         for r in range(args.runs):
             seed = args.seed + r
             graph = Graph(d, make_split(d, seed), device)
-            trs = {m: AblationTrainer(m, settings(args, args.dataset, m) if name == "row_normalized"
+            trs = {m: AblationRun(m, settings(args, args.dataset, m) if name == "row_normalized"
                                       else cfg, graph, device, seed, name) for m in models}
             for epoch in range(cfg["epochs"]):
                 for tr in trs.values():
@@ -225,13 +219,15 @@ def main(argv=None):
         s, m = row["summary"], row["model"]
         spread = [r.get("final_kappa_median", r.get("final_sigma_median")) for r in row["runs"]]
         pa = paper[m]
-        print(f"{key:26s} {fmt(s['test_auc']['mean'], s['test_auc']['se']):>15s} "
-              f"{fmt(s['test_ap']['mean'], s['test_ap']['se']):>15s} {s['best_epoch_mean']:8.0f} "
+        n = s["runs"]
+        print(f"{key:26s} {fmt_runs(s['test_auc']['mean'], s['test_auc']['se'], n):>15s} "
+              f"{fmt_runs(s['test_ap']['mean'], s['test_ap']['se'], n):>15s} "
+              f"{s['best_epoch_mean']:8.0f} "
               f"{sum(spread) / len(spread):11.2f}  {pa['AUC'][0]} / {pa['AP'][0]}")
     path = write_json(args.out or f"linkpred_diagnostics_{args.dataset.lower()}",
                       {"meta": run_metadata(args), "dataset": args.dataset, "ablations": rows},
-                      started)
-    print(f"wrote {os.path.relpath(path, RESULTS.parent)}")
+                      started, out_dir(args))
+    print(f"wrote {shown(path)}")
     return 0
 
 

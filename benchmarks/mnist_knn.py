@@ -24,20 +24,35 @@ P-VAE (``--latents ... power``: a Power Spherical posterior, geodesic distance) 
 same two ways.
 
 Reads ``checkpoints/mnist_vae/<latent>_d<dim>_s<seed>/best.pt``; missing runs are listed and
-skipped. Writes ``results/mnist_knn_table2.json``.
+skipped. Writes ``runs/mnist_knn_table2.json`` (``results/`` with ``--refresh``).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import torch
-from common import PAPER_TABLE2, REPO, device_arg, fmt, run_metadata, write_json
+from common import (
+    PAPER_TABLE2,
+    REPO,
+    Parser,
+    add_common_args,
+    fail,
+    fmt,
+    load_checkpoint,
+    load_mnist,
+    load_weights,
+    out_dir,
+    positive,
+    progress_bar,
+    run_metadata,
+    seed_int,
+    set_threads,
+    shown,
+    write_json,
+)
 
 LATENTS = ("normal", "vmf", "power")
 SPHERICAL = ("vmf", "power")
@@ -45,13 +60,6 @@ NAMES = {"normal": "N-VAE", "vmf": "S-VAE", "power": "P-VAE"}
 VARIANT_NAMES = {"normal": "N-VAE", "vmf": "S-VAE S^(d-1)", "vmf_sd": "S-VAE S^d",
                  "power": "P-VAE S^(d-1)", "power_sd": "P-VAE S^d"}
 LABELS = (100, 600, 1000)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with a single ``error: ...`` line on bad input."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message}\n")
 
 
 def vae_checkpoint(args, latent, dim, seed) -> Path:
@@ -69,15 +77,14 @@ def load_vae(args, latent, dim, seed, device):
     path = vae_checkpoint(args, latent, dim, seed)
     if not path.is_file():
         return None, None
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = load_checkpoint(path, device)
     model = VAE(latent=latent, latent_dim=dim).to(device)
-    model.load_state_dict(state["model"])
+    load_weights(model, state, path)
     model.eval()
     last = path.with_name("last.pt")
-    info = {"file": str(path.relative_to(REPO) if path.is_absolute() and REPO in path.parents
-                        else path)}
+    info = {"file": shown(path)}
     if last.is_file():
-        ls = torch.load(last, map_location="cpu", weights_only=False)
+        ls = load_checkpoint(last, "cpu", keys=("epoch",))
         info.update(epochs=int(ls["epoch"]), stop_reason=ls.get("stop_reason"),
                     finished=ls.get("stop_reason") is not None)
     if "record" in state:  # best.pt
@@ -103,40 +110,34 @@ def main(argv=None):
     p.add_argument("--no-intrinsic", dest="intrinsic", action="store_false",
                    help="do not add the S-VAE / P-VAE with latent_dim d+1 (the sphere S^d) "
                         "beside each d")
-    p.add_argument("--k", type=int, default=5, help="neighbours")
-    p.add_argument("--draws", type=int, default=20, help="class-balanced label draws per cell")
-    p.add_argument("--seed", type=int, default=0, help="seed of the VAE run to load")
-    p.add_argument("--draw-seed", type=int, default=0, help="base seed of the label draws")
+    p.add_argument("--k", type=positive(int), default=5, help="neighbours")
+    p.add_argument("--draws", type=positive(int), default=20,
+                   help="class-balanced label draws per cell")
+    p.add_argument("--draw-seed", type=seed_int, default=0, help="base seed of the label draws")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best",
                    help="which checkpoint of each run (last: for unfinished runs)")
     p.add_argument("--checkpoint-dir", default=str(REPO / "checkpoints" / "mnist_vae"))
-    p.add_argument("--eval-seed", type=int, default=1234,
+    p.add_argument("--eval-seed", type=seed_int, default=1234,
                    help="seed of the fixed binarisation of the images that are encoded")
     p.add_argument("--encode", choices=("binary", "grey"), default="binary",
                    help="encode one fixed binarisation of the images (default) or the grey levels")
-    p.add_argument("--root", default=None, help="data root (default $PYG_SPHERICAL_DATA)")
-    p.add_argument("--no-download", action="store_true")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--output", default="mnist_knn_table2", help="results/<output>.json")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--output", default="mnist_knn_table2", help="result name (mnist_knn_table2)")
+    add_common_args(p, seed_help="seed of the VAE run to load (default 0)")
     args = p.parse_args(argv)
     if min(args.dims) < 2:
         p.error("--dims must be >= 2 (the S-VAE needs the circle S^1 at least)")
     if min(args.labels) < 10 or any(n % 10 for n in args.labels):
         p.error("--labels must be positive multiples of 10 (class-balanced draws)")
-    if args.k < 1 or args.k > min(args.labels):
+    if args.k > min(args.labels):
         p.error(f"--k must be in [1, {min(args.labels)}]")
-    if args.draws < 1 or args.threads < 1:
-        p.error("--draws and --threads must be >= 1")
     if not Path(args.checkpoint_dir).is_dir():
         p.error(f"checkpoint folder {args.checkpoint_dir} does not exist; train the VAEs with "
                 "benchmarks/mnist_vae.py first")
 
     started = time.time()
-    torch.set_num_threads(args.threads)
-    device = device_arg(args.device)
-    from pyg_spherical.datasets import binarize_fixed, load_mnist
+    set_threads(args)
+    device = args.device
+    from pyg_spherical.datasets import binarize_fixed
     from pyg_spherical.evaluation import metric_for_latent, semi_supervised_knn
 
     # variants: (key, latent, latent_dim, d of the table row)
@@ -154,12 +155,9 @@ def main(argv=None):
               f"d = {d}) -- train it with: python benchmarks/mnist_vae.py --latent {lat} "
               f"--dim {dim}", file=sys.stderr)
     if not found:
-        raise SystemExit("error: none of the requested VAE checkpoints exist (see above)")
+        fail("none of the requested VAE checkpoints exist (see above)")
 
-    try:
-        data = load_mnist(root=args.root, download=not args.no_download)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
+    data = load_mnist(args)
     if args.encode == "binary":
         x_train = binarize_fixed(data["train"].x, seed=args.eval_seed + 100).to(device)
         x_test = binarize_fixed(data["test"].x, seed=args.eval_seed + 1).to(device)
@@ -167,10 +165,7 @@ def main(argv=None):
         x_train, x_test = data["train"].x.to(device), data["test"].x.to(device)
     y_train, y_test = data["train"].y.numpy(), data["test"].y.numpy()
 
-    bar = None
-    if not args.no_progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(found) * len(args.labels), desc="kNN", dynamic_ncols=True)
+    bar = progress_bar(args, len(found) * len(args.labels), "kNN")
     results = {}
     for key, lat, dim, d in found:
         model, info = load_vae(args, lat, dim, args.seed, device)
@@ -186,11 +181,9 @@ def main(argv=None):
             cell[str(n)] = {"mean": float(acc.mean()),
                             "std": float(acc.std(ddof=1)) if acc.size > 1 else 0.0,
                             "all": acc.tolist(), "time_s": time.perf_counter() - t0}
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
         results.setdefault(key, {})[str(d)] = cell
-    if bar is not None:
-        bar.close()
+    bar.close()
 
     keys = [k for k in VARIANT_NAMES if any(v[0] == k for v in variants)]
     paper_lats = [lat for lat in args.latents if lat in PAPER_TABLE2]
@@ -207,7 +200,8 @@ def main(argv=None):
             parts = []
             for k in keys:
                 c = results.get(k, {}).get(str(d), {}).get(str(n))
-                parts.append(f"{fmt(c['mean'], c['std'], 1) if c else '-':>14s}")
+                ours = fmt(c["mean"], c["std"] if args.draws > 1 else None, 1) if c else "-"
+                parts.append(f"{ours:>14s}")
             for lat in paper_lats:
                 ref = PAPER_TABLE2.get(lat, {}).get(d, {}).get(n)
                 parts.append(f"{fmt(*ref, 1) if ref else '-':>12s}")
@@ -240,8 +234,8 @@ def main(argv=None):
                      "label_pool": "the 50k training images (validation images excluded)"},
         "meta": run_metadata(args),
     }
-    path = write_json(args.output, payload, started=started)
-    print(f"wrote {path.relative_to(REPO) if REPO in path.parents else path}")
+    path = write_json(args.output, payload, started, out_dir(args))
+    print(f"wrote {shown(path)}")
 
 
 if __name__ == "__main__":

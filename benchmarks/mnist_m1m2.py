@@ -21,31 +21,40 @@ Examples::
     python benchmarks/mnist_m1m2.py --diagnose                                     # q(y|z1) vs generative classifier, z2 usage
 
 Checkpoints: ``checkpoints/mnist_m1m2/<combo>_z1-<d1>_z2-<d2>_s<seed>/{last,best}.pt``
-(resumable); results: ``results/mnist_m1m2_<run>.json``, ``results/mnist_m1m2_table3.json``,
-``results/figures/mnist_m1m2_fig10_<run>.png``.
+(resumable; a resumed run keeps its lr and patience: other values are refused unless
+``--use-checkpoint-settings``). Results: ``mnist_m1m2_<run>.json``, ``mnist_m1m2_table3.json``
+and ``figures/mnist_m1m2_fig10_<run>.png`` under ``runs/`` (``results/`` with ``--refresh``); the
+table aggregates the per-run files of the same folder.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
 import torch
 from common import (
     PAPER_TABLE3,
     REPO,
-    RESULTS,
+    Parser,
     add_mnist_run_args,
-    device_arg,
+    args_for_json,
+    fail,
     fmt,
+    fmt_runs,
+    load_checkpoint,
+    load_mnist,
+    load_weights,
+    non_negative,
+    out_dir,
+    positive,
+    resume,
     run_metadata,
+    set_threads,
+    show_progress,
+    shown,
     tqdm_factory,
     write_json,
 )
@@ -53,13 +62,6 @@ from common import (
 COMBOS = ("N+N", "S+S", "S+N")
 DIMS = (5, 10, 50)
 SMOKE = {"on": False}
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with a single ``error: ...`` line on bad input."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message}\n")
 
 
 def run_name(combo, d1, d2, seed) -> str:
@@ -75,18 +77,11 @@ def ckpt_dir(args, combo, d1, d2, seed) -> Path:
                                         + run_name(combo, d1, d2, seed))
 
 
-def args_for_json(args):
-    return argparse.Namespace(**{k: v for k, v in vars(args).items() if not k.startswith("_")})
-
-
 # ------------------------------------------------------------------------------------ data
 def load_data(args, device):
-    from pyg_spherical.datasets import binarize_fixed, load_mnist
+    from pyg_spherical.datasets import binarize_fixed
 
-    try:
-        data = load_mnist(root=args.root, download=not args.no_download)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
+    data = load_mnist(args)
     train, val, test = data["train"], data["val"], data["test"]
     if args.train_subset:
         train = train._replace(x=train.x[: args.train_subset], y=train.y[: args.train_subset],
@@ -116,7 +111,7 @@ def labelled_split(train, n_labels, seed):
     try:
         lab = balanced_label_draw(train.y.cpu(), n_labels, seed=seed, num_classes=10)
     except ValueError as e:
-        raise SystemExit(f"error: {e}")
+        fail(str(e))
     mask = np.ones(train.y.shape[0], dtype=bool)
     mask[lab] = False
     return lab, np.flatnonzero(mask)
@@ -169,12 +164,12 @@ def build(args, combo, d1, d2, seed, device, *, z2_options=None, kl_warmup_epoch
 def train_one(args, combo, d1, d2, seed, device):
     _, trainer, loader, lab = build(args, combo, d1, d2, seed, device)
     name = run_name(combo, d1, d2, seed)
-    if trainer.resume(map_location=device):
+    if resume(trainer, args, ("lr", "patience"), device, f"[{name}] "):
         print(f"[{name}] resumed at epoch {trainer.epoch}"
               + (f" (finished: {trainer.stop_reason})" if trainer.finished else ""), flush=True)
 
     def on_epoch_end(tr, rec):
-        if args.no_progress and tr.epoch % args.print_every and not tr.finished:
+        if not show_progress(args) and tr.epoch % args.print_every and not tr.finished:
             return
         print(f"[{name}] epoch {rec['epoch']:4d}  train: bound(l) {rec['train_elbo_l']:8.2f} "
               f"bound(u) {rec['train_elbo_u']:8.2f} ce {rec['train_ce']:.3f} acc(l) "
@@ -183,7 +178,7 @@ def train_one(args, combo, d1, d2, seed, device):
               f"{tr.stopper.best_epoch + 1}  {rec['time_s']:.1f}s+{rec['eval_time_s']:.1f}s",
               flush=True)
 
-    if not trainer.finished and not args.eval_only:
+    if not trainer.finished:
         trainer.fit(loader, progress=tqdm_factory(args), max_new_epochs=args.max_new_epochs,
                     on_epoch_end=on_epoch_end)
     return trainer, lab
@@ -195,22 +190,18 @@ def load_best(args, combo, d1, d2, seed, device):
     path = ckpt_dir(args, combo, d1, d2, seed) / "best.pt"
     if not path.is_file():
         return None, None
-    best = torch.load(path, map_location=device, weights_only=False)
-    model = M1M2(*_latents(COMBINATIONS[combo], d1, d2), hidden=args.hidden).to(device)
-    model.load_state_dict(best["model"])
+    best = load_checkpoint(path, device, keys=("model", "epoch"))
+    z1, z2 = COMBINATIONS[combo]
+    model = M1M2(z1, d1, z2, d2, hidden=args.hidden).to(device)
+    load_weights(model, best, path)
     model.eval()
     last_path = path.with_name("last.pt")
-    last = (torch.load(last_path, map_location="cpu", weights_only=False)
-            if last_path.is_file() else None)
+    last = load_checkpoint(last_path, "cpu") if last_path.is_file() else None
     return model, {"best": best, "last": last}
 
 
-def _latents(pair, d1, d2):
-    return pair[0], d1, pair[1], d2
-
-
 def evaluate_run(args, combo, d1, d2, seed, device, lab=None):
-    """Test accuracy of the best-validation checkpoint; writes ``results/mnist_m1m2_<run>.json``."""
+    """Test accuracy of the best-validation checkpoint; writes ``mnist_m1m2_<run>.json``."""
     started = time.time()
     model, ck = load_best(args, combo, d1, d2, seed, device)
     if model is None:
@@ -239,23 +230,24 @@ def evaluate_run(args, combo, d1, d2, seed, device, lab=None):
                     for r in history],
         "meta": run_metadata(args_for_json(args)),
     }
-    write_json(result_name(combo, d1, d2, seed), out, started=started)
+    write_json(result_name(combo, d1, d2, seed), out, started, out_dir(args))
     return out
 
 
 # ----------------------------------------------------------------------------------- table
-def collect(configs, seeds):
+def collect(args, configs, seeds):
+    """The per-run JSONs of :func:`out_dir`, keyed ``(d1, d2, combo)``."""
     rows = {}
     for combo, d1, d2 in configs:
         for s in seeds:
-            p = RESULTS / f"{result_name(combo, d1, d2, s)}.json"
+            p = out_dir(args) / f"{result_name(combo, d1, d2, s)}.json"
             if p.is_file():
                 rows.setdefault((d1, d2, combo), []).append(json.loads(p.read_text()))
     return rows
 
 
 def print_table(args, configs, seeds, started):
-    rows = collect(configs, seeds)
+    rows = collect(args, configs, seeds)
     pairs = sorted({(d1, d2) for _, d1, d2 in configs})
     combos = [c for c in COMBOS if any(c == k for k, _, _ in configs)]
     print(f"\nTable 3 (M1+M2, {args.labels} labels, test accuracy %, ours vs paper; "
@@ -274,7 +266,7 @@ def print_table(args, configs, seeds, started):
                 acc = np.array([r["test_acc"] for r in rs])
                 mean, std = float(acc.mean()), float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
                 ep = ",".join(f"{r['epochs']}{'' if r['finished'] else '+'}" for r in rs)
-                ours = f"{fmt(mean, std, 1)} [{ep}]"
+                ours = f"{fmt_runs(mean, std, len(rs), 1)} [{ep}]"
                 table.setdefault(f"{d1},{d2}", {})[c] = {
                     "mean": mean, "std": std, "n": len(rs), "paper": paper,
                     "runs": [{k: r[k] for k in ("seed", "test_acc", "val_acc", "epochs",
@@ -289,8 +281,8 @@ def print_table(args, configs, seeds, started):
                "paper": {f"{d1},{d2}": PAPER_TABLE3.get((d1, d2)) for d1, d2 in pairs},
                "meta": run_metadata(args_for_json(args))}
     path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_m1m2_table3", payload,
-                      started=started)
-    print(f"wrote {path.relative_to(REPO)}")
+                      started, out_dir(args))
+    print(f"wrote {shown(path)}")
 
 
 # --------------------------------------------------------------------------------- figure
@@ -302,8 +294,8 @@ def make_figure(args, device):
     combo, d1, d2, seed = args.fig_combo, args.fig_z1, args.fig_z2, args.seed
     model, _ = load_best(args, combo, d1, d2, seed, device)
     if model is None:
-        raise SystemExit(f"error: no checkpoint for {run_name(combo, d1, d2, seed)} under "
-                         f"{args.checkpoint_dir}; train it first")
+        fail(f"no checkpoint for {run_name(combo, d1, d2, seed)} under "
+             f"{args.checkpoint_dir}; train it first")
     d = args._data
     test_y = d["test_y"].cpu()
     # one test image per class (the first of each digit), then the next ones in file order
@@ -319,9 +311,9 @@ def make_figure(args, device):
     image_grid(rows, nrow=11, ax=ax,
                title=f"M1+M2 {combo}, dim z1 = {d1}, dim z2 = {d2}: test image | y = 0 ... 9")
     fig.tight_layout()
-    fig_dir = RESULTS / ("smoke_figures" if SMOKE["on"] else "figures")
+    fig_dir = out_dir(args) / ("smoke_figures" if SMOKE["on"] else "figures")
     path = save_figure(fig, fig_dir / f"mnist_m1m2_fig10_{run_name(combo, d1, d2, seed)}.png")
-    print(f"wrote {Path(path).relative_to(REPO)}")
+    print(f"wrote {shown(path)}")
 
 
 # ---------------------------------------------------------------------------- diagnostics
@@ -408,32 +400,30 @@ def diagnose(args, configs, seeds, device):
                   f"{r['test_bound_U']:8.2f} {r.get('z2_active_units', '-'):>8}")
     payload = {"runs": out, "meta": run_metadata(args_for_json(args))}
     path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_m1m2_diagnostics", payload,
-                      started=started)
-    print(f"wrote {path.relative_to(REPO)}")
+                      started, out_dir(args))
+    print(f"wrote {shown(path)}")
 
 
 # ------------------------------------------------------------------------------------ main
 def add_protocol_args(p) -> None:
     """The training-protocol flags shared with ``mnist_m1m2_ablations.py``."""
     p.add_argument("--labels", type=int, default=100, help="labelled images (class-balanced)")
-    p.add_argument("--alpha", type=float, default=1.0,
+    p.add_argument("--alpha", type=non_negative(float), default=1.0,
                    help="classification-loss weight per labelled image (paper: in [0.1, 1])")
     p.add_argument("--labelled-weight", default="kingma",
                    help="weight w_l of the labelled bound: 'kingma' (N_l/N_u: every image weighs "
                         "the same, as Kingma et al.'s sum over the data), 'equal' (1: labelled "
                         "and unlabelled batch means weigh the same), or a number")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=100, help="unlabelled (and labelled) batch")
-    p.add_argument("--hidden", type=int, default=500, help="hidden units of every MLP")
+    p.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=positive(int), default=100,
+                   help="unlabelled (and labelled) batch")
+    p.add_argument("--hidden", type=positive(int), default=500, help="hidden units of every MLP")
 
 
 def check_protocol_args(p, args) -> None:
     """``p.error`` (one line, exit 2) on invalid protocol flags."""
     if args.labels < 10 or args.labels % 10:
         p.error(f"--labels must be a positive multiple of 10 (class-balanced), got {args.labels}")
-    for name in ("batch_size", "hidden"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.labelled_weight not in ("kingma", "equal"):
         try:
             if not float(args.labelled_weight) >= 0:
@@ -441,8 +431,6 @@ def check_protocol_args(p, args) -> None:
         except ValueError:
             p.error(f"--labelled-weight must be 'kingma', 'equal' or a number >= 0, "
                     f"got {args.labelled_weight!r}")
-    if args.lr <= 0 or args.alpha < 0 or not math.isfinite(args.alpha):
-        p.error("--lr must be > 0 and --alpha >= 0")
 
 
 def parse_args(argv=None):
@@ -451,16 +439,18 @@ def parse_args(argv=None):
                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--combos", nargs="+", default=list(COMBOS), metavar="C",
                    help="latent pairs z1+z2 among N+N S+S S+N (default: all three)")
+    pos_int = positive(int)
     p.add_argument("--z1-dims", type=int, nargs="+", default=[10], help="dims of z1 (paper: 5 10 50)")
     p.add_argument("--z2-dims", type=int, nargs="+", default=[10], help="dims of z2 (paper: 5 10 50)")
     add_protocol_args(p)
-    p.add_argument("--runs", type=int, default=1, help="runs per config (seeds seed..seed+runs-1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model and the labelled draw")
-    p.add_argument("--max-epochs", type=int, default=1000, help="hard cap on epochs per run")
-    p.add_argument("--max-new-epochs", type=int, default=None,
+    p.add_argument("--runs", type=pos_int, default=1,
+                   help="runs per config (seeds seed..seed+runs-1)")
+    p.add_argument("--max-epochs", type=pos_int, default=1000, help="hard cap on epochs per run")
+    p.add_argument("--max-new-epochs", type=pos_int, default=None,
                    help="train at most this many more epochs per run in this call")
-    p.add_argument("--patience", type=int, default=50, help="look-ahead on validation accuracy")
-    p.add_argument("--eval-only", action="store_true", help="no training: evaluate checkpoints")
+    p.add_argument("--patience", type=pos_int, default=50, help="look-ahead on validation accuracy")
+    p.add_argument("--eval-only", action="store_true",
+                   help="no training: evaluate the best checkpoints (all must exist)")
     p.add_argument("--no-eval", action="store_true", help="train only")
     p.add_argument("--figure", action="store_true",
                    help="only write Figure 10 from the checkpoint of --fig-combo/--fig-z1/--fig-z2")
@@ -469,9 +459,11 @@ def parse_args(argv=None):
     p.add_argument("--fig-combo", default="S+N", help="model of Figure 10 (default S+N)")
     p.add_argument("--fig-z1", type=int, default=10)
     p.add_argument("--fig-z2", type=int, default=10)
-    p.add_argument("--fig-rows", type=int, default=10, help="test images in Figure 10")
-    add_mnist_run_args(p, REPO / "checkpoints" / "mnist_m1m2")
-    p.add_argument("--print-every", type=int, default=1, help="with --no-progress: log every N epochs")
+    p.add_argument("--fig-rows", type=pos_int, default=10, help="test images in Figure 10")
+    add_mnist_run_args(p, REPO / "checkpoints" / "mnist_m1m2",
+                       seed_help="seed of the model and the labelled draw (default 0)")
+    p.add_argument("--print-every", type=pos_int, default=1,
+                   help="without progress bars: log every N epochs")
     args = p.parse_args(argv)
     bad = [c for c in args.combos + [args.fig_combo] if c not in COMBOS]
     if bad:
@@ -480,20 +472,17 @@ def parse_args(argv=None):
         if d < 2:
             p.error(f"latent dims must be >= 2 (a vMF needs the circle S^1 at least), got {d}")
     check_protocol_args(p, args)
-    for name in ("runs", "max_epochs", "patience", "threads", "fig_rows", "print_every"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.max_new_epochs is not None and args.max_new_epochs < 1:
-        p.error("--max-new-epochs must be >= 1")
+    if args.eval_only and args.no_eval:
+        p.error("--eval-only and --no-eval exclude each other")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     started = time.time()
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     torch.set_flush_denormal(True)  # denormal activations/gradients slow CPU matmuls several-fold
-    device = device_arg(args.device)
+    device = args.device
     SMOKE["on"] = bool(args.train_subset or args.eval_subset)
     args._data = load_data(args, device)
     seeds = list(range(args.seed, args.seed + args.runs))
@@ -504,12 +493,19 @@ def main(argv=None):
     if args.diagnose:
         diagnose(args, configs, seeds, device)
         return
+    if args.eval_only:
+        missing = [ckpt_dir(args, *c, s) / "best.pt" for c in configs for s in seeds
+                   if not (ckpt_dir(args, *c, s) / "best.pt").is_file()]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            fail(f"--eval-only: no checkpoint {shown(missing[0])}{more}; train the run first")
     for combo, d1, d2 in configs:
         for s in seeds:
-            trainer, lab = train_one(args, combo, d1, d2, s, device)
-            if args.no_eval or trainer.epoch == 0:
-                if trainer.epoch == 0:
-                    print(f"[{run_name(combo, d1, d2, s)}] no checkpoint; skipped")
+            if args.eval_only:
+                lab = labelled_split(args._data["train"], args.labels, s)[0]
+            else:
+                _, lab = train_one(args, combo, d1, d2, s, device)
+            if args.no_eval:
                 continue
             r = evaluate_run(args, combo, d1, d2, s, device, lab)
             if r is not None:

@@ -24,8 +24,9 @@ Ablations (``--only`` selects a subset by name):
   carry information from the first step.
 * ``SS_kl-warmup``   z2's KL weight rises linearly from 0 to 1 over the first 6 epochs.
 
-Results: ``results/mnist_m1m2_ablations/<name>.json`` (one file per ablation, so several
-processes can share the work) and the table ``results/mnist_m1m2_ablations.json``.
+Results: ``mnist_m1m2_ablations/<name>.json`` (one file per ablation, so several processes can
+share the work) and the table ``mnist_m1m2_ablations.json``, under ``runs/`` (``results/`` with
+``--refresh``); the table aggregates the per-ablation files of the same folder.
 
 Examples::
 
@@ -37,28 +38,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (
     PAPER_TABLE3,
-    REPO,
-    RESULTS,
+    Parser,
     add_mnist_run_args,
-    device_arg,
+    args_for_json,
+    fail,
+    out_dir,
+    positive,
     run_metadata,
+    set_threads,
+    shown,
     tqdm_factory,
     write_json,
 )
 from mnist_m1m2 import (
     SMOKE,
-    Parser,
     add_protocol_args,
-    args_for_json,
     build,
     check_protocol_args,
     load_data,
@@ -115,9 +114,9 @@ def run_ablation(args, name, device):
         "meta": run_metadata(args_for_json(args)),
     }
     prefix = "smoke_" if SMOKE["on"] else ""
-    path = write_json(f"{prefix}{OUT_DIR}/{name}", out, started=started)
+    path = write_json(f"{prefix}{OUT_DIR}/{name}", out, started, out_dir(args))
     print(f"[{name}] best val {out['best_val_acc']:.2f}% at epoch {out['best_epoch']}, test "
-          f"{out['test_acc_at_best']:.2f}%; wrote {path.relative_to(REPO)}", flush=True)
+          f"{out['test_acc_at_best']:.2f}%; wrote {shown(path)}", flush=True)
     return out
 
 
@@ -125,11 +124,12 @@ def print_table(args, started):
     prefix = "smoke_" if SMOKE["on"] else ""
     rows = {}
     for name in ABLATIONS:
-        p = RESULTS / f"{prefix}{OUT_DIR}" / f"{name}.json"
+        p = out_dir(args) / f"{prefix}{OUT_DIR}" / f"{name}.json"
         if p.is_file():
             rows[name] = json.loads(p.read_text())
     if not rows:
-        raise SystemExit(f"error: no results under results/{prefix}{OUT_DIR}/; run ablations first")
+        fail(f"no results under {shown(out_dir(args) / (prefix + OUT_DIR))}/; run the ablations "
+             "first (with --refresh to read results/)")
     print("\nM1+M2 ablations (z1 = 10 unless stated; one seed; short runs): best validation "
           "accuracy and test accuracy at that epoch (%); diagnostics on the test subset: "
           "generative classifier, KL of q(z2) (median, nats), spread of q(z2) and p(z1|y,z2) "
@@ -147,8 +147,8 @@ def print_table(args, started):
             "epochs", "best_epoch", "best_val_acc", "test_acc_at_best", "val_curve", "diagnostics")
     payload = {"ablations": {k: {f: r[f] for f in keep} for k, r in rows.items()},
                "meta": run_metadata(args_for_json(args))}
-    path = write_json(f"{prefix}{OUT_DIR}", payload, started=started)
-    print(f"wrote {path.relative_to(REPO)}")
+    path = write_json(f"{prefix}{OUT_DIR}", payload, started, out_dir(args))
+    print(f"wrote {shown(path)}")
 
 
 def parse_args(argv=None):
@@ -157,21 +157,18 @@ def parse_args(argv=None):
                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--only", nargs="+", default=list(ABLATIONS), metavar="NAME",
                    help=f"ablations to run (default: all): {' '.join(ABLATIONS)}")
-    p.add_argument("--epochs", type=int, default=15, help="epochs per ablation")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model and the labelled draw")
-    p.add_argument("--diag-subset", type=int, default=2000,
+    p.add_argument("--epochs", type=positive(int), default=15, help="epochs per ablation")
+    p.add_argument("--diag-subset", type=positive(int), default=2000,
                    help="test images for the z2 diagnostics (accuracies use all of them)")
     p.add_argument("--table-only", action="store_true", help="only print the table")
     add_protocol_args(p)
-    add_mnist_run_args(p)  # short runs: the best weights stay in memory, no checkpoints
+    # short runs: the best weights stay in memory, no checkpoints
+    add_mnist_run_args(p, seed_help="seed of the model and the labelled draw (default 0)")
     args = p.parse_args(argv)
     bad = [n for n in args.only if n not in ABLATIONS]
     if bad:
         p.error(f"unknown ablation(s) {bad}; choose among {list(ABLATIONS)}")
     check_protocol_args(p, args)
-    for name in ("epochs", "diag_subset", "threads"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
     args.max_epochs, args.patience = args.epochs, args.epochs  # no early stopping in a short run
     return args
 
@@ -181,9 +178,9 @@ def main(argv=None):
     started = time.time()
     SMOKE["on"] = bool(args.train_subset or args.eval_subset)
     if not args.table_only:
-        torch.set_num_threads(args.threads)
+        set_threads(args)
         torch.set_flush_denormal(True)
-        device = device_arg(args.device)
+        device = args.device
         args._data = load_data(args, device)
         for name in args.only:
             run_ablation(args, name, device)

@@ -26,32 +26,42 @@ Examples::
     python benchmarks/mnist_vae.py --table1 --eval-only               # table from checkpoints
     python benchmarks/mnist_vae.py --figures                          # Figures 2, 7, 8, 9
 
-Checkpoints: ``checkpoints/mnist_vae/<latent>_d<dim>_s<seed>/{last,best}.pt`` (resumable);
-results: ``results/mnist_vae_<latent>_d<dim>_s<seed>.json``, ``results/mnist_table1.json``,
-figures ``results/figures/mnist_*.png``.
+Checkpoints: ``checkpoints/mnist_vae/<latent>_d<dim>_s<seed>/{last,best}.pt`` (resumable; a
+resumed run keeps its lr, patience and warm-up: other values are refused unless
+``--use-checkpoint-settings``). Results: ``mnist_vae_<latent>_d<dim>_s<seed>.json``,
+``mnist_table1.json`` and ``figures/mnist_*.png`` under ``runs/`` (``results/`` with
+``--refresh``); the tables aggregate the per-run files of the same folder.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
 import torch
 from common import (
     PAPER_TABLE1,
     REPO,
-    RESULTS,
+    Parser,
     add_mnist_run_args,
-    device_arg,
+    args_for_json,
+    fail,
     fmt,
+    fmt_runs,
+    load_checkpoint,
+    load_mnist,
+    load_weights,
+    non_negative,
+    out_dir,
+    positive,
+    resume,
     run_metadata,
+    set_threads,
+    show_progress,
+    shown,
     tqdm_factory,
     write_json,
 )
@@ -72,7 +82,7 @@ def ckpt_dir(args, latent, dim, seed) -> Path:
     return Path(args.checkpoint_dir) / run_name(latent, dim, seed)
 
 
-SMOKE = {"on": False}  # subset runs write results/smoke_* instead of the real result files
+SMOKE = {"on": False}  # subset runs write smoke_* files instead of the real result files
 
 
 def result_name(latent, dim, seed) -> str:
@@ -80,12 +90,9 @@ def result_name(latent, dim, seed) -> str:
 
 
 def load_data(args, device):
-    from pyg_spherical.datasets import binarize_fixed, load_mnist
+    from pyg_spherical.datasets import binarize_fixed
 
-    try:
-        data = load_mnist(root=args.root, download=not args.no_download)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
+    data = load_mnist(args)
     train = data["train"]
     if args.train_subset:
         train = train._replace(x=train.x[: args.train_subset], y=train.y[: args.train_subset])
@@ -145,21 +152,20 @@ def build(args, latent, dim, seed, device):
 def train_one(args, latent, dim, seed, device):
     """Train (or resume) one run; returns the trainer (with the best weights loaded)."""
     model, trainer, loader = build(args, latent, dim, seed, device)
-    resumed = trainer.resume(map_location=device)
     name = run_name(latent, dim, seed)
-    if resumed:
+    if resume(trainer, args, ("lr", "patience", "warmup"), device, f"[{name}] "):
         print(f"[{name}] resumed at epoch {trainer.epoch}"
               + (f" (finished: {trainer.stop_reason})" if trainer.finished else ""), flush=True)
     progress = tqdm_factory(args)
 
     def on_epoch_end(tr, rec):
-        if args.no_progress or tr.epoch % args.print_every == 0 or tr.finished:
+        if not show_progress(args) or tr.epoch % args.print_every == 0 or tr.finished:
             print(f"[{name}] epoch {rec['epoch']:4d}  train ELBO {rec['train_elbo']:8.2f}  "
                   f"val ELBO {rec['val_elbo']:8.2f} (RE {rec['val_rec']:8.2f}, KL "
                   f"{rec['val_kl']:6.2f})  best {tr.stopper.best:8.2f} @ {tr.stopper.best_epoch + 1}"
                   f"  {rec['time_s']:.1f}s+{rec['eval_time_s']:.1f}s", flush=True)
 
-    if not trainer.finished and not args.eval_only:
+    if not trainer.finished:
         trainer.fit(loader, progress=progress, max_new_epochs=args.max_new_epochs,
                     on_epoch_end=on_epoch_end)
     return model, trainer
@@ -172,17 +178,17 @@ def load_best_model(args, latent, dim, seed, device):
     path = ckpt_dir(args, latent, dim, seed) / "best.pt"
     if not path.is_file():
         return None, None
-    best = torch.load(path, map_location=device, weights_only=False)
+    best = load_checkpoint(path, device, keys=("model", "epoch", "record"))
     model = VAE(latent=latent, latent_dim=dim).to(device)
-    model.load_state_dict(best["model"])
+    load_weights(model, best, path)
     model.eval()
     last_path = path.with_name("last.pt")
-    last = torch.load(last_path, map_location="cpu", weights_only=False) if last_path.is_file() else None
+    last = load_checkpoint(last_path, "cpu") if last_path.is_file() else None
     return model, {"best": best, "last": last}
 
 
 def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
-    """Test-set metrics of a run's best checkpoint; writes ``results/mnist_vae_<run>.json``."""
+    """Test-set metrics of a run's best checkpoint; writes ``mnist_vae_<run>.json``."""
     started = time.time()
     model, ck = load_best_model(args, latent, dim, seed, device)
     if model is None:
@@ -216,24 +222,19 @@ def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
                                         "time_s")} for r in history],
         "meta": run_metadata(args_for_json(args)),
     }
-    write_json(result_name(latent, dim, seed), out, started=started)
+    write_json(result_name(latent, dim, seed), out, started, out_dir(args))
     return out
 
 
-def args_for_json(args):
-    ns = argparse.Namespace(**{k: v for k, v in vars(args).items() if not k.startswith("_")})
-    return ns
-
-
 # ----------------------------------------------------------------------------------- table
-def collect(dims, seeds):
-    """Read the per-run JSONs into ``{latent: {dim: [test dicts]}}``."""
+def collect(args, dims, seeds):
+    """Read the per-run JSONs (of :func:`out_dir`) into ``{latent: {dim: [test dicts]}}``."""
     rows = {lat: {} for lat in LATENTS}
     runs = {lat: {} for lat in LATENTS}
     for lat in LATENTS:
         for d in dims:
             for s in seeds:
-                p = RESULTS / f"{result_name(lat, d, s)}.json"
+                p = out_dir(args) / f"{result_name(lat, d, s)}.json"
                 if p.is_file():
                     r = json.loads(p.read_text())
                     rows[lat].setdefault(d, []).append(r["test"])
@@ -269,7 +270,7 @@ def print_table(summary, runs, dims, latents=("normal", "vmf")):
             paper = PAPER_TABLE1.get(lat, {}).get(d, {})
             parts = []
             for m in METRICS:
-                ours = fmt(*cell[m]) if cell else "-"
+                ours = fmt_runs(*cell[m], cell["n"]) if cell else "-"
                 ref = fmt(*paper[m]) if m in paper else "-"
                 parts.append(f"{ours:>16s} {ref:>16s}")
             info = runs.get(lat, {}).get(d, [])
@@ -293,10 +294,10 @@ def print_intrinsic(summary, runs, dims, lat="vmf"):
         if cell is None:
             continue
         paper = PAPER_TABLE1["vmf"].get(d, {})
-        parts = [f"{fmt(*cell[m]):>16s} {fmt(*paper[m]) if m in paper else '-':>16s}"
-                 for m in METRICS]
+        parts = [f"{fmt_runs(*cell[m], cell['n']):>16s} "
+                 f"{fmt(*paper[m]) if m in paper else '-':>16s}" for m in METRICS]
         ncell = summary.get("normal", {}).get(d)
-        nll = fmt(*ncell["LL"]) if ncell else "-"
+        nll = fmt_runs(*ncell["LL"], ncell["n"]) if ncell else "-"
         info = runs.get(lat, {}).get(d + 1, [])
         ep = ",".join(f"{r['epochs']}{'' if r['finished'] else '+'}" for r in info) or "-"
         print(f"{d:3d} {'S^' + str(d):>6s} " + " ".join(parts) + f" {nll:>16s}  {ep}")
@@ -304,7 +305,7 @@ def print_intrinsic(summary, runs, dims, lat="vmf"):
 
 def write_table(args, dims, seeds, started):
     all_dims = sorted(set(dims) | ({d + 1 for d in dims} if args.intrinsic else set()))
-    rows, runs = collect(all_dims, seeds)
+    rows, runs = collect(args, all_dims, seeds)
     summary = summarize(rows)
     print_table(summary, runs, dims, args.latents)
     spherical = [lat for lat in SPHERICAL if lat in args.latents]
@@ -326,8 +327,9 @@ def write_table(args, dims, seeds, started):
         "runs": {lat: {str(d): r for d, r in by.items()} for lat, by in runs.items()},
         "meta": run_metadata(args_for_json(args)),
     }
-    path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_table1", payload, started=started)
-    print(f"wrote {path.relative_to(REPO)}")
+    path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_table1", payload, started,
+                      out_dir(args))
+    print(f"wrote {shown(path)}")
 
 
 # --------------------------------------------------------------------------------- figures
@@ -336,7 +338,7 @@ def make_figures(args, device):
 
     from pyg_spherical.plotting import image_grid, plane_grid, plot_latent, save_figure, sphere_grid
 
-    fig_dir = RESULTS / "figures" if not SMOKE["on"] else RESULTS / "smoke_figures"
+    fig_dir = out_dir(args) / ("smoke_figures" if SMOKE["on"] else "figures")
     seed = args.seed
     written = []
     test_x, test_y = args._data["test_x"], args._data["test_y"]
@@ -406,7 +408,7 @@ def make_figures(args, device):
         fig.tight_layout()
         written.append(save_figure(fig, fig_dir / "mnist_fig9_circle.png"))
     for w in written:
-        print(f"wrote {Path(w).relative_to(REPO) if Path(w).is_absolute() else w}")
+        print(f"wrote {shown(w)}")
     if not written:
         print("no checkpoints found for the figures (train normal d=2, vmf d=3 / d in --fig-dims)")
 
@@ -466,81 +468,76 @@ def speed(args, device):
     if not SMOKE["on"]:
         path = write_json("mnist_speed", {"speed": out, "steps_per_epoch": steps_per_epoch,
                                           "meta": run_metadata(args_for_json(args))},
-                          started=started)
-        print(f"wrote {path.relative_to(REPO)}")
+                          started, out_dir(args))
+        print(f"wrote {shown(path)}")
 
 
 # ------------------------------------------------------------------------------------ main
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = Parser(description=__doc__.split("\n\n")[0],
+               formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=__doc__.split("\n\n", 1)[1])
+    pos_int = positive(int)
     p.add_argument("--latent", choices=LATENTS, help="latent family of a single run")
-    p.add_argument("--dim", type=int, help="latent dimension d (S-VAE: the sphere S^{d-1} in R^d)")
+    p.add_argument("--dim", type=pos_int,
+                   help="latent dimension d (S-VAE: the sphere S^{d-1} in R^d)")
     p.add_argument("--table1", action="store_true",
                    help="run every d in --dims for every --latents and print Table 1")
     p.add_argument("--latents", nargs="+", choices=LATENTS, default=["normal", "vmf"],
                    help="latent families of --table1 and --speed (default: normal vmf)")
-    p.add_argument("--dims", type=int, nargs="+", default=list(TABLE1_DIMS),
+    p.add_argument("--dims", type=pos_int, nargs="+", default=list(TABLE1_DIMS),
                    help="latent dims for --table1 (default: 2 5 10 20 40)")
     p.add_argument("--intrinsic", action="store_true",
                    help="with --table1: also run the S-VAE (and P-VAE, if in --latents) with "
                         "latent_dim d+1 (the sphere S^d, intrinsic dimension d) for every d, and "
                         "print it beside the paper's d")
-    p.add_argument("--runs", type=int, default=1, help="runs (seeds seed .. seed+runs-1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", type=pos_int, default=1, help="runs (seeds seed .. seed+runs-1)")
     p.add_argument("--eval-only", action="store_true",
-                   help="do not train: evaluate the existing (best) checkpoints")
+                   help="do not train: evaluate the existing best checkpoints (all must exist)")
     p.add_argument("--no-eval", action="store_true", help="train only, skip the test evaluation")
     p.add_argument("--table-only", action="store_true",
-                   help="with --table1: only aggregate the existing results/mnist_vae_*.json")
+                   help="with --table1: only aggregate the existing mnist_vae_*.json (of runs/, "
+                        "or results/ with --refresh)")
     p.add_argument("--figures", action="store_true", help="write Figures 2, 7, 8, 9 from checkpoints")
     p.add_argument("--speed", action="store_true",
                    help="only time training steps of the --latents (--dim, or --dims with "
                         "--table1)")
-    p.add_argument("--speed-steps", type=int, default=200, help="steps per timing repetition")
-    p.add_argument("--speed-reps", type=int, default=3, help="interleaved timing repetitions")
-    p.add_argument("--fig-dims", type=int, nargs="+", default=[2, 5, 10, 20],
+    p.add_argument("--speed-steps", type=pos_int, default=200, help="steps per timing repetition")
+    p.add_argument("--speed-reps", type=pos_int, default=3, help="interleaved timing repetitions")
+    p.add_argument("--fig-dims", type=pos_int, nargs="+", default=[2, 5, 10, 20],
                    help="dims shown in Figures 7/8 (those with checkpoints)")
-    p.add_argument("--grid", type=int, default=20, help="Figure 9 grid size")
-    p.add_argument("--max-epochs", type=int, default=1000, help="hard cap on epochs per run")
-    p.add_argument("--max-new-epochs", type=int, default=None,
+    p.add_argument("--grid", type=pos_int, default=20, help="Figure 9 grid size")
+    p.add_argument("--max-epochs", type=pos_int, default=1000, help="hard cap on epochs per run")
+    p.add_argument("--max-new-epochs", type=pos_int, default=None,
                    help="train at most this many more epochs in this call (time slicing)")
-    p.add_argument("--warmup", type=int, default=100, help="linear KL warm-up epochs")
-    p.add_argument("--patience", type=int, default=50, help="early-stopping look-ahead (epochs)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--ll-samples", type=int, default=500, help="importance samples for LL")
+    p.add_argument("--warmup", type=non_negative(int), default=100,
+                   help="linear KL warm-up epochs")
+    p.add_argument("--patience", type=pos_int, default=50, help="early-stopping look-ahead (epochs)")
+    p.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=pos_int, default=64)
+    p.add_argument("--ll-samples", type=pos_int, default=500, help="importance samples for LL")
     add_mnist_run_args(p, REPO / "checkpoints" / "mnist_vae")
-    p.add_argument("--print-every", type=int, default=10, help="epoch log line every N epochs")
+    p.add_argument("--print-every", type=pos_int, default=10, help="epoch log line every N epochs")
     args = p.parse_args(argv)
-    if not (args.table1 or args.figures or args.speed or (args.latent and args.dim)):
+    single = args.latent is not None or args.dim is not None
+    if not (args.table1 or args.figures or args.speed or single):
         p.error("give --latent and --dim, or --table1, or --figures, or --speed")
-    if args.latent and not args.dim:
+    if single and (args.latent is None or args.dim is None):
         p.error("--latent and --dim go together")
-    for d in ([args.dim] if args.dim else []) + (args.dims if args.table1 else []):
-        if d < 1:
-            p.error(f"latent dim must be >= 1, got {d}")
-    if args.latent in SPHERICAL and args.dim is not None and args.dim < 2:
+    if args.latent in SPHERICAL and args.dim < 2:
         p.error(f"the {NAMES[args.latent]} needs --dim >= 2 (the circle S^1 in R^2)")
     if args.table1 and min(args.dims) < 2:
         p.error("--dims must be >= 2 for the S-VAE")
-    for name in ("max_epochs", "batch_size", "ll_samples", "runs", "patience", "threads", "grid",
-                 "speed_steps", "speed_reps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.warmup < 0:
-        p.error("--warmup must be >= 0")
-    if args.lr <= 0:
-        p.error("--lr must be > 0")
+    if args.eval_only and args.no_eval:
+        p.error("--eval-only and --no-eval exclude each other")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     started = time.time()
-    torch.set_num_threads(args.threads)
-    device = device_arg(args.device)
+    set_threads(args)
+    device = args.device
     SMOKE["on"] = bool(args.train_subset or args.eval_subset)
     args._data = load_data(args, device)
     seeds = list(range(args.seed, args.seed + args.runs))
@@ -559,13 +556,18 @@ def main(argv=None):
         configs = [(args.latent, args.dim)]
     else:
         configs = []
+    if args.eval_only:
+        missing = [ckpt_dir(args, lat, d, s) / "best.pt" for lat, d in configs for s in seeds
+                   if not (ckpt_dir(args, lat, d, s) / "best.pt").is_file()]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            fail(f"--eval-only: no checkpoint {shown(missing[0])}{more}; train the run first, "
+                 "or aggregate existing results with --table1 --table-only")
     for lat, d in configs:
         for s in seeds:
-            _, trainer = train_one(args, lat, d, s, device)
+            if not args.eval_only:
+                train_one(args, lat, d, s, device)
             if args.no_eval:
-                continue
-            if args.eval_only and trainer.epoch == 0:
-                print(f"[{run_name(lat, d, s)}] no checkpoint; skipped")
                 continue
             r = evaluate_run(args, lat, d, s, device)
             if r is not None:
@@ -578,7 +580,7 @@ def main(argv=None):
     if args.table1 and not args.no_eval:
         write_table(args, sorted(set(args.dims)), seeds, started)
     elif configs and not args.no_eval:
-        rows, runs = collect([args.dim], seeds)
+        rows, runs = collect(args, [args.dim], seeds)
         print_table(summarize(rows), runs, [args.dim], [args.latent])
     if args.figures:
         make_figures(args, device)

@@ -18,23 +18,29 @@ interleaved so that background load affects them alike; compare the ratios, whic
 in the same process. Targets at m = 10: vmf within 5x of gauss (4x: stretch), power within 2.5x;
 power and vmf faster than powersph in every cell.
 
-    python benchmarks/sampler.py                       # full table, writes results/sampler.json
+    python benchmarks/sampler.py                       # full table, writes runs/sampler.json
     python benchmarks/sampler.py --batch 10000 --repeats 3 --dims 3 10 --kappas 1 100
-    python benchmarks/sampler.py --out /tmp/sampler.json   # anywhere else (an absolute path)
+    python benchmarks/sampler.py --out-dir /tmp/bench       # anywhere else
     python benchmarks/sampler.py --compile                 # vmf with the compiled quadrature
 """
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import device_arg, run_metadata, write_json
+from common import (
+    Parser,
+    add_common_args,
+    out_dir,
+    positive,
+    progress_bar,
+    run_metadata,
+    set_threads,
+    shown,
+    write_json,
+)
 
 from pyg_spherical import PowerSpherical, VonMisesFisher
 
@@ -106,42 +112,36 @@ def time_methods(methods, repeats, device):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--batch", type=int, default=100_000)
-    p.add_argument("--dims", type=int, nargs="+", default=[3, 10, 100], help="ambient dimensions m")
-    p.add_argument("--kappas", type=float, nargs="+", default=[1, 10, 100, 1000])
-    p.add_argument("--repeats", type=int, default=7)
+    p = Parser(description=__doc__.split("\n\n")[0],
+               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--batch", type=positive(int), default=100_000)
+    p.add_argument("--dims", type=positive(int), nargs="+", default=[3, 10, 100],
+                   help="ambient dimensions m (>= 2)")
+    p.add_argument("--kappas", type=positive(float), nargs="+", default=[1, 10, 100, 1000])
+    p.add_argument("--repeats", type=positive(int), default=7)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--compile", action="store_true",
                    help="vmf: the torch.compile'd implicit-gradient quadrature "
                         "(pyg_spherical.distributions.compile_quadrature); compiled in the "
                         "warm-up, not timed")
-    p.add_argument("--out", default="sampler",
-                   help="JSON name under results/, or an absolute path")
+    p.add_argument("--out", default="sampler", help="result name (sampler)")
+    add_common_args(p, data=False, device_default="cpu", threads_default=None, seed_default=None)
     args = p.parse_args(argv)
-    if args.batch < 1 or args.repeats < 1 or min(args.dims) < 2 or min(args.kappas) <= 0:
-        p.error("need --batch >= 1, --repeats >= 1, dims >= 2 and kappas > 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if min(args.dims) < 2:
+        p.error(f"--dims must be >= 2 (the sphere S^(m-1) in R^m), got {min(args.dims)}")
+    set_threads(args)
     if args.compile:
         from pyg_spherical.distributions import compile_quadrature
 
         compile_quadrature()
-    device = device_arg(args.device)
+    device = args.device
     dtype = getattr(torch, args.dtype)
     started = time.time()
     meta = run_metadata(args)
     rows = []
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
     grid = [(m, k) for m in args.dims for k in args.kappas]
-    it = tqdm(grid, desc="sampler", file=sys.stderr) if tqdm else grid
-    for m, k in it:
+    bar = progress_bar(args, len(grid), "sampler")
+    for m, k in grid:
         torch.manual_seed(0)
         ms = time_methods(make_methods(args.batch, m, k, device, dtype), args.repeats, device)
         row = {"m": m, "kappa": k, "ms": ms,
@@ -151,6 +151,8 @@ def main(argv=None):
             row["vmf_over_powersph"] = ms["vmf"] / ms["powersph"]
             row["power_over_powersph"] = ms["power"] / ms["powersph"]
         rows.append(row)
+        bar.update(1)
+    bar.close()
 
     cols = [c for c in ("vmf", "power", "gauss", "powersph", "scipy") if c in rows[0]["ms"]]
     ratios = [r for r in ("vmf_over_gauss", "power_over_gauss", "vmf_over_powersph",
@@ -178,8 +180,8 @@ def main(argv=None):
             worst = max(r[f"{name}_over_powersph"] for r in rows)
             print(f"target {name} faster than power-spherical: worst ratio {worst:.2f} "
                   f"({'met' if worst < 1 else 'missed'})")
-    path = write_json(args.out, {"meta": meta, "rows": rows}, started=started)
-    print(f"wrote {path}")
+    path = write_json(args.out, {"meta": meta, "rows": rows}, started, out_dir(args))
+    print(f"wrote {shown(path)}")
 
 
 if __name__ == "__main__":

@@ -53,13 +53,20 @@ plotting        Hammer projection, latent scatter plots, image grids, surface ar
 
 Each name lives in its module (``from pyg_spherical.vae import VAE``); the most used classes
 are also importable from the package itself. The library never prints. Data sets are read from
-``$PYG_SPHERICAL_DATA`` (or a ``root=`` argument), derived files go to ``$PYG_SPHERICAL_CACHE``.
+``$PYG_SPHERICAL_DATA`` (or a ``root=`` argument), derived files go to ``$PYG_SPHERICAL_CACHE``;
+Cora and CiteSeer also ship inside the package, so the graph benchmarks need no data set-up.
 Walkthroughs: ``notebooks/``; paper reproductions: ``benchmarks/`` (each with ``--help``).
 """
 from . import distributions, special
 from .distributions import HypersphericalUniform, PowerSpherical, VonMisesFisher
 from .models import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
-from .nn import GaussianLatent, PowerSphericalLatent, VMFLatent, make_latent
+from .nn import (
+    GaussianLatent,
+    PowerSphericalLatent,
+    ScaledInnerProductDecoder,
+    VMFLatent,
+    make_latent,
+)
 
 __version__ = "0.1.0"
 
@@ -68,6 +75,7 @@ __all__ = [
     "HypersphericalUniform",
     "PowerSpherical",
     "PowerSphericalLatent",
+    "ScaledInnerProductDecoder",
     "VMFLatent",
     "VonMisesFisher",
     "distributions",

@@ -43,6 +43,8 @@ from typing import Union
 import numpy as np
 from torch import Tensor
 
+from ._utils import to_numpy
+
 __all__ = [
     "METRICS",
     "balanced_label_draw",
@@ -60,22 +62,13 @@ ArrayLike = Union[Tensor, np.ndarray]
 METRICS = ("euclidean", "geodesic")
 
 
-def _np(a: ArrayLike, dtype=None) -> np.ndarray:
-    if isinstance(a, Tensor):
-        a = a.detach().cpu().numpy()
-    a = np.asarray(a)
-    return a.astype(dtype, copy=False) if dtype is not None else a
-
-
 def metric_for_latent(kind: str) -> str:
-    """``"geodesic"`` for a spherical (vMF or Power Spherical) latent, ``"euclidean"`` for a
-    Gaussian (N-VAE) one."""
-    kind = kind.lower()
-    if kind in ("vmf", "svae", "s", "spherical", "power"):
-        return "geodesic"
-    if kind in ("normal", "gaussian", "nvae", "n"):
-        return "euclidean"
-    raise ValueError(f"unknown latent {kind!r}; expected 'vmf', 'power' or 'normal'.")
+    """``"geodesic"`` for a latent on the sphere (vMF, S-VAE, or Power Spherical),
+    ``"euclidean"`` for a Gaussian (N-VAE) one; ``kind`` is any name
+    :func:`~pyg_spherical.nn.latent.resolve_kind` accepts."""
+    from .nn.latent import LATENTS, resolve_kind
+
+    return "geodesic" if LATENTS[resolve_kind(kind)].spherical else "euclidean"
 
 
 def geodesic_distance(x: ArrayLike, y: ArrayLike) -> np.ndarray:
@@ -88,8 +81,8 @@ def geodesic_distance(x: ArrayLike, y: ArrayLike) -> np.ndarray:
         x: ``(N, m)`` points (unit norm or not; zero rows are invalid).
         y: ``(M, m)``.
     """
-    x = _unit_rows(_np(x, np.float64))
-    y = _unit_rows(_np(y, np.float64))
+    x = _unit_rows(to_numpy(x, np.float64))
+    y = _unit_rows(to_numpy(y, np.float64))
     return np.arccos(np.clip(x @ y.T, -1.0, 1.0))
 
 
@@ -105,7 +98,7 @@ def _unit_rows(z: np.ndarray) -> np.ndarray:
 def _prepare(z: ArrayLike, metric: str) -> np.ndarray:
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
-    z = _np(z)
+    z = to_numpy(z)
     z = z.astype(np.float64 if z.dtype == np.float64 else np.float32, copy=False)
     if z.ndim != 2:
         raise ValueError(f"expected codes of shape (N, d), got {z.shape}.")
@@ -128,7 +121,7 @@ def balanced_label_draw(labels: ArrayLike, n: int, seed: int | np.random.Generat
     Raises:
         ValueError: ``n`` not a positive multiple of ``C``, or a class has too few points.
     """
-    y = _np(labels).astype(np.int64, copy=False).ravel()
+    y = to_numpy(labels).astype(np.int64, copy=False).ravel()
     if y.size == 0:
         raise ValueError("balanced_label_draw: no labels.")
     C = int(y.max()) + 1 if num_classes is None else int(num_classes)
@@ -157,7 +150,7 @@ def knn_classifier(z: ArrayLike, y: ArrayLike, k: int = 5, metric: str = "euclid
     from sklearn.neighbors import KNeighborsClassifier
 
     z = _prepare(z, metric)
-    y = _np(y).astype(np.int64, copy=False).ravel()
+    y = to_numpy(y).astype(np.int64, copy=False).ravel()
     if y.shape[0] != z.shape[0]:
         raise ValueError(f"{z.shape[0]} codes but {y.shape[0]} labels.")
     if not 1 <= k <= z.shape[0]:
@@ -177,7 +170,7 @@ def knn_accuracy(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike, y_te
     """Test accuracy (fraction in ``[0, 1]``) of a k-NN classifier fitted on ``(z_train, y_train)``."""
     clf = knn_classifier(z_train, y_train, k, metric)
     pred = knn_predict(clf, z_test, metric)
-    return float(np.mean(pred == _np(y_test).ravel()))
+    return float(np.mean(pred == to_numpy(y_test).ravel()))
 
 
 def semi_supervised_knn(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike,
@@ -201,9 +194,9 @@ def semi_supervised_knn(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLik
         ``(draws,)`` float64 accuracies in ``[0, 1]``.
     """
     zt = _prepare(z_train, metric)
-    yt = _np(y_train).astype(np.int64, copy=False).ravel()
+    yt = to_numpy(y_train).astype(np.int64, copy=False).ravel()
     zq = _prepare(z_test, metric)
-    yq = _np(y_test).astype(np.int64, copy=False).ravel()
+    yq = to_numpy(y_test).astype(np.int64, copy=False).ravel()
     if zq.shape[0] != yq.shape[0]:
         raise ValueError(f"{zq.shape[0]} test codes but {yq.shape[0]} test labels.")
     out = np.empty(int(draws), dtype=np.float64)

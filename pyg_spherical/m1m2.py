@@ -81,17 +81,16 @@ Example
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution
 
+from ._utils import SeededEpochs
 from .nn.latent import LatentLayer, make_latent
-from .vae import MLP, _finite_or_zero, bernoulli_log_prob, glorot_init_
+from .vae import MLP, bernoulli_log_prob, glorot_init_
 
 __all__ = ["COMBINATIONS", "M1M2", "LabelledBound", "SemiSupervisedLoader", "marginalise_labels"]
 
@@ -207,21 +206,15 @@ class M1M2(nn.Module):
         return F.one_hot(y.long(), self.num_classes).to(self._ref().dtype)
 
     # ------------------------------------------------------------------ distributions
-    @staticmethod
-    def _guard(scale_raw: Tensor) -> Tensor:
-        if scale_raw.requires_grad:
-            scale_raw.register_hook(_finite_or_zero)
-        return scale_raw
-
     def q_z1(self, x: Tensor) -> Distribution:
         """``q(z1 | x)``: batch shape ``x.shape[:-1]``, event ``(d1,)``."""
         h = self.m1_encoder(x.to(self._ref().dtype))
-        return self.latent1.distribution(self.z1_loc(h), self._guard(self.z1_scale(h)))
+        return self.latent1.distribution(self.z1_loc(h), self.z1_scale(h))
 
     def q_z2(self, z1: Tensor, y_onehot: Tensor) -> Distribution:
         """``q(z2 | z1, y)``: ``z1 (..., d1)``, ``y_onehot (..., K)`` -> batch shape ``(...)``."""
         h = self.m2_encoder(torch.cat([z1, y_onehot], dim=-1))
-        return self.latent2.distribution(self.z2_loc(h), self._guard(self.z2_scale(h)))
+        return self.latent2.distribution(self.z2_loc(h), self.z2_scale(h))
 
     def p_z1(self, z2: Tensor, y_onehot: Tensor) -> Distribution:
         """``p(z1 | y, z2)``: same family as ``q(z1|x)`` (vMF on ``S^{d1-1}`` or Gaussian)."""
@@ -256,7 +249,7 @@ class M1M2(nn.Module):
         q2 = self.q_z2(z1, y_onehot)
         z2 = q2.rsample() if sample else self.latent2.point(q2)
         log_pz1 = self.p_z1(z2, y_onehot).log_prob(z1)
-        kl2 = kl_divergence(q2, self.p_z2())
+        kl2 = self.latent2.kl(q2)
         return log_pz1 + self.log_prior_y() - kl_weight * kl2
 
     def _m1(self, x: Tensor, sample: bool):
@@ -425,12 +418,7 @@ class M1M2(nn.Module):
         return self.generate(z2.unsqueeze(1).expand(B, K, z2.shape[-1]), ys)
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    state = np.random.SeedSequence([seed, epoch, 0x5E11]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-class SemiSupervisedLoader:
+class SemiSupervisedLoader(SeededEpochs):
     """Mini-batches ``(x_l, y_l, x_u)`` for semi-supervised training, re-binarised every draw.
 
     One epoch is one shuffled pass over the unlabelled rows in batches of ``batch_size``; every
@@ -451,6 +439,8 @@ class SemiSupervisedLoader:
         drop_last: drop the last incomplete unlabelled batch.
     """
 
+    _salt = (0x5E11,)  # separates its streams from a DynamicBinarizedLoader's
+
     def __init__(self, x_l: Tensor, y_l: Tensor, x_u: Tensor, *, batch_size: int = 100,
                  labelled_batch_size: int | None = None, seed: int = 0, binarize: bool = True,
                  drop_last: bool = False):
@@ -464,18 +454,12 @@ class SemiSupervisedLoader:
         if not 1 <= self.labelled_batch_size <= x_l.shape[0]:
             raise ValueError("SemiSupervisedLoader: labelled_batch_size must be in [1, N_l].")
         self.seed, self.binarize, self.drop_last = int(seed), binarize, drop_last
+        self.device = x_l.device
         self.epoch = 0
 
     def __len__(self) -> int:
         n = self.x_u.shape[0]
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        dev = self.x_l.device
-        g = torch.Generator(device=dev)
-        g.manual_seed(_epoch_seed(self.seed, self.epoch))
-        self.epoch += 1
-        return self._batches(g)
 
     def _batches(self, g: torch.Generator):
         dev, steps = self.x_l.device, len(self)

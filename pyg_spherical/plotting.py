@@ -35,6 +35,8 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from scipy.special import gammaln, ndtri
 
+from ._utils import to_numpy
+
 __all__ = [
     "hammer_projection",
     "image_grid",
@@ -59,17 +61,6 @@ ArrayLike = Union[np.ndarray, "torch.Tensor", list, tuple]  # noqa: F821
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def _to_numpy(x, dtype=None) -> np.ndarray:
-    """Convert a tensor (``.detach().cpu().numpy()``) or array-like to a NumPy array."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):
-        t = x.detach().cpu()
-        try:
-            x = t.numpy()
-        except TypeError:  # bfloat16 / float16 tensors have no NumPy equivalent
-            x = t.float().numpy()
-    return np.asarray(x, dtype=dtype)
-
-
 def _new_axes(figsize: tuple[float, float]) -> Axes:
     """A fresh Axes on a Figure backed by the non-interactive Agg canvas (no pyplot)."""
     fig = Figure(figsize=figsize)
@@ -125,7 +116,7 @@ def hammer_projection(xyz: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         ValueError: if ``xyz`` is not of shape ``(N, 3)``, or a row is zero or not finite.
     """
-    xyz = _to_numpy(xyz, dtype=np.float64)
+    xyz = to_numpy(xyz, dtype=np.float64)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
         raise ValueError(f"hammer_projection expects an array of shape (N, 3), got {xyz.shape}")
     if not np.all(np.isfinite(xyz)):
@@ -218,7 +209,7 @@ def plot_latent(
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    z = _to_numpy(z, dtype=np.float64)
+    z = to_numpy(z, dtype=np.float64)
     if z.ndim != 2:
         raise ValueError(f"plot_latent expects z of shape (N, d), got {z.shape}")
     d = z.shape[1]
@@ -240,7 +231,7 @@ def plot_latent(
         raise ValueError(f"kind={kind!r} expects z of shape (N, {expected}), got {z.shape}")
 
     if labels is not None:
-        labels = _to_numpy(labels)
+        labels = to_numpy(labels)
         if labels.ndim != 1 or labels.shape[0] != z.shape[0]:
             raise ValueError(
                 f"labels must have shape ({z.shape[0]},) to match z, got {labels.shape}"
@@ -322,7 +313,7 @@ def tile_images(
         raise ValueError(f"shape must be two positive integers, got {shape!r}")
     if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
         raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
-    x = _to_numpy(images, dtype=np.float64)
+    x = to_numpy(images, dtype=np.float64)
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
     if x.ndim == 2:
@@ -468,7 +459,7 @@ def log_sphere_surface_area(m: ArrayLike, radius: float = 1.0):
     Returns:
         float (for scalar ``m``) or float64 array of the shape of ``m``.
     """
-    m_arr = _to_numpy(m, dtype=np.float64)
+    m_arr = to_numpy(m, dtype=np.float64)
     if not np.all(m_arr > 0):
         raise ValueError("sphere dimension m must be > 0")
     if not radius > 0:
@@ -513,7 +504,7 @@ def plot_surface_area(
     Returns:
         The :class:`~matplotlib.axes.Axes` drawn on; the maximum over ``ms`` is marked.
     """
-    ms = np.arange(1, 51) if ms is None else _to_numpy(ms, dtype=np.float64).ravel()
+    ms = np.arange(1, 51) if ms is None else to_numpy(ms, dtype=np.float64).ravel()
     if ms.size == 0:
         raise ValueError("ms is empty")
     area = sphere_surface_area(ms)

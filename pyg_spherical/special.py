@@ -323,14 +323,21 @@ def _prepare(v: Order, x) -> tuple:
     return v, x
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+def _compute_dtype(x: Tensor | torch.dtype) -> torch.dtype:
+    """The dtype computations run in: float64 stays float64, anything else is float32."""
+    dtype = x if isinstance(x, torch.dtype) else x.dtype
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _compute(x: Tensor) -> Tensor:
+    """``x`` in the dtype computations run in (:func:`_compute_dtype`)."""
+    return x.to(_compute_dtype(x))
 
 
 class _LogIv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v, scaled):
-        xc = x.to(_compute_dtype(x))
+        xc = _compute(x)
         b = _core(v, xc)
         ctx.v, ctx.scaled = v, scaled
         ctx.save_for_backward(x, (b.dlog_ive if scaled else b.dlog_iv).to(x.dtype))
@@ -347,7 +354,7 @@ class _LogIv(torch.autograd.Function):
 class _IvRatio(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v, complement):
-        xc = x.to(_compute_dtype(x))
+        xc = _compute(x)
         b = _core(v, xc, want_log=False)
         ctx.v, ctx.complement = v, complement
         ctx.save_for_backward(x)
@@ -357,7 +364,7 @@ class _IvRatio(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        dR = _core(ctx.v, x.to(_compute_dtype(x)), want_grad=True, want_log=False).dR.to(x.dtype)
+        dR = _core(ctx.v, _compute(x), want_grad=True, want_log=False).dR.to(x.dtype)
         return (-g * dR if ctx.complement else g * dR), None, None
 
 

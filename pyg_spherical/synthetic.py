@@ -74,6 +74,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from ._utils import to_numpy
 from .distributions import HypersphericalUniform, VonMisesFisher
 from .nn.latent import LatentLayer, make_latent
 from .vae import MLP, glorot_init_
@@ -261,12 +262,6 @@ def make_circle_data(n: int = 2000, out_features: int = 100, noise: float = 0.1,
 KINDS = ("ae", "normal", "vmf")
 
 
-def _finite_or_zero(grad: Tensor) -> Tensor:
-    # a vMF draw exactly at the pole (w = 0) on S^1 has an infinite pathwise factor times a zero
-    # dw/dkappa; drop that example's concentration gradient instead of poisoning the step
-    return torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
-
-
 class CircleAutoEncoder(nn.Module):
     r"""MLP auto-encoder with a small bottleneck: AE, N-VAE or S-VAE (paper Figure 1).
 
@@ -348,8 +343,6 @@ class CircleAutoEncoder(nn.Module):
         if self.latent is None:
             z, kl = loc_raw, torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
         else:
-            if scale_raw.requires_grad:
-                scale_raw.register_hook(_finite_or_zero)
             q = self.latent.distribution(loc_raw, scale_raw)
             z = q.rsample()
             kl = self.latent.kl(q)
@@ -407,12 +400,6 @@ def fit(model: CircleAutoEncoder, x: Tensor, *, epochs: int = 100, batch_size: i
 # ---------------------------------------------------------------------------------------------
 # metrics
 # ---------------------------------------------------------------------------------------------
-def _np(x) -> np.ndarray:
-    if isinstance(x, Tensor):
-        x = x.detach().cpu().double().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
 def code_angles(z, on_sphere: bool | None = None) -> np.ndarray:
     r"""Angle of each 2-d code: ``atan2`` about the origin for codes on :math:`\mathcal{S}^1`,
     about the centroid of the codes otherwise (an AE's loop need not be centred at 0).
@@ -424,7 +411,7 @@ def code_angles(z, on_sphere: bool | None = None) -> np.ndarray:
     Returns:
         float64 array ``(N,)`` in ``(-pi, pi]``.
     """
-    z = _np(z)
+    z = to_numpy(z, np.float64)
     if z.ndim != 2 or z.shape[1] != 2:
         raise ValueError(f"code_angles expects codes of shape (N, 2), got {z.shape}")
     if on_sphere is None:
@@ -454,7 +441,7 @@ def circular_correlation(alpha, beta) -> float:
     Returns:
         float (NaN if either sample has all angles equal modulo :math:`\pi`).
     """
-    a, b = _np(alpha).ravel(), _np(beta).ravel()
+    a, b = to_numpy(alpha, np.float64).ravel(), to_numpy(beta, np.float64).ravel()
     if a.shape != b.shape or a.size < 2:
         raise ValueError("circular_correlation needs two samples of the same size >= 2")
     A = np.stack([np.cos(a), np.sin(a)], 1)
@@ -468,7 +455,7 @@ def radial_spread(z, on_sphere: bool | None = None) -> float:
 
     ``centre`` as in :func:`code_angles`. ``z``: ``(N, 2)``.
     """
-    z = _np(z)
+    z = to_numpy(z, np.float64)
     if on_sphere is None:
         on_sphere = bool(np.all(np.abs(np.linalg.norm(z, axis=1) - 1) < 1e-4))
     c = np.zeros(z.shape[1]) if on_sphere else z.mean(0)

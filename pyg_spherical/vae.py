@@ -60,7 +60,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution
 
 from .nn.latent import LatentLayer, make_latent
 
@@ -112,15 +112,6 @@ def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
     if x.shape != logits.shape:
         logits, x = torch.broadcast_tensors(logits, x)
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
-
-
-def _finite_or_zero(grad: Tensor) -> Tensor:
-    """Gradient hook: replace non-finite entries by 0 (no host sync).
-
-    Kept for callers that registered it as a guard against float32 vMF draws on a pole; the
-    sampler's angle parameterisation now keeps those gradients finite, so it is a no-op there.
-    """
-    return torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
 
 
 class VAE(nn.Module):
@@ -218,13 +209,9 @@ class VAE(nn.Module):
         return rec - kl, rec, kl
 
     def kl(self, q: Distribution) -> Tensor:
-        """``KL(q || p)`` per example, shape ``q.batch_shape`` (closed form; eq. 5 for the vMF).
-
-        Same value as ``self.latent.kl(q)``, but takes the device/dtype from the parameters
-        instead of ``q.mean`` (which for the vMF costs two Bessel-ratio evaluations per call).
-        """
-        p = next(self.parameters())
-        return kl_divergence(q, self.latent.prior(p.device, p.dtype))
+        """``KL(q || p)`` per example, shape ``q.batch_shape`` (closed form; eq. 5 for the vMF):
+        the latent layer's :meth:`~pyg_spherical.nn.LatentLayer.kl`."""
+        return self.latent.kl(q)
 
     def loss(self, x: Tensor, beta: float | Tensor = 1.0) -> tuple[Tensor, Tensor, Tensor]:
         r"""Training loss ``-mean(rec - beta * kl)`` (KL warm-up factor ``beta``; ``beta = 1`` is
@@ -279,9 +266,6 @@ class VAE(nn.Module):
         or logits (``probs=False``).
         """
         p = next(self.parameters())
-        z = torch.randn(num_samples, self.latent_dim, generator=generator, device=p.device,
-                        dtype=p.dtype)
-        if self.kind in ("vmf", "power"):  # a normalised standard normal is uniform on the sphere
-            z = F.normalize(z, dim=-1)
+        z = self.latent.sample_prior(num_samples, generator, p.device, p.dtype)
         logits = self.decode(z)
         return torch.sigmoid(logits) if probs else logits

@@ -380,6 +380,33 @@ def test_dtype_is_preserved():
             assert t.dtype == dtype
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("m,kappa", [(3, 5.0), (10, 20.0)])
+def test_half_precision(m, kappa, dtype):
+    """float16 / bfloat16 are computed in float32 and cast back (as for the vMF): samples,
+    densities and gradients are finite and in the argument dtype, E[mu^T z] is right."""
+    torch.manual_seed(0)
+    n = 20_000
+    mu = unit(m, 2, torch.float32)
+    loc = mu.to(dtype).requires_grad_(True)
+    k = torch.tensor(kappa, dtype=dtype, requires_grad=True)
+    q = PowerSpherical(loc, k, validate_args=True)
+    z = q.rsample((n,))
+    assert z.dtype == dtype and z.shape == (n, m) and torch.isfinite(z).all()
+    lp = q.log_prob(z)  # validates that the draws lie on the sphere
+    assert lp.dtype == dtype and torch.isfinite(lp).all()
+    ((z.float() @ mu).exp().mean() + lp.float().mean() + q.entropy().float()).backward()
+    assert loc.grad.dtype == dtype and k.grad.dtype == dtype
+    assert torch.isfinite(loc.grad.float()).all() and torch.isfinite(k.grad.float()).all()
+    for t in (q.mean, q.variance, q.entropy(), q.kl_to_uniform(), q.log_normalizer()):
+        assert t.dtype == dtype and torch.isfinite(t.float()).all()
+    # E[1 - mu^T z] = 2 beta / (kappa + m - 1), up to the dtype's rounding of z and kappa
+    w = 0.5 * ((z.detach().double() - mu.double()) ** 2).sum(-1)
+    ref = (m - 1) / (float(k.detach()) + m - 1)
+    eps = torch.finfo(dtype).eps
+    assert abs(w.mean().item() - ref) < 4 * w.std().item() / math.sqrt(n) + 2 * eps
+
+
 # ------------------------------------------------------------------------------------------
 # the reference implementation
 @pytest.mark.parametrize("m,kappa", [(2, 0.5), (3, 5.0), (10, 30.0), (100, 2.0), (50, 1e4)])

@@ -429,7 +429,8 @@ def test_short_m1m2_run_beats_chance(combo, dim):
     assert after > 0.2 and after > before + 0.08, (before, after)
 
 
-def test_ablation_cli_runs_and_records_what_changed():
+@pytest.mark.slow  # a CLI run: ~8 s
+def test_ablation_cli_runs_and_records_what_changed(tmp_path):
     """benchmarks/mnist_m1m2_ablations.py end to end on a few hundred images (smoke outputs)."""
     import json
     import subprocess
@@ -444,10 +445,10 @@ def test_ablation_cli_runs_and_records_what_changed():
     assert bad.returncode == 2 and "unknown ablation" in bad.stderr
     res = subprocess.run([sys.executable, script, "--only", "SN_iso", "SS_kl-warmup", "--epochs", "1",
                           "--train-subset", "300", "--eval-subset", "100", "--diag-subset", "50",
-                          "--no-progress", "--no-download"], check=False, capture_output=True,
-                         text=True, timeout=300)
+                          "--no-progress", "--no-download", "--out-dir", str(tmp_path)],
+                         check=False, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    table = json.loads((repo / "results" / "smoke_mnist_m1m2_ablations.json").read_text())
+    table = json.loads((tmp_path / "smoke_mnist_m1m2_ablations.json").read_text())
     rows = table["ablations"]
     assert rows["SN_iso"]["z2_options"] == {"isotropic": True}
     assert rows["SS_kl-warmup"]["kl_warmup_epochs"] == 6

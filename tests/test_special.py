@@ -48,6 +48,7 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("dtype,tol_log,tol_rel", [(torch.float64, 1e-12, 1e-11),
                                                    (torch.float32, 5e-6, 5e-5)])
+@pytest.mark.slow  # mpmath references over a wide grid: ~15-30 s
 def test_against_mpmath(refs, dtype, tol_log, tol_rel):
     x = torch.tensor(ARGS, dtype=dtype)
     for v in ORDERS:

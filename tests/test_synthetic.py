@@ -251,27 +251,23 @@ def test_svae_recovers_the_circle():
 
 
 # ------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow  # a CLI run: ~7 s
 def test_cli_smoke(tmp_path):
-    """The benchmark runs end to end on a tiny setting and writes JSON + PNGs."""
+    """The benchmark runs end to end on a tiny setting and writes JSON + PNGs (to --out-dir)."""
     out = "test_circle_smoke"
     cmd = [sys.executable, str(REPO / "benchmarks" / "circle.py"), "--epochs", "1", "--n-train",
-           "200", "--n-test", "100", "--hidden", "16", "--no-progress", "--out", out]
-    try:
-        res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300,
-                             cwd=REPO)
-        assert res.returncode == 0, res.stderr
-        assert "(e) S-VAE" in res.stdout and "wrote results/test_circle_smoke.json" in res.stdout
-        payload = json.loads((REPO / "results" / f"{out}.json").read_text())
-        summ = payload["by_sigma"]["1"]["summary"]
-        assert set(summ) == {"original", "ae", "nvae", "nvae_beta", "svae"}
-        assert summ["svae"]["circ_corr_mode"]["mean"] <= 1.0
-        assert summ["ae"]["aggregate_kl"] is None
-        assert (REPO / "results" / "figures" / f"{out}_fig1.png").stat().st_size > 10_000
-    finally:
-        for p in [REPO / "results" / f"{out}.json",
-                  REPO / "results" / "figures" / f"{out}_fig1.png",
-                  REPO / "results" / "figures" / f"{out}_fig1_modes.png"]:
-            p.unlink(missing_ok=True)
+           "200", "--n-test", "100", "--hidden", "16", "--no-progress", "--out", out,
+           "--out-dir", str(tmp_path)]
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert "(e) S-VAE" in res.stdout and f"wrote {tmp_path / out}.json" in res.stdout
+    payload = json.loads((tmp_path / f"{out}.json").read_text())
+    summ = payload["by_sigma"]["1"]["summary"]
+    assert set(summ) == {"original", "ae", "nvae", "nvae_beta", "svae"}
+    assert summ["svae"]["circ_corr_mode"]["mean"] <= 1.0
+    assert summ["ae"]["aggregate_kl"] is None
+    assert (tmp_path / "figures" / f"{out}_fig1.png").stat().st_size > 10_000
+    assert not (REPO / "results" / f"{out}.json").exists()
 
 
 def test_cli_bad_input_is_one_error_line():

@@ -1,4 +1,4 @@
-"""Data sets: data-root resolution and dynamically binarised MNIST."""
+"""Data sets: data-root resolution, dynamically binarised MNIST, the Planetoid graphs."""
 
 from .mnist import (
     MNIST_FILES,
@@ -16,22 +16,41 @@ from .mnist import (
     read_idx,
     train_val_split,
 )
-from .planetoid import PLANETOID_NAMES, LinkSplit, link_split, load_planetoid  # noqa: F401
-from .root import resolve_cache, resolve_root
+from .planetoid import (
+    PLANETOID_MD5,
+    PLANETOID_NAMES,
+    PLANETOID_PACKAGED,
+    LinkSplit,
+    PlanetoidSource,
+    link_split,
+    load_planetoid,
+    planetoid_source,
+)
+from .root import DataNotFoundError, explicit_root, resolve_cache, resolve_root
 
 __all__ = [
     "MNIST_FILES",
     "MNIST_MIRRORS",
+    "PLANETOID_MD5",
+    "PLANETOID_NAMES",
+    "PLANETOID_PACKAGED",
     "ChecksumError",
+    "DataNotFoundError",
     "DynamicBinarizedLoader",
+    "LinkSplit",
     "MNISTSplit",
+    "PlanetoidSource",
     "binarize",
     "binarize_fixed",
     "check_md5",
+    "explicit_root",
+    "link_split",
     "load_mnist",
     "load_mnist_arrays",
+    "load_planetoid",
     "md5sum",
     "mnist_raw_files",
+    "planetoid_source",
     "read_idx",
     "resolve_cache",
     "resolve_root",

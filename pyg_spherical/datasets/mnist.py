@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._utils import SeededEpochs
 from .root import CACHE_ENV, DATA_ENV, PathLike, resolve_cache, resolve_root
 
 __all__ = [
@@ -547,12 +548,7 @@ def binarize_fixed(x: Tensor, seed: int = 0) -> Tensor:
     return (u.to(x.device) < x).to(x.dtype)
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-class DynamicBinarizedLoader:
+class DynamicBinarizedLoader(SeededEpochs):
     """Mini-batch iterator that re-binarises the images every epoch.
 
     Each ``iter(loader)`` is one epoch: rows are (optionally) shuffled and every
@@ -621,12 +617,6 @@ class DynamicBinarizedLoader:
     def __len__(self) -> int:
         n = self.x.shape[0]
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def __iter__(self) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
-        g = torch.Generator(device=self.device)
-        g.manual_seed(_epoch_seed(self.seed, self.epoch))
-        self.epoch += 1
-        return self._batches(g)
 
     def _batches(self, g: torch.Generator) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
         n = self.x.shape[0]

@@ -416,3 +416,45 @@ def reparameterized_theta(kappa: Tensor, theta: Tensor, m: int,
     if comp_a is None:  # not used by the closed form on S^2
         comp_a = kappa.new_empty(()) if m == 3 else iv_ratio_complement(m / 2, kappa.detach())
     return _ImplicitTheta.apply(kappa, theta, m, comp_a)
+
+
+class _ProposalTheta(torch.autograd.Function):
+    r"""Identity on ``theta = arccos(omega)``; backward: ``d theta / d kappa`` at a fixed Beta draw.
+
+    The Wood proposal is ``omega = (1 - (1 + b) eps) / (1 - (1 - b) eps)`` with
+    ``b = (-2 kappa + sqrt(4 kappa^2 + (m-1)^2)) / (m - 1)``; inverting it for the accepted
+    ``omega`` gives ``eps``, and ``d omega / d kappa = (d omega / d b)(db / d kappa)`` at that
+    ``eps`` is what differentiating through the accepted proposal (the authors' code) yields.
+    """
+
+    @staticmethod
+    def forward(ctx, kappa, theta, m):
+        ctx.m = m
+        ctx.save_for_backward(kappa, theta)
+        return theta.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        kappa, theta = ctx.saved_tensors
+        m = ctx.m
+        k, om = kappa.double(), torch.cos(theta.double())
+        c = torch.sqrt(4 * k * k + (m - 1) ** 2)
+        b = (m - 1) / (2 * k + c)
+        eps = (1 - om) / ((1 + b) - om * (1 - b))
+        num, den = 1 - (1 + b) * eps, 1 - (1 - b) * eps
+        domega_db = -eps * (den + num) / den ** 2
+        db_dk = (-2 + 4 * k / c) / (m - 1)
+        # d theta / d kappa = -(d omega / d kappa) / sin(theta)
+        sin = torch.sin(theta.double()).clamp_min(1e-300)
+        return grad * (-(domega_db * db_dk) / sin).to(grad.dtype), None, None
+
+
+def proposal_theta(kappa: Tensor, theta: Tensor, m: int) -> Tensor:
+    r"""Attach the gradient in ``kappa`` of the authors' code to sampled angles ``theta``: the
+    derivative through the accepted Wood proposal at its fixed Beta draw (``g_rep`` of eq. 30),
+    without the correction term ``g_cor``, hence biased. For comparisons with that code only
+    (``VonMisesFisher(..., gradient="authors")``)."""
+    if not kappa.requires_grad:
+        return theta
+    return _ProposalTheta.apply(kappa, theta, m)

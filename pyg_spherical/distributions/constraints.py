@@ -6,8 +6,10 @@ from torch.distributions import constraints
 
 
 def unit_norm_tolerance(dtype: torch.dtype) -> float:
-    """How far ``||x||`` may stray from 1 and still count as a unit vector."""
-    return 1e-4 if torch.finfo(dtype).eps > 1e-10 else 1e-6
+    """How far ``||x||`` may stray from 1 and still count as a unit vector (a few rounding
+    errors of ``dtype``, and at least ``1e-4``, or ``1e-6`` in float64)."""
+    eps = torch.finfo(dtype).eps
+    return max(1e-4, 4 * eps) if eps > 1e-10 else 1e-6
 
 
 class _UnitSphere(constraints.Constraint):

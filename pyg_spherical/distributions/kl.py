@@ -7,7 +7,7 @@ from torch.distributions import register_kl
 from .. import special
 from .hyperspherical_uniform import HypersphericalUniform
 from .power_spherical import PowerSpherical
-from .von_mises_fisher import VonMisesFisher, _LogNormalizerScaled
+from .von_mises_fisher import VonMisesFisher, _LogNormalizerScaled, _terms
 
 
 def _check_dims(p, q):
@@ -42,13 +42,16 @@ def _kl_vmf_vmf(p: VonMisesFisher, q: VonMisesFisher):
     """
     _check_dims(p, q)
     m = p.event_shape[0]
-    kp, kq = p.concentration, q.concentration
+    out = torch.promote_types(p.loc.dtype, q.loc.dtype)
+    work = special._compute_dtype(out)  # float16 / bfloat16 are computed in float32
+    kp, kq = p.concentration.to(work), q.concentration.to(work)
+    loc_p, loc_q = p.loc.to(work), q.loc.to(work)
     comp_p = special.iv_ratio_complement(m / 2, kp)
-    cos = (p.loc * q.loc).sum(-1)
-    one_minus_cos = 0.5 * ((p.loc - q.loc) ** 2).sum(-1)
-    Lp = _LogNormalizerScaled.apply(kp, p._terms)
-    Lq = _LogNormalizerScaled.apply(kq, q._terms)
-    return Lq - Lp - kp * comp_p + kq * (one_minus_cos + comp_p * cos)
+    cos = (loc_p * loc_q).sum(-1)
+    one_minus_cos = 0.5 * ((loc_p - loc_q) ** 2).sum(-1)
+    Lp = _LogNormalizerScaled.apply(kp, _terms(m, kp))
+    Lq = _LogNormalizerScaled.apply(kq, _terms(m, kq))
+    return (Lq - Lp - kp * comp_p + kq * (one_minus_cos + comp_p * cos)).to(out)
 
 
 @register_kl(HypersphericalUniform, HypersphericalUniform)

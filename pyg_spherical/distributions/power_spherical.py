@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
+from ..special import _compute, _compute_dtype
 from ._sampling import _standard_gamma
 from .constraints import sphere
 from .von_mises_fisher import (
@@ -221,8 +222,9 @@ class PowerSpherical(Distribution):
         loc (Tensor): mean direction ``mu``, shape ``(..., m)``, unit norm, ``m >= 2``.
         concentration (Tensor or float): ``kappa >= 0``, shape broadcastable with
             ``loc.shape[:-1]``; a trailing singleton dimension (shape ``(..., 1)``) is accepted.
-        validate_args (bool, optional): check arguments (unit ``loc``, finite non-negative
-            ``concentration``) and, in :meth:`log_prob`, that values lie on the sphere.
+        validate_args (bool, optional): check the arguments against :attr:`arg_constraints`
+            (unit ``loc``, finite non-negative ``concentration``) and, in :meth:`log_prob`, that
+            values lie on the sphere; default :meth:`Distribution.set_default_validate_args`.
 
     ``batch_shape = broadcast(loc.shape[:-1], concentration.shape)``, ``event_shape = (m,)``.
 
@@ -248,7 +250,8 @@ class PowerSpherical(Distribution):
     converges.
 
     The normaliser, entropy and KL are evaluated in float64 (the ``lgamma`` / ``digamma``
-    differences at large ``kappa`` need it) and returned in the dtype of ``loc``.
+    differences at large ``kappa`` need it) and returned in the dtype of ``loc``; samples,
+    densities and moments of float16 / bfloat16 arguments are computed in float32 and cast back.
 
     Example::
 
@@ -282,12 +285,11 @@ class PowerSpherical(Distribution):
         batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
         self.loc = loc.expand(batch_shape + (m,))
         self.concentration = concentration.expand(batch_shape)
-        validate = validate_args if validate_args is not None else Distribution._validate_args
-        if validate:
+        if validate_args if validate_args is not None else Distribution._validate_args:
+            # the specific reason first; the base class then checks arg_constraints
             _check_loc(self.loc, "PowerSpherical")
             _check_concentration(self.concentration, "PowerSpherical", allow_zero=True)
-        super().__init__(batch_shape, torch.Size((m,)), validate_args=False)
-        self._validate_args = validate
+        super().__init__(batch_shape, torch.Size((m,)), validate_args=validate_args)
 
     @property
     def _m(self) -> int:
@@ -296,6 +298,10 @@ class PowerSpherical(Distribution):
     @property
     def _beta(self) -> float:
         return 0.5 * (self._m - 1)
+
+    def _out(self, x: Tensor) -> Tensor:
+        """A result computed in float32/float64, in the distribution's dtype."""
+        return x.to(self.loc.dtype)
 
     def expand(self, batch_shape, _instance=None):
         """A copy with batch shape ``batch_shape``: ``loc`` and ``concentration`` are broadcast views."""
@@ -332,11 +338,12 @@ class PowerSpherical(Distribution):
         and ``s_perp = E[1 - t^2] / (m - 1) = 4 alpha beta / (n (n + 1) (m - 1))``.
         """
         beta = self._beta
-        a = self.concentration + beta
+        loc = _compute(self.loc)
+        a = _compute(self.concentration) + beta
         n = a + beta
         par = 4 * a * beta / (n * n * (n + 1))
         perp = 4 * a * beta / (n * (n + 1) * (self._m - 1))
-        return perp.unsqueeze(-1) + (par - perp).unsqueeze(-1) * self.loc * self.loc
+        return self._out(perp.unsqueeze(-1) + (par - perp).unsqueeze(-1) * loc * loc)
 
     # --- densities -----------------------------------------------------------------------
     def log_normalizer(self) -> Tensor:
@@ -360,14 +367,16 @@ class PowerSpherical(Distribution):
         """
         if self._validate_args:
             self._validate_sample(value)
-        near = 0.25 * ((value - self.loc) ** 2).sum(-1)  # (1 - mu^T z) / 2
-        far = 0.25 * ((value + self.loc) ** 2).sum(-1)  # (1 + mu^T z) / 2
+        out = torch.promote_types(self.loc.dtype, value.dtype)
+        work = _compute_dtype(out)  # float16 / bfloat16 are computed in float32
+        loc, k, value = self.loc.to(work), self.concentration.to(work), value.to(work)
+        near = 0.25 * ((value - loc) ** 2).sum(-1)  # (1 - mu^T z) / 2
+        far = 0.25 * ((value + loc) ** 2).sum(-1)  # (1 + mu^T z) / 2
         log_half = torch.where(near < 0.5, torch.log1p(-near.clamp(max=0.5)), torch.log(far))
         # 0 * log(0) at z = -mu is the uniform density's 0, not NaN
-        k = self.concentration
         term = torch.where(k == 0, torch.zeros_like(log_half), k * log_half)
         scaled = self._scaled_log_normalizer(k.to(_work_dtype(k))).to(k.dtype)
-        return term - scaled
+        return (term - scaled).to(out)
 
     def entropy(self) -> Tensor:
         """``H = log|S^{m-1}| - KL(q || U(S^{m-1}))``
@@ -386,7 +395,8 @@ class PowerSpherical(Distribution):
         class docstring.
         """
         shape = self._extended_shape(sample_shape)
-        kappa = self.concentration.expand(shape[:-1])
+        # float16 / bfloat16 are computed in float32 (torch's Gamma gradient has no half kernels)
+        loc, kappa = _compute(self.loc), _compute(self.concentration).expand(shape[:-1])
         # g in R^m: g_{2:} / ||g_{2:}|| is the tangent direction, ||g_{2:}||^2 / 2 ~ Gamma(beta)
         # and g_1 the first normal of the Gamma(alpha) sampler, all three independent
         g = torch.randn(shape, dtype=kappa.dtype, device=kappa.device)
@@ -396,7 +406,7 @@ class PowerSpherical(Distribution):
         norm = torch.sqrt(_rowdot(g, g))
         theta = _PowerAngle.apply(kappa, norm, self._beta, x)
         norm = norm.clamp_min(torch.finfo(g.dtype).tiny)
-        return _Reflect.apply(self.loc.expand(shape), theta, g, norm)
+        return self._out(_Reflect.apply(loc.expand(shape), theta, g, norm))
 
     def __repr__(self):
         return (

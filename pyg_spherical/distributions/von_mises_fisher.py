@@ -14,10 +14,14 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 
 from .. import special
-from ._sampling import reparameterized_theta, sample_theta, sample_w
+from ..special import _compute
+from ._sampling import proposal_theta, reparameterized_theta, sample_theta, sample_w
 from .constraints import sphere, unit_norm_tolerance
 
-__all__ = ["VonMisesFisher", "log_sphere_area"]
+__all__ = ["GRADIENTS", "VonMisesFisher", "log_sphere_area"]
+
+#: the gradients in ``kappa`` :meth:`VonMisesFisher.rsample` offers (the first is the default)
+GRADIENTS = ("implicit", "authors")
 
 _TINY = 1e-30  # guards a zero-norm Gaussian draw (probability ~0)
 
@@ -27,8 +31,11 @@ def log_sphere_area(m: int) -> float:
     return math.log(2.0) + 0.5 * m * math.log(math.pi) - math.lgamma(0.5 * m)
 
 
-def _compute(kappa: Tensor) -> Tensor:
-    return kappa if kappa.dtype == torch.float64 else kappa.float()
+def _terms(m: int, kappa: Tensor) -> special._VMFTerms:
+    """Bessel quantities at ``kappa`` (no autograd), computed afresh on every call so that they
+    always belong to the current values of ``kappa`` (which may have been changed in place)."""
+    with torch.no_grad():
+        return special._vmf_terms(m, _compute(kappa.detach()))
 
 
 class _LogNormalizerScaled(torch.autograd.Function):
@@ -36,7 +43,7 @@ class _LogNormalizerScaled(torch.autograd.Function):
 
     ``log C_m(kappa) = -log|S^{m-1}| - L(kappa) - kappa``; ``dL/dkappa = A_m(kappa) - 1`` (eq. 18),
     returned as ``-(1 - A_m)`` so that it keeps its precision as ``A_m -> 1``. The values come
-    precomputed in ``terms`` (:func:`pyg_spherical.special._vmf_terms`).
+    in ``terms`` (:func:`_terms` at the same ``kappa``).
     """
 
     @staticmethod
@@ -74,9 +81,39 @@ class _KLUniform(torch.autograd.Function):
         return grad * dkl.to(grad.dtype), None
 
 
+class _VarianceFactors(torch.autograd.Function):
+    r"""``(A_m(kappa) / kappa, A_m'(kappa))``: the variance of ``z`` across ``mu`` and along it.
+
+    ``A_m'`` comes from the cancellation-free recurrence of :mod:`..special` (it falls as
+    ``(m - 1) / (2 kappa^2)``, where ``1 - A^2 - (m - 1) A / kappa`` loses every digit). The
+    derivatives ``(A' - A / kappa) / kappa`` and
+    ``A'' = (m - 1) A / kappa^2 - A' (2 A + (m - 1) / kappa)`` cancel to relative order
+    ``max(kappa, (m / kappa)^2) eps``, so the backward pass runs in float64 where the device has
+    it (relative error ~1e-7 at ``m = 100``, ``kappa = 1e-3``).
+    """
+
+    @staticmethod
+    def forward(ctx, kappa, m):
+        b = special._core(m / 2, kappa, want_grad=True, want_log=False)
+        ctx.m = m
+        ctx.save_for_backward(kappa)
+        return b.R / kappa, b.dR
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_across, g_along):
+        (kappa,) = ctx.saved_tensors
+        k = kappa.to(torch.float32 if kappa.device.type == "mps" else torch.float64)
+        b = special._core(ctx.m / 2, k, want_grad=True, want_log=False)
+        A, dA, c = b.R, b.dR, ctx.m - 1
+        d_across = (dA - A / k) / k
+        d_along = c * A / (k * k) - dA * (2 * A + c / k)
+        return (g_across * d_across + g_along * d_along).to(kappa.dtype), None
+
+
 def _check_concentration(kappa: Tensor, name: str = "VonMisesFisher",
                          allow_zero: bool = False) -> None:
-    bad = ~((kappa >= 0) if allow_zero else (kappa > 0)) | ~torch.isfinite(kappa)
+    bad = ~((kappa >= 0) if allow_zero else (kappa > 0)) | ~torch.isfinite(kappa)  # NaN fails
     if bad.any():
         raise ValueError(
             f"{name}: concentration must be finite and {'>=' if allow_zero else '>'} 0, got "
@@ -172,16 +209,35 @@ class VonMisesFisher(Distribution):
 
     Args:
         loc (Tensor): mean direction ``mu``, shape ``(..., m)``, unit norm, ``m >= 2``.
-        concentration (Tensor or float): ``kappa > 0``, shape broadcastable with ``loc.shape[:-1]``;
-            a trailing singleton dimension (shape ``(..., 1)``) is accepted.
-        validate_args (bool, optional): check arguments (unit ``loc``, finite positive
-            ``concentration``) and, in :meth:`log_prob`, that values lie on the sphere.
+        concentration (Tensor or float): ``kappa > 0``, shape broadcastable with
+            ``loc.shape[:-1]`` (the batch shape of ``loc``, without the event dimension ``m``).
+            A concentration with as many dimensions as a batched ``loc`` and a trailing 1, such
+            as ``(N, 1)`` for ``loc`` of shape ``(N, m)``, is rejected: broadcasting would pair
+            every ``kappa`` with every ``mu`` (batch shape ``(N, N)``). Pass
+            ``concentration.squeeze(-1)``.
+        validate_args (bool, optional): check the arguments against :attr:`arg_constraints`
+            (unit ``loc``, finite positive ``concentration``) and, in :meth:`log_prob`, that
+            values lie on the sphere; default :meth:`Distribution.set_default_validate_args`.
+        gradient (str): the gradient of :meth:`rsample` in ``concentration``: ``"implicit"``
+            (default; unbiased implicit reparameterisation, see below) or ``"authors"`` (the
+            derivative through the accepted Wood proposal only, as in the authors' code; biased,
+            for comparisons with that code). Samples and the gradient in ``loc`` are the same
+            for both.
 
     ``batch_shape = broadcast(loc.shape[:-1], concentration.shape)``, ``event_shape = (m,)``.
 
+    As in :mod:`torch.distributions`, ``loc`` and ``concentration`` are kept as views of the
+    tensors passed in (no copy when the dtypes agree), so in-place changes to them, e.g. an
+    optimiser step, carry over to every later call; nothing derived from them is cached between
+    calls.
+
+    float16 and bfloat16 arguments are computed in float32 and the results cast back; float64
+    stays float64.
+
     Sampling (:meth:`rsample`) follows Algorithm 1: ``omega = mu^T z`` by Ulrich/Wood
     acceptance-rejection (Algorithm 2; exact inverse CDF for ``m = 3``), a uniform tangent
-    direction, and a Householder reflection (Algorithm 3) that maps ``±e_1`` to ``mu`` (the sign
+    direction (from one Gaussian draw in ``R^m`` that also supplies the random numbers of the
+    first proposal), and a Householder reflection (Algorithm 3) that maps ``±e_1`` to ``mu`` (the sign
     chosen so that ``||±e_1 - mu|| >= sqrt 2``, which keeps it stable at ``mu = ±e_1``). The
     gradient in ``mu`` is pathwise through the reflection. The gradient in ``kappa`` uses
     *implicit reparameterisation* of ``omega`` (Figurnov et al., 2018:
@@ -205,7 +261,12 @@ class VonMisesFisher(Distribution):
     support = sphere
     has_rsample = True
 
-    def __init__(self, loc: Tensor, concentration, validate_args=None):
+    def __init__(self, loc: Tensor, concentration, validate_args=None, *,
+                 gradient: str = "implicit"):
+        if gradient not in GRADIENTS:
+            raise ValueError(f"VonMisesFisher: gradient must be one of {GRADIENTS}, got "
+                             f"{gradient!r}.")
+        self.gradient = gradient
         if not isinstance(loc, Tensor) or loc.dim() < 1:
             raise ValueError("VonMisesFisher: loc must be a tensor of shape (..., m) with m >= 2.")
         if not loc.is_floating_point():
@@ -219,46 +280,36 @@ class VonMisesFisher(Distribution):
             raise TypeError("VonMisesFisher: concentration must be a tensor or a number.")
         else:
             concentration = concentration.to(loc.dtype)
-        if concentration.dim() == loc.dim() and concentration.shape[-1] == 1:
-            concentration = concentration.squeeze(-1)
-        batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
+        if loc.dim() >= 2 and concentration.dim() == loc.dim() and concentration.shape[-1] == 1:
+            raise ValueError(
+                f"VonMisesFisher: concentration of shape {tuple(concentration.shape)} broadcasts "
+                f"against the batch shape {tuple(loc.shape[:-1])} of loc {tuple(loc.shape)}, not "
+                "against m, which would pair every kappa with every mean direction; pass "
+                "concentration.squeeze(-1)."
+            )
+        try:
+            batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"VonMisesFisher: concentration of shape {tuple(concentration.shape)} does not "
+                f"broadcast with the batch shape {tuple(loc.shape[:-1])} of loc "
+                f"{tuple(loc.shape)}."
+            ) from None
         self.loc = loc.expand(batch_shape + (m,))
         self.concentration = concentration.expand(batch_shape)
         if validate_args if validate_args is not None else Distribution._validate_args:
+            # the specific reason first; the base class then checks arg_constraints
             _check_loc(self.loc)
             _check_concentration(self.concentration)
-        super().__init__(batch_shape, torch.Size((m,)), validate_args=False)
-        self._validate_args = (
-            validate_args if validate_args is not None else Distribution._validate_args
-        )
+        super().__init__(batch_shape, torch.Size((m,)), validate_args=validate_args)
 
     @property
     def _m(self) -> int:
         return self.event_shape[0]
 
-    @property
-    def _terms(self) -> special._VMFTerms:
-        """Bessel quantities at ``kappa`` (computed once per distribution, no autograd)."""
-        terms = self.__dict__.get("_terms_cache")
-        if terms is None:
-            with torch.no_grad():
-                terms = special._vmf_terms(self._m, _compute(self.concentration.detach()))
-            self.__dict__["_terms_cache"] = terms
-        return terms
-
-    def _comp_a(self) -> Tensor:
-        """``1 - A_m(kappa)`` (no autograd): from :attr:`_terms` if computed, else on its own
-        (a fraction of the cost of all the terms)."""
-        terms = self.__dict__.get("_terms_cache")
-        if terms is not None:
-            return terms.comp
-        comp = self.__dict__.get("_comp_cache")
-        if comp is None:
-            with torch.no_grad():
-                comp = special.iv_ratio_complement(self._m / 2,
-                                                   _compute(self.concentration.detach()))
-            self.__dict__["_comp_cache"] = comp
-        return comp
+    def _out(self, x: Tensor) -> Tensor:
+        """A result computed in float32/float64, in the distribution's dtype."""
+        return x.to(self.loc.dtype)
 
     def expand(self, batch_shape, _instance=None):
         """A copy with batch shape ``batch_shape``: ``loc`` and ``concentration`` are broadcast views."""
@@ -266,6 +317,7 @@ class VonMisesFisher(Distribution):
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(batch_shape + self.event_shape)
         new.concentration = self.concentration.expand(batch_shape)
+        new.gradient = self.gradient
         super(VonMisesFisher, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -287,26 +339,38 @@ class VonMisesFisher(Distribution):
 
     @property
     def variance(self) -> Tensor:
-        r"""Diagonal of ``Cov[z] = (A/kappa) I + (1 - A^2 - m A / kappa) mu mu^T``."""
-        A = self.mean_resultant_length.unsqueeze(-1)
-        k = self.concentration.unsqueeze(-1)
-        along = 1 - A * A - self._m * A / k
-        return A / k + along * self.loc * self.loc
+        r"""Diagonal of ``Cov[z] = (A/kappa) I + (1 - A^2 - m A / kappa) mu mu^T``.
+
+        Evaluated as ``(A/kappa)(1 - mu_i^2) + A'(kappa) mu_i^2``, the variance across ``mu``
+        plus ``Var[mu^T z] = A' = 1 - A^2 - (m - 1) A / kappa``, with ``A'`` from the
+        cancellation-free recurrence of :mod:`..special` (see :class:`_VarianceFactors`), so that
+        it keeps its relative precision at every ``kappa`` and in float32.
+        """
+        loc = _compute(self.loc)
+        across, along = _VarianceFactors.apply(_compute(self.concentration), self._m)
+        var = across.unsqueeze(-1) * ((1 - loc) * (1 + loc)) + along.unsqueeze(-1) * (loc * loc)
+        return self._out(var)
 
     # --- densities -----------------------------------------------------------------------
+    def _log_normalizer_scaled(self, kappa: Tensor) -> Tensor:
+        return _LogNormalizerScaled.apply(kappa, _terms(self._m, kappa))
+
     def log_normalizer(self) -> Tensor:
         """``log C_m(kappa)`` (eq. 4), shape ``batch_shape``; finite for any ``kappa > 0``."""
-        L = _LogNormalizerScaled.apply(self.concentration, self._terms)
-        return -log_sphere_area(self._m) - L - self.concentration
+        k = _compute(self.concentration)
+        return self._out(-log_sphere_area(self._m) - self._log_normalizer_scaled(k) - k)
 
     def log_prob(self, value: Tensor) -> Tensor:
         r"""``log C_m(kappa) + kappa mu^T z``, computed as
         ``-log|S^{m-1}| - L(kappa) - kappa ||z - mu||^2 / 2`` (no ``O(kappa)`` cancellation)."""
         if self._validate_args:
             self._validate_sample(value)
-        L = _LogNormalizerScaled.apply(self.concentration, self._terms)
-        half_sq = 0.5 * ((value - self.loc) ** 2).sum(-1)  # 1 - mu^T z for unit vectors
-        return -log_sphere_area(self._m) - L - self.concentration * half_sq
+        out = torch.promote_types(self.loc.dtype, value.dtype)
+        work = special._compute_dtype(out)
+        loc, k, value = self.loc.to(work), self.concentration.to(work), value.to(work)
+        half_sq = 0.5 * ((value - loc) ** 2).sum(-1)  # 1 - mu^T z for unit vectors
+        lp = -log_sphere_area(self._m) - self._log_normalizer_scaled(k) - k * half_sq
+        return lp.to(out)
 
     def entropy(self) -> Tensor:
         """``H = log|S^{m-1}| - KL(q || U(S^{m-1}))``."""
@@ -314,18 +378,21 @@ class VonMisesFisher(Distribution):
 
     def kl_to_uniform(self) -> Tensor:
         """``KL(q || U(S^{m-1}))`` (eq. 5), shape ``batch_shape``."""
-        return _KLUniform.apply(self.concentration, self._terms)
+        k = _compute(self.concentration)
+        return self._out(_KLUniform.apply(k, _terms(self._m, k)))
 
     # --- sampling ------------------------------------------------------------------------
     def rsample(self, sample_shape=torch.Size()) -> Tensor:
         """Reparameterised sample of shape ``sample_shape + batch_shape + (m,)``.
 
         Differentiable in ``loc`` (pathwise) and ``concentration`` (implicit
-        reparameterisation); unit norm to rounding error. See the class docstring.
+        reparameterisation, or the authors' proposal gradient with ``gradient="authors"``); unit
+        norm to rounding error. See the class docstring.
         """
         shape = self._extended_shape(sample_shape)
         m = self._m
-        kappa = self.concentration.expand(shape[:-1])
+        loc, k = _compute(self.loc), _compute(self.concentration)
+        kappa = k.expand(shape[:-1])
         # One standard normal g in R^m: its tangent part g_{2:} gives the direction
         # v = g_{2:} / ||g_{2:}||; g_1 and ||g_{2:}||^2 / 2 ~ Gamma((m-1)/2), both independent of
         # v, are the random numbers of the first Ulrich/Wood proposal.
@@ -334,26 +401,28 @@ class VonMisesFisher(Distribution):
         g[..., 0] = 0
         sq = _rowdot(g, g)
         theta, _, _ = sample_theta(kappa.detach(), m, (z1, 0.5 * sq))  # angle to mu, no grad
-        if kappa.requires_grad:
-            # 1 - A_m(kappa) for the quadrature, looked up when the backward pass runs: from the
-            # Bessel terms if the KL / log_prob have computed them by then; S^2 needs none
-            def comp_a():
-                return self._comp_a().to(kappa.dtype).expand(kappa.shape)
-
-            theta = reparameterized_theta(kappa, theta, m, None if m == 3 else comp_a)
+        if kappa.requires_grad and self.gradient == "authors":
+            theta = proposal_theta(kappa, theta, m)
+        elif kappa.requires_grad:
+            # 1 - A_m(kappa) for the quadrature, once per batch element and at the current
+            # kappa (nothing cached between calls); S^2 needs none
+            comp_a = (None if m == 3 else
+                      special.iv_ratio_complement(m / 2, k.detach()).expand(kappa.shape))
+            theta = reparameterized_theta(kappa, theta, m, comp_a)
         g_norm = torch.sqrt(sq).clamp_min(_TINY)
-        return _Reflect.apply(self.loc.expand(shape), theta, g, g_norm)
+        return self._out(_Reflect.apply(loc.expand(shape), theta, g, g_norm))
 
     def rejection_attempts(self, sample_shape=torch.Size()) -> Tensor:
         """Number of proposals the Ulrich/Wood sampler needed per draw (paper Table 5).
 
         Shape ``sample_shape + batch_shape``; always 1 for ``m = 3`` (exact inverse CDF).
         """
-        kappa = self.concentration.detach().expand(self._extended_shape(sample_shape)[:-1])
+        kappa = _compute(self.concentration.detach()).expand(self._extended_shape(sample_shape)[:-1])
         return sample_w(kappa, self._m)[1]
 
     def __repr__(self):
         return (
             f"VonMisesFisher(loc: {tuple(self.loc.shape)}, concentration: "
-            f"{tuple(self.concentration.shape)}, m={self._m})"
+            f"{tuple(self.concentration.shape)}, m={self._m}"
+            + ("" if self.gradient == "implicit" else f", gradient={self.gradient!r}") + ")"
         )

@@ -19,16 +19,26 @@ The latent family is a :class:`~pyg_spherical.nn.latent.LatentLayer`: ``Spherica
 with a :class:`~pyg_spherical.nn.SphericalGCNEncoder` is the S-VGAE, with a
 :class:`~pyg_spherical.nn.GCNEncoder` (or ``latent="normal"``) the N-VGAE, numerically the same
 model as ``torch_geometric.nn.VGAE``.
+
+Decoder: on the sphere the plain ``sigmoid(z_i^T z_j)`` has logits in ``[-1, 1]`` and can never
+be confident, so a spherical latent defaults to
+:class:`~pyg_spherical.nn.ScaledInnerProductDecoder` (``sigmoid(s z_i^T z_j)`` with a learnable
+``s > 0``), the model of the paper's Table 4 as its first author describes it. Pass
+``decoder=InnerProductDecoder()`` for the paper-literal formula. A Gaussian latent keeps PyG's
+``InnerProductDecoder``.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution
 from torch.nn import Module
-from torch_geometric.nn import VGAE
+from torch_geometric.nn import VGAE, InnerProductDecoder
+from torch_geometric.utils import negative_sampling
 
-from ..nn.latent import MAX_LOGSTD, GaussianLatent, LatentLayer, make_latent
+from ..nn.decoders import ScaledInnerProductDecoder
+from ..nn.latent import LATENTS, MAX_LOGSTD, GaussianLatent, LatentLayer, make_latent, resolve_kind
 
 __all__ = ["SphericalVGAE"]
 
@@ -38,16 +48,22 @@ class SphericalVGAE(VGAE):
 
     A drop-in :class:`torch_geometric.nn.VGAE`: ``encode``, ``decode``, ``recon_loss`` (with
     negative sampling), ``kl_loss``, ``test`` and ``reset_parameters`` keep PyG's signatures and
-    semantics.
+    semantics, and any encoder that works with PyG's ``VGAE`` works here unchanged.
 
     Args:
-        encoder (Module): returns the raw pair ``(loc_raw (N, d), scale_raw (N, s))`` from the
-            graph (``s = 1`` for vMF, ``d`` for Gaussian), e.g.
-            :class:`~pyg_spherical.nn.SphericalGCNEncoder`.
-        decoder (Module, optional): defaults to PyG's ``InnerProductDecoder``.
-        latent (str or LatentLayer, optional): ``"vmf"`` / ``"normal"`` or a latent layer.
-            Default: ``encoder.latent_kind`` if the encoder has one, else ``"vmf"``; the latent
-            size is ``encoder.out_channels`` (pass a :class:`LatentLayer` for encoders without it).
+        encoder (Module): returns the raw pair ``(loc_raw (N, d), scale_raw)`` from the graph,
+            e.g. :class:`~pyg_spherical.nn.SphericalGCNEncoder`, or PyG's example
+            ``VariationalGCNEncoder`` returning ``(mu, logstd)``. For a spherical latent,
+            ``scale_raw`` is ``(N, 1)``, or ``(N, d)`` like a Gaussian log-std head, whose
+            outputs are then averaged into the one concentration (see
+            :class:`~pyg_spherical.nn.VMFLatent`).
+        decoder (Module, optional): default :class:`~pyg_spherical.nn.ScaledInnerProductDecoder`
+            for a spherical latent, PyG's ``InnerProductDecoder`` for a Gaussian one.
+        latent (str or LatentLayer, optional): ``"vmf"`` / ``"power"`` (Power Spherical) /
+            ``"normal"`` or a latent layer. Default: ``encoder.latent_kind`` if the encoder has
+            one, else ``"vmf"``. The latent width ``d`` is ``encoder.out_channels`` when the
+            encoder has an integer one, else it is read from the first encoding (PyG's
+            lazy-initialisation idiom).
 
     ``encode`` returns ``z (N, d)``: a reparameterised posterior sample in training mode, the
     posterior's mean direction ``mu`` (vMF) / mean (Gaussian) in eval mode. After ``encode``,
@@ -55,9 +71,9 @@ class SphericalVGAE(VGAE):
     ``__logstd__`` the raw encoder outputs (``__logstd__`` clamped at 10 for a Gaussian latent, as
     in PyG).
 
-    Example::
+    Example (PyG's ``examples/autoencoder.py`` with the class name swapped)::
 
-        >>> model = SphericalVGAE(SphericalGCNEncoder(in_channels, 32, 16, dropout=0.1))
+        >>> model = SphericalVGAE(VariationalGCNEncoder(in_channels, out_channels))
         >>> z = model.encode(x, train_pos_edge_index)
         >>> loss = model.recon_loss(z, train_pos_edge_index) + model.kl_loss() / num_nodes
         >>> auc, ap = model.test(z, pos_edge_index, neg_edge_index)
@@ -65,20 +81,24 @@ class SphericalVGAE(VGAE):
 
     def __init__(self, encoder: Module, decoder: Module | None = None,
                  latent: str | LatentLayer | None = None):
-        super().__init__(encoder, decoder)
         if latent is None:
             latent = getattr(encoder, "latent_kind", "vmf")
         if isinstance(latent, str):
+            kind = resolve_kind(latent)
             dim = getattr(encoder, "out_channels", None)
-            if not isinstance(dim, int):
-                raise TypeError(
-                    "SphericalVGAE: the encoder has no integer `out_channels`; pass the latent "
-                    "layer explicitly, e.g. latent=make_latent('vmf', dim).")
-            latent = make_latent(latent, dim)
-        if not isinstance(latent, LatentLayer):
+            latent = make_latent(kind, dim) if isinstance(dim, int) else None
+        elif isinstance(latent, LatentLayer):
+            kind = latent.kind
+        else:
             raise TypeError(f"SphericalVGAE: latent must be a str or a LatentLayer, got "
                             f"{type(latent).__name__}.")
-        self.latent = latent
+        if decoder is None:
+            spherical = LATENTS[kind].spherical if kind in LATENTS else latent.spherical
+            decoder = ScaledInnerProductDecoder() if spherical else InnerProductDecoder()
+        super().__init__(encoder, decoder)
+        self._latent_kind = kind
+        #: the latent layer; built at the first :meth:`encode` when the width was not known
+        self.latent: LatentLayer | None = latent
         self.__mu__: Tensor | None = None
         self.__logstd__: Tensor | None = None
 
@@ -86,19 +106,26 @@ class SphericalVGAE(VGAE):
     @property
     def latent_kind(self) -> str:
         """``"vmf"`` (S-VGAE) or ``"normal"`` (N-VGAE)."""
-        return self.latent.kind
+        return self._latent_kind
 
     @property
     def posterior(self) -> Distribution | None:
         """``q(Z | X, A)`` of the last :meth:`encode` (``VonMisesFisher`` or ``Independent(Normal)``)."""
-        return self.latent.posterior
+        return None if self.latent is None else self.latent.posterior
 
     def reparametrize(self, mu: Tensor, logstd: Tensor) -> Tensor:
         """Raw encoder outputs -> ``z``: ``q.rsample()`` in training mode, the mean/mode in eval.
 
         (PyG's name and signature; for a vMF latent ``logstd`` is the raw concentration.)
         """
-        return self.latent(mu, logstd)
+        return self._latent_for(mu)(mu, logstd)
+
+    def _latent_for(self, loc_raw: Tensor) -> LatentLayer:
+        """The latent layer, built from the width of ``loc_raw`` on first use."""
+        if self.latent is None:
+            self.latent = make_latent(self._latent_kind, loc_raw.size(-1))
+            self.latent.train(self.training)  # built after a possible model.eval()
+        return self.latent
 
     def encode(self, *args, **kwargs) -> Tensor:
         """Run the encoder and the latent layer; returns ``z`` of shape ``(N, d)``."""
@@ -106,10 +133,23 @@ class SphericalVGAE(VGAE):
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise TypeError("SphericalVGAE: the encoder must return a pair (loc_raw, scale_raw).")
         loc_raw, scale_raw = out
-        if isinstance(self.latent, GaussianLatent):
+        latent = self._latent_for(loc_raw)
+        if isinstance(latent, GaussianLatent):
             scale_raw = scale_raw.clamp(max=MAX_LOGSTD)
         self.__mu__, self.__logstd__ = loc_raw, scale_raw
-        return self.latent(loc_raw, scale_raw)
+        return latent(loc_raw, scale_raw)
+
+    def recon_loss(self, z: Tensor, pos_edge_index: Tensor,
+                   neg_edge_index: Tensor | None = None) -> Tensor:
+        r"""PyG's reconstruction loss, ``-mean log sigma(l_pos) - mean log(1 - sigma(l_neg))``, on
+        the decoder's logits (``log sigma`` computed as ``logsigmoid``): a decoder with a large
+        scale saturates the sigmoid, where ``log(sigmoid + eps)`` would lose the gradient.
+        Negatives: one per positive by PyG's ``negative_sampling`` unless given."""
+        pos = self.decoder(z, pos_edge_index, sigmoid=False)
+        if neg_edge_index is None:
+            neg_edge_index = negative_sampling(pos_edge_index, z.size(0))
+        neg = self.decoder(z, neg_edge_index, sigmoid=False)
+        return -F.logsigmoid(pos).mean() - F.logsigmoid(-neg).mean()
 
     def kl_loss(self, mu: Tensor | None = None, logstd: Tensor | None = None) -> Tensor:
         r"""Mean over nodes of ``KL(q(z_i) || p(z_i))`` (a scalar), PyG's ``VGAE`` convention.
@@ -121,7 +161,7 @@ class SphericalVGAE(VGAE):
         eq. 5), independent of ``mu``; Gaussian: ``-1/2 sum(1 + 2 log sigma - mu^2 - sigma^2)``.
         """
         if mu is None and logstd is None:
-            if self.latent.posterior is None:
+            if self.posterior is None:
                 raise RuntimeError("kl_loss(): no encoding yet; call encode() first.")
             q = self.latent.posterior
         else:
@@ -129,7 +169,7 @@ class SphericalVGAE(VGAE):
             logstd = self.__logstd__ if logstd is None else logstd
             if mu is None or logstd is None:
                 raise RuntimeError("kl_loss(): no encoding yet to take the missing argument from.")
-            q = self.latent.distribution(mu, logstd)
+            q = self._latent_for(mu).distribution(mu, logstd)
         return self.latent.kl(q).mean()
 
     @torch.no_grad()

@@ -9,8 +9,9 @@ paper: one hidden GCN layer, then two GCN heads on the shared hidden representat
     \mathrm{scale} = \hat A\, \mathrm{drop}(H) W_\sigma,
 
 with :math:`\hat A = \tilde D^{-1/2}(A + I)\tilde D^{-1/2}` (computed once per forward pass and
-shared by the three layers), Glorot-uniform weights, no biases (as in the reference code) unless
-``bias=True``, and dropout on the input of every layer (as in the reference code).
+shared by the three layers), Glorot-uniform weights, a bias in every layer by default
+(``bias=False`` drops them, as in the reference code), and dropout on the input of every layer
+(as in the reference code).
 
 The encoders return the **raw** pair ``(loc_raw, scale_raw)`` that a latent layer
 (:mod:`pyg_spherical.nn.latent`) turns into a posterior:
@@ -21,8 +22,8 @@ The encoders return the **raw** pair ``(loc_raw, scale_raw)`` that a latent laye
 * :class:`GCNEncoder` (N-VGAE): ``mu`` ``(N, d)`` and ``log sigma`` ``(N, d)`` -- exactly what
   :class:`torch_geometric.nn.VGAE` expects, so it also works with PyG's own ``VGAE``.
 
-Each encoder carries ``latent_kind`` (``"vmf"`` / ``"normal"``) and ``out_channels`` so that
-:class:`~pyg_spherical.models.SphericalVGAE` builds the matching latent layer by itself.
+Each encoder carries ``latent_kind`` (``"vmf"`` / ``"power"`` / ``"normal"``) and ``out_channels``
+so that :class:`~pyg_spherical.models.SphericalVGAE` builds the matching latent layer by itself.
 """
 from __future__ import annotations
 
@@ -35,16 +36,21 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from .latent import LATENTS
-
-# PyTorch flags every CSR construction as beta; the two products used here are stable, and the
-# warning would otherwise greet every user on the first forward pass.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+from .latent import LATENTS, resolve_kind
 
 __all__ = ["LOC_BIAS_INIT", "GCNEncoder", "GCNLatentEncoder", "SphericalGCNEncoder"]
 
 #: half-width of the uniform initialisation of a vMF encoder's mean-direction bias
 LOC_BIAS_INIT = 1e-2
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, shape) -> Tensor:
+    """``torch.sparse_csr_tensor`` without its beta-state warning (PyTorch flags every CSR
+    construction as beta; the two products used here are stable, and the warning would otherwise
+    greet every user on the first forward pass). Scoped to this call: other code keeps it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
 def _csr_rows(index: Tensor, size: int) -> Tensor:
@@ -98,7 +104,7 @@ class _CSRLinear(torch.autograd.Function):
     def forward(ctx, values, weight, st):
         ctx.st = st
         ctx.save_for_backward(values, weight)
-        x = torch.sparse_csr_tensor(st.crow, st.col, values, st.shape, check_invariants=False)
+        x = _csr(st.crow, st.col, values, st.shape)
         return torch.sparse.mm(x, weight.t())
 
     @staticmethod
@@ -107,8 +113,7 @@ class _CSRLinear(torch.autograd.Function):
         st = ctx.st
         grad_values = grad_weight = None
         if ctx.needs_input_grad[1]:
-            xt = torch.sparse_csr_tensor(st.crow_t, st.col_t, values[st.perm_t],
-                                         (st.shape[1], st.shape[0]), check_invariants=False)
+            xt = _csr(st.crow_t, st.col_t, values[st.perm_t], (st.shape[1], st.shape[0]))
             grad_weight = torch.sparse.mm(xt, grad.contiguous()).t()
         if ctx.needs_input_grad[0]:
             grad_values = (grad[st.row] * weight.t()[st.col]).sum(-1)
@@ -125,7 +130,8 @@ class GCNLatentEncoder(nn.Module):
         dropout (float): dropout probability on the input of every GCN layer.
         latent (str): ``"vmf"``, ``"power"`` (Power Spherical) or ``"normal"``; sets the width
             of the scale head (``1`` concentration or ``d`` log-stds).
-        bias (bool): add a bias to every GCN layer (the reference VGAE has none).
+        bias (bool): add a bias to every GCN layer (default ``True``; the reference VGAE has
+            none: ``bias=False``).
         cached (bool): cache the normalised adjacency of the first call. Only for full-batch
             training on one fixed graph (as PyG's ``GCNConv(cached=True)``); leave it off for
             mini-batches of sampled subgraphs. :meth:`reset_parameters` clears the cache.
@@ -142,9 +148,7 @@ class GCNLatentEncoder(nn.Module):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
-        kind = latent.lower() if isinstance(latent, str) else latent
-        if kind not in LATENTS:
-            raise ValueError(f"unknown latent {latent!r}; choose one of {sorted(LATENTS)}.")
+        kind = resolve_kind(latent)
         self.in_channels, self.hidden_channels, self.out_channels = (
             in_channels, hidden_channels, out_channels)
         self.dropout = float(dropout)
@@ -161,8 +165,8 @@ class GCNLatentEncoder(nn.Module):
 
     def reset_parameters(self) -> None:
         """Glorot-uniform weights and zero biases (PyG's ``GCNConv`` initialisation), except the
-        mean-direction bias of a vMF (or Power Spherical) encoder, drawn from ``U(-LOC_BIAS_INIT, LOC_BIAS_INIT)``;
-        clears the cached adjacency.
+        mean-direction bias of a spherical (vMF or Power Spherical) encoder, drawn from
+        ``U(-LOC_BIAS_INIT, LOC_BIAS_INIT)``; clears the cached adjacency.
 
         Why the vMF exception: a node whose receptive field is empty after dropout (an isolated
         node of the training graph with one or two words, all dropped) or has no features at
@@ -173,7 +177,7 @@ class GCNLatentEncoder(nn.Module):
         self.conv1.reset_parameters()
         self.conv_loc.reset_parameters()
         self.conv_scale.reset_parameters()
-        if self.latent_kind in ("vmf", "power") and self.conv_loc.bias is not None:
+        if LATENTS[self.latent_kind].spherical and self.conv_loc.bias is not None:
             with torch.no_grad():
                 self.conv_loc.bias.uniform_(-LOC_BIAS_INIT, LOC_BIAS_INIT)
         self._cache = None

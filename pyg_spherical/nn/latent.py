@@ -2,21 +2,24 @@ r"""Latent layers: raw encoder outputs -> posterior distribution -> sample and K
 
 One module type per latent family, shared by the graph (:class:`~pyg_spherical.SphericalVGAE`)
 and image (:class:`~pyg_spherical.vae.VAE`) models, so that switching an S-VAE to an N-VAE is one
-argument (``make_latent("vmf" | "normal", dim)``):
+argument (``make_latent("vmf" | "power" | "normal", dim)``):
 
 =================  =======================================  ===============================
 family             posterior                                prior
 =================  =======================================  ===============================
 ``"vmf"``          ``vMF(normalize(loc_raw), softplus(c) + k0)``  ``U(S^{dim-1})`` (eq. 5)
+``"power"``        ``PS(normalize(loc_raw), softplus(c) + k0)``   ``U(S^{dim-1})``
 ``"normal"``       ``N(loc_raw, diag(exp(logstd))^2)``       ``N(0, I)``
 =================  =======================================  ===============================
 
-Both take two raw tensors from an encoder: ``loc_raw`` of shape ``(..., dim)`` and ``scale_raw``
-of shape ``(..., 1)`` (vMF concentration) or ``(..., dim)`` (Gaussian log-std); use
-:attr:`LatentLayer.scale_dim` to size the encoder head. Note the paper's convention: an S-VAE with
+Each takes two raw tensors from an encoder: ``loc_raw`` of shape ``(..., dim)`` and ``scale_raw``
+of shape ``(..., 1)`` (vMF / Power Spherical concentration) or ``(..., dim)`` (Gaussian log-std);
+use :attr:`LatentLayer.scale_dim` to size the encoder head. Note the paper's convention: an S-VAE with
 ``dim = d`` lives on the sphere ``S^{d-1}`` embedded in ``R^d``.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +27,10 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from ..distributions import HypersphericalUniform, PowerSpherical, VonMisesFisher
+from ..distributions.von_mises_fisher import GRADIENTS
 
 __all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "PowerSphericalLatent", "VMFLatent",
-           "make_latent"]
+           "make_latent", "resolve_kind"]
 
 MAX_LOGSTD = 10.0  # as torch_geometric.nn.models.autoencoder
 
@@ -37,6 +41,8 @@ class LatentLayer(nn.Module):
 
     #: name used by :func:`make_latent`
     kind: str = ""
+    #: codes are unit vectors (the models pick a scaled inner-product decoder for them)
+    spherical: bool = False
 
     def __init__(self, dim: int):
         super().__init__()
@@ -75,16 +81,25 @@ class LatentLayer(nn.Module):
         q = self.posterior if q is None else q
         if q is None:
             raise RuntimeError("kl(): no posterior yet; call the layer (or encode) first.")
-        ref = q.loc if isinstance(q, VonMisesFisher) else q.mean
+        ref = self.point(q)  # a parameter of q (cheap), for the prior's device and dtype
         return kl_divergence(q, self.prior(ref.device, ref.dtype))
+
+    def sample_prior(self, num_samples: int, generator: torch.Generator | None = None,
+                     device=None, dtype=None) -> Tensor:
+        """``num_samples`` draws from the prior, shape ``(num_samples, dim)``: ``N(0, I)``, or
+        uniform on the sphere for a spherical layer (a normalised standard normal)."""
+        z = torch.randn(num_samples, self.dim, generator=generator, device=device, dtype=dtype)
+        return F.normalize(z, dim=-1) if self.spherical else z
 
     def _check_raw(self, loc_raw: Tensor, scale_raw: Tensor) -> None:
         if loc_raw.shape[-1] != self.dim:
             raise ValueError(f"{type(self).__name__}: loc_raw has last dim {loc_raw.shape[-1]}, "
                              f"expected dim = {self.dim}.")
         if scale_raw.shape[-1] != self.scale_dim:
+            widths = "1 or dim" if self.spherical else str(self.scale_dim)
             raise ValueError(f"{type(self).__name__}: scale_raw has last dim "
-                             f"{scale_raw.shape[-1]}, expected {self.scale_dim}.")
+                             f"{scale_raw.shape[-1]}; return a scale head of width {widths} "
+                             f"(dim = {self.dim}).")
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -97,40 +112,60 @@ class VMFLatent(LatentLayer):
     (the ``+ 1`` of the authors' code by default, which keeps the posterior from collapsing into
     the uniform prior early in training). KL: paper eq. 5, independent of ``mu``.
 
-    A zero ``loc_raw`` row has no direction: it raises (via ``torch._assert_async``, which does
-    not synchronise the host with the device) instead of silently producing NaN.
+    A zero or non-finite ``loc_raw`` row has no direction: it raises (via
+    ``torch._assert_async``, which does not synchronise the host with the device) instead of
+    silently producing NaN.
 
     Args:
         dim (int): ambient dimension ``m >= 2`` (codes are unit vectors in ``R^m``).
-        min_concentration (float): lower bound on ``kappa`` (default 1).
+        min_concentration (float): lower bound on ``kappa``, finite and ``> 0`` (default 1).
+        gradient (str): the sampler's gradient in ``kappa``, ``"implicit"`` (default, unbiased)
+            or ``"authors"`` (through the accepted proposal only, as in the authors' code); see
+            :class:`~pyg_spherical.distributions.VonMisesFisher`.
     """
 
     kind = "vmf"
+    spherical = True
 
-    def __init__(self, dim: int, min_concentration: float = 1.0):
+    def __init__(self, dim: int, min_concentration: float = 1.0, gradient: str = "implicit"):
         super().__init__(dim)
+        if gradient not in GRADIENTS:
+            raise ValueError(f"VMFLatent: gradient must be one of {GRADIENTS}, got {gradient!r}.")
+        self.gradient = gradient
         if dim < 2:
             raise ValueError("VMFLatent: dim must be >= 2 (a circle S^1 in R^2 at least).")
-        if min_concentration < 0:
-            raise ValueError("VMFLatent: min_concentration must be >= 0.")
-        self.min_concentration = float(min_concentration)
+        min_concentration = float(min_concentration)
+        if not (math.isfinite(min_concentration) and min_concentration > 0):
+            # softplus underflows to 0 (at a raw scale of about -104 in float32), and kappa = 0
+            # gives NaN samples and gradients
+            raise ValueError(f"VMFLatent: min_concentration must be a finite number > 0, got "
+                             f"{min_concentration}.")
+        self.min_concentration = min_concentration
 
     @property
     def scale_dim(self) -> int:
         return 1
 
     def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> VonMisesFisher:
-        """``vMF(mu = loc_raw / ||loc_raw||, kappa = softplus(scale_raw) + min_concentration)``."""
+        """``vMF(mu = loc_raw / ||loc_raw||, kappa = softplus(scale_raw) + min_concentration)``.
+
+        ``scale_raw`` is ``(..., 1)``, or ``(..., dim)`` as from a Gaussian log-std head (PyG's
+        example encoders): its mean over the last dim is used. The mean of a linear head's
+        outputs is itself a linear function of the head's input, so this loses nothing
+        against a head of width 1."""
+        if scale_raw.dim() > 0 and scale_raw.shape[-1] == self.dim:
+            scale_raw = scale_raw.mean(dim=-1, keepdim=True)
         self._check_raw(loc_raw, scale_raw)
         norm = torch.linalg.vector_norm(loc_raw, dim=-1, keepdim=True)
         torch._assert_async(
-            (norm > 0).all(),
-            "VMFLatent: a mean-direction vector is exactly zero and has no direction.",
+            ((norm > 0) & torch.isfinite(norm)).all(),
+            "VMFLatent: a mean-direction row (loc_raw) is non-finite (NaN/inf) or zero and has "
+            "no direction.",
         )
         loc = loc_raw / norm
         kappa = F.softplus(scale_raw.squeeze(-1)) + self.min_concentration
         # The arguments are valid by construction; validation would force host syncs.
-        return VonMisesFisher(loc, kappa, validate_args=False)
+        return VonMisesFisher(loc, kappa, validate_args=False, gradient=self.gradient)
 
     def prior(self, device=None, dtype=None) -> HypersphericalUniform:
         """The uniform distribution on ``S^{dim-1}`` (paper eq. 10)."""
@@ -141,7 +176,8 @@ class VMFLatent(LatentLayer):
         return q.loc
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, min_concentration={self.min_concentration}"
+        return (f"dim={self.dim}, min_concentration={self.min_concentration}"
+                + ("" if self.gradient == "implicit" else f", gradient={self.gradient!r}"))
 
 
 class PowerSphericalLatent(LatentLayer):
@@ -151,36 +187,48 @@ class PowerSphericalLatent(LatentLayer):
     ``kappa = softplus(scale_raw) + min_concentration``, with
     :class:`~pyg_spherical.distributions.PowerSpherical` (De Cao & Aziz, 2020) in place of the
     vMF: density ``∝ (1 + mu^T z)^kappa``, a rejection-free sampler and a KL without Bessel
-    functions.
+    functions. As for :class:`VMFLatent`, a zero or non-finite ``loc_raw`` row raises.
 
     Args:
         dim (int): ambient dimension ``m >= 2`` (codes are unit vectors in ``R^m``).
-        min_concentration (float): lower bound on ``kappa`` (default 1).
+        min_concentration (float): lower bound on ``kappa``, finite and ``>= 0`` (default 1;
+            ``kappa = 0`` is the uniform distribution, a valid Power Spherical).
     """
 
     kind = "power"
+    spherical = True
 
     def __init__(self, dim: int, min_concentration: float = 1.0):
         super().__init__(dim)
         if dim < 2:
-            raise ValueError("PowerSphericalLatent: dim must be >= 2 (a circle S^1 in R^2 at least).")
-        if min_concentration < 0:
-            raise ValueError("PowerSphericalLatent: min_concentration must be >= 0.")
-        self.min_concentration = float(min_concentration)
+            raise ValueError("PowerSphericalLatent: dim must be >= 2 (a circle S^1 in R^2 at "
+                             "least).")
+        min_concentration = float(min_concentration)
+        if not (math.isfinite(min_concentration) and min_concentration >= 0):
+            raise ValueError(f"PowerSphericalLatent: min_concentration must be a finite number "
+                             f">= 0, got {min_concentration}.")
+        self.min_concentration = min_concentration
 
     @property
     def scale_dim(self) -> int:
         return 1
 
     def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> PowerSpherical:
-        """``PS(mu = loc_raw / ||loc_raw||, kappa = softplus(scale_raw) + min_concentration)``."""
+        """``PS(mu = loc_raw / ||loc_raw||, kappa = softplus(scale_raw) + min_concentration)``.
+
+        ``scale_raw`` is ``(..., 1)``, or ``(..., dim)`` (averaged over the last dim, as in
+        :meth:`VMFLatent.distribution`)."""
+        if scale_raw.dim() > 0 and scale_raw.shape[-1] == self.dim:
+            scale_raw = scale_raw.mean(dim=-1, keepdim=True)
         self._check_raw(loc_raw, scale_raw)
         norm = torch.linalg.vector_norm(loc_raw, dim=-1, keepdim=True)
         torch._assert_async(
-            (norm > 0).all(),
-            "PowerSphericalLatent: a mean-direction vector is exactly zero and has no direction.",
+            ((norm > 0) & torch.isfinite(norm)).all(),
+            "PowerSphericalLatent: a mean-direction row (loc_raw) is non-finite (NaN/inf) or "
+            "zero and has no direction.",
         )
         kappa = F.softplus(scale_raw.squeeze(-1)) + self.min_concentration
+        # The arguments are valid by construction; validation would force host syncs.
         return PowerSpherical(loc_raw / norm, kappa, validate_args=False)
 
     def prior(self, device=None, dtype=None) -> HypersphericalUniform:
@@ -253,7 +301,8 @@ def make_latent(kind: str, dim: int, **kwargs) -> LatentLayer:
         dim (int): latent size ``d``; vMF and Power Spherical codes are unit vectors in ``R^d``
             (the sphere ``S^{d-1}``), Gaussian codes are points of ``R^d``.
         **kwargs: forwarded to the layer (``min_concentration`` for :class:`VMFLatent` and
-            :class:`PowerSphericalLatent`, ``isotropic`` for :class:`GaussianLatent`).
+            :class:`PowerSphericalLatent`, ``gradient`` for :class:`VMFLatent`, ``isotropic``
+            for :class:`GaussianLatent`).
 
     Returns:
         A :class:`VMFLatent`, :class:`GaussianLatent` or :class:`PowerSphericalLatent`.
@@ -261,9 +310,16 @@ def make_latent(kind: str, dim: int, **kwargs) -> LatentLayer:
     Raises:
         ValueError: unknown ``kind``, or an invalid ``dim``.
     """
-    aliases = {"svae": "vmf", "s": "vmf", "spherical": "vmf", "gaussian": "normal", "n": "normal",
-               "nvae": "normal"}
-    key = aliases.get(kind.lower(), kind.lower()) if isinstance(kind, str) else kind
+    return LATENTS[resolve_kind(kind)](dim, **kwargs)
+
+
+_ALIASES = {"svae": "vmf", "s": "vmf", "spherical": "vmf", "gaussian": "normal", "n": "normal",
+            "nvae": "normal"}
+
+
+def resolve_kind(kind: str) -> str:
+    """The canonical latent name (a key of :data:`LATENTS`) for ``kind`` or one of its aliases."""
+    key = _ALIASES.get(kind.lower(), kind.lower()) if isinstance(kind, str) else kind
     if key not in LATENTS:
         raise ValueError(f"unknown latent {kind!r}; choose one of {sorted(LATENTS)}.")
-    return LATENTS[key](dim, **kwargs)
+    return key

@@ -1,0 +1,267 @@
+"""The benchmark CLIs: one ``error:`` line and exit code 2 for bad input, outputs outside the
+committed results/ unless asked, no progress bars in logs, resumed runs that keep their flags."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import common
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BIG_SEED = str(2**70)
+
+
+def run_main(module: str, argv, capsys):
+    mod = importlib.import_module(module)
+    with pytest.raises(SystemExit) as e:
+        mod.main(argv)
+    return e.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+SINGLE = ["--latent", "vmf", "--dim", "5"]
+
+
+@pytest.mark.parametrize("module, argv, message", [
+    ("mnist_vae", ["--latent", "vmf", "--dim", "0"], "argument --dim: must be > 0"),
+    ("mnist_vae", ["--dim", "0"], "argument --dim: must be > 0"),
+    ("mnist_vae", [*SINGLE, "--lr", "nan"], "argument --lr: must be > 0 and finite, got nan"),
+    ("mnist_vae", [*SINGLE, "--max-new-epochs", "0"], "argument --max-new-epochs: must be > 0"),
+    ("mnist_vae", [*SINGLE, "--train-subset", "-5"], "argument --train-subset: must be >= 0"),
+    ("mnist_vae", [*SINGLE, "--seed", BIG_SEED], "argument --seed: must be an integer in [0, 2**32)"),
+    ("mnist_vae", [*SINGLE, "--device", "foo"], "argument --device: unknown device 'foo'"),
+    ("mnist_vae", ["--latent", "vmf"], "--latent and --dim go together"),
+    ("mnist_vae", ["--latent", "power", "--dim", "1"], "the P-VAE needs --dim >= 2"),
+    ("mnist_vae", ["--table1", "--latents", "poincare"], "argument --latents: invalid choice"),
+    ("mnist_m1m2", ["--max-new-epochs", "-1"], "argument --max-new-epochs: must be > 0"),
+    ("mnist_m1m2", ["--train-subset", "-1"], "argument --train-subset: must be >= 0"),
+    ("mnist_m1m2", ["--lr", "nan"], "argument --lr: must be > 0"),
+    ("mnist_m1m2", ["--seed", BIG_SEED], "argument --seed: must be an integer"),
+    ("mnist_m1m2_ablations", ["--device", "foo"], "argument --device: unknown device"),
+    ("mnist_knn", ["--device", "foo"], "argument --device: unknown device"),
+    ("mnist_knn", ["--draw-seed", "-1"], "argument --draw-seed: must be an integer"),
+    ("linkpred", ["--seed", BIG_SEED], "argument --seed: must be an integer in [0, 2**32)"),
+    ("linkpred", ["--device", "foo"], "argument --device: unknown device 'foo'"),
+    ("linkpred", ["--dim", "0"], "argument --dim: must be > 0"),
+    ("linkpred", ["--refresh", "--out-dir", "x"], "not allowed with argument"),
+    ("linkpred_diagnostics", ["--device", "foo"], "argument --device: unknown device"),
+    ("circle", ["--seed", "-1"], "argument --seed: must be an integer"),
+    ("sampler", ["--device", "foo"], "argument --device: unknown device"),
+    ("sampler", ["--dims", "1"], "--dims must be >= 2"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(module, argv, message, capsys):
+    code, err = run_main(module, argv, capsys)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: ") and message in err[0], err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+@pytest.mark.parametrize("module", ["linkpred", "mnist_vae"])
+def test_cuda_without_cuda_is_exit_2(module, capsys):
+    argv = ["--device", "cuda"] + (SINGLE if module == "mnist_vae" else [])
+    code, err = run_main(module, argv, capsys)
+    expected = ("error: argument --device: cuda requested but CUDA is not available "
+                "(use --device cpu or auto)")
+    assert code == 2 and err == [expected], err
+
+
+def test_mnist_vae_errors_are_not_printed_under_the_usage_text():
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "mnist_vae.py"), "--dim", "0"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        "error: argument --dim: must be > 0 and finite, got 0"], res.stderr
+
+
+# ------------------------------------------------------------------------------- checkpoints
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "not-a-checkpoint"])
+def test_a_damaged_checkpoint_is_one_line_naming_the_file(damage, tmp_path, capsys):
+    path = tmp_path / "run" / "best.pt"
+    path.parent.mkdir()
+    torch.save({"model": {"w": torch.zeros(1000)}, "epoch": 3}, path)
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x80\x04garbage" * 9,
+                      "empty": b""}.get(damage, data))
+    keys = ("model", "record") if damage == "not-a-checkpoint" else ("model",)
+    with pytest.raises(SystemExit) as e:
+        common.load_checkpoint(path, keys=keys)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and str(path) in err[0], err
+    assert err[0].startswith("error: ")
+
+
+def _trainer(ckpt, lr=1e-3, patience=5, warmup=2):
+    from pyg_spherical.training import EarlyStopping, Trainer
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step(batch, epoch):
+        return {"loss": model(batch).pow(2).mean()}
+
+    return Trainer(model, opt, step, lambda m, e: {"elbo": -float(e)}, monitor="elbo",
+                   early_stopping=EarlyStopping(patience, min_epochs=warmup), max_epochs=10,
+                   checkpoint_dir=ckpt)
+
+
+def test_resume_refuses_flags_that_differ_from_the_checkpoint(tmp_path, capsys):
+    _trainer(tmp_path).fit([torch.randn(4, 3)], max_new_epochs=2)
+    args = argparse.Namespace(lr=0.5, patience=5, warmup=2, use_checkpoint_settings=False)
+    with pytest.raises(SystemExit) as e:
+        common.resume(_trainer(tmp_path, lr=0.5), args, ("lr", "patience", "warmup"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: --lr 0.5 differs from 0.001 in the checkpoint ")
+    assert "--use-checkpoint-settings" in err[0]
+    # matching flags resume silently; the explicit switch takes the checkpoint's values
+    same = argparse.Namespace(lr=1e-3, patience=5, warmup=2)
+    tr = _trainer(tmp_path)
+    assert common.resume(tr, same, ("lr", "patience", "warmup")) and tr.epoch == 2
+    args = argparse.Namespace(lr=0.5, patience=9, warmup=2, use_checkpoint_settings=True)
+    tr = _trainer(tmp_path, lr=0.5, patience=9)
+    assert common.resume(tr, args, ("lr", "patience", "warmup"))
+    assert (args.lr, args.patience) == (1e-3, 5)
+    assert tr.optimizer.param_groups[0]["lr"] == 1e-3 and tr.stopper.patience == 5
+    out = capsys.readouterr().out
+    assert "continuing with the checkpoint's --lr 0.001 (not 0.5)" in out
+
+
+# ---------------------------------------------------------------------------------- output
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    args = argparse.Namespace(no_progress=False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert not common.show_progress(args) and common.tqdm_factory(args) is None
+    bar = common.progress_bar(args, 100, "x")
+    for _ in range(100):
+        bar.update(1)
+    bar.close()
+    assert sys.stderr.getvalue() == ""
+    monkeypatch.setattr(sys, "stderr", Tty())
+    assert common.show_progress(args) and common.tqdm_factory(args) is not None
+    assert not common.show_progress(argparse.Namespace(no_progress=True))
+
+
+def test_single_run_tables_show_no_nan_spread(capsys):
+    import linkpred
+
+    run = {"test_auc": 0.9, "test_ap": 0.91, "val_auc": 0.92, "epoch_ms_median": 3.0, "epoch": 7}
+    s = linkpred.summarize([run])
+    assert s["test_auc"]["se"] is None and s["runs"] == 1
+    cfg = {"lr": 0.01, "dropout": 0.1, "dim": 16, "epochs": 1}
+    linkpred.print_table("Cora", {"svgae": s}, {"svgae": cfg})
+    out = capsys.readouterr().out
+    assert "nan" not in out and "90.00 (n=1)" in out
+    assert common.fmt(1.0, float("nan")) == "1.00" and common.fmt(1.0, None) == "1.00"
+    assert common.fmt_runs(1.0, 0.5, 3) == "1.00 ± 0.50"
+
+
+def test_outputs_go_to_runs_unless_refreshed(monkeypatch, tmp_path):
+    monkeypatch.setattr(common, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    ns = argparse.Namespace
+    assert common.out_dir(ns(refresh=False, out_dir=None)) == tmp_path / "runs"
+    assert common.out_dir(ns(refresh=True, out_dir=None)) == tmp_path / "results"
+    assert common.out_dir(ns(refresh=False, out_dir=str(tmp_path / "x"))) == tmp_path / "x"
+    assert "runs/" in (REPO / ".gitignore").read_text().splitlines()
+
+
+def test_sampler_times_power_too_and_writes_to_runs(monkeypatch, tmp_path, capsys):
+    import json
+
+    import sampler
+
+    monkeypatch.setattr(common, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    sampler.main(["--batch", "64", "--repeats", "1", "--dims", "3", "--kappas", "2",
+                  "--no-progress"])
+    row = json.loads((tmp_path / "runs" / "sampler.json").read_text())["rows"][0]
+    assert {"vmf", "power", "gauss"} <= set(row["ms"]) and "power_over_gauss" in row
+    assert "power/gauss" in capsys.readouterr().out and not (tmp_path / "results").exists()
+
+
+def test_benchmarks_do_not_edit_sys_path_and_run_from_anywhere(tmp_path):
+    for script in (REPO / "benchmarks").glob("*.py"):
+        assert "sys.path.insert" not in script.read_text(), script.name
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "linkpred_diagnostics.py"),
+                          "--help"], capture_output=True, text=True, timeout=120, check=False,
+                         cwd=tmp_path)
+    assert res.returncode == 0 and "usage:" in res.stdout, res.stderr[-500:]
+
+
+def test_linkpred_and_diagnostics_share_one_run_class_without_shadowing():
+    import linkpred
+    import linkpred_diagnostics
+
+    from pyg_spherical.training import Trainer
+
+    assert not hasattr(linkpred, "Trainer") and linkpred.LinkPredRun is not Trainer
+    assert issubclass(linkpred_diagnostics.AblationRun, linkpred.LinkPredRun)
+    text = (REPO / "benchmarks" / "linkpred_diagnostics.py").read_text()
+    assert "reparameterized_theta" not in text and 'gradient="authors"' in text
+
+
+def test_notebook_tooling_is_its_own_extra_and_ci_installs_it():
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert not {"nbclient", "nbformat", "ipykernel"} & set(extras["test"])
+    assert {"nbclient", "nbformat", "ipykernel"} <= set(extras["notebooks"])
+    assert '".[test,notebooks]"' in (REPO / ".ci" / "run").read_text()
+
+
+# -------------------------------------------------------------------- end to end (slow)
+@pytest.mark.slow
+def test_linkpred_run_writes_to_runs_and_logs_no_carriage_returns(tmp_path):
+    """A piped run: no tqdm refreshes in the log, the JSON in --out-dir, results/ untouched."""
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "linkpred.py"), "--epochs",
+                          "2", "--runs", "1", "--model", "svgae", "--out", "t",
+                          "--out-dir", str(tmp_path)], capture_output=True, text=True,
+                         timeout=300, check=False, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "\r" not in res.stderr and "\r" not in res.stdout
+    assert (tmp_path / "t.json").is_file() and "± nan" not in res.stdout
+
+
+def _mnist_or_skip():
+    from pyg_spherical.datasets import load_mnist
+
+    try:
+        load_mnist(download=False)
+    except (FileNotFoundError, ValueError) as e:
+        pytest.skip(f"MNIST not available: {e}")
+
+
+@pytest.mark.slow
+def test_mnist_vae_resume_eval_only_and_aggregation(tmp_path, capsys):
+    """One epoch on 64 images into tmp folders; a resumed run refuses another --lr; --eval-only
+    needs its best.pt; a damaged checkpoint is one line; --table-only aggregates --out-dir."""
+    import mnist_vae
+
+    _mnist_or_skip()
+    base = ["--latent", "vmf", "--dim", "3", "--train-subset", "64", "--eval-subset", "64",
+            "--ll-samples", "2", "--no-download", "--checkpoint-dir", str(tmp_path / "ck"),
+            "--out-dir", str(tmp_path / "out")]
+    mnist_vae.main([*base, "--max-new-epochs", "1"])
+    assert (tmp_path / "out" / "smoke_mnist_vae_vmf_d3_s0.json").is_file()
+    capsys.readouterr()
+    code, err = run_main("mnist_vae", [*base, "--max-new-epochs", "1", "--lr", "0.5"], capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: --lr 0.5 differs from 0.001")
+    code, err = run_main("mnist_vae", [*base, "--eval-only", "--seed", "7"], capsys)
+    assert code == 2 and len(err) == 1 and "vmf_d3_s7/best.pt" in err[0], err
+    best = tmp_path / "ck" / "vmf_d3_s0" / "best.pt"
+    best.write_bytes(best.read_bytes()[:100])
+    code, err = run_main("mnist_vae", [*base, "--eval-only"], capsys)
+    assert code == 2 and len(err) == 1 and str(best) in err[0], err
+    mnist_vae.main(["--table1", "--table-only", "--dims", "3", "--train-subset", "64",
+                    "--no-download", "--out-dir", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "(n=1)" in out and (tmp_path / "out" / "smoke_mnist_table1.json").is_file()
