@@ -14,11 +14,14 @@ Examples::
 
     python benchmarks/mnist_knn.py                          # d = 2 5 10, both latents
     python benchmarks/mnist_knn.py --dims 2 5 10 20 40 --draws 20
+    python benchmarks/mnist_knn.py --dims 20 40 --latents normal vmf power   # with the P-VAE
     python benchmarks/mnist_knn.py --checkpoint last        # unfinished runs (development)
 
 Convention: the S-VAE is reported both with latent_dim d (codes on S^{d-1} in R^d, the
 library's convention) and with latent_dim d+1 (S^d, intrinsic dimension d, as in the authors'
-example code, which builds the S-VAE with z_dim = Z_DIM + 1); the paper's "d" is ambiguous.
+example code, which builds the S-VAE with z_dim = Z_DIM + 1); the paper's "d" is ambiguous. The
+P-VAE (``--latents ... power``: a Power Spherical posterior, geodesic distance) is reported the
+same two ways.
 
 Reads ``checkpoints/mnist_vae/<latent>_d<dim>_s<seed>/best.pt``; missing runs are listed and
 skipped. Writes ``runs/mnist_knn_table2.json`` (``results/`` with ``--refresh``).
@@ -51,9 +54,11 @@ from common import (
     write_json,
 )
 
-LATENTS = ("normal", "vmf")
-NAMES = {"normal": "N-VAE", "vmf": "S-VAE"}
-VARIANT_NAMES = {"normal": "N-VAE", "vmf": "S-VAE S^(d-1)", "vmf_sd": "S-VAE S^d"}
+LATENTS = ("normal", "vmf", "power")
+SPHERICAL = ("vmf", "power")
+NAMES = {"normal": "N-VAE", "vmf": "S-VAE", "power": "P-VAE"}
+VARIANT_NAMES = {"normal": "N-VAE", "vmf": "S-VAE S^(d-1)", "vmf_sd": "S-VAE S^d",
+                 "power": "P-VAE S^(d-1)", "power_sd": "P-VAE S^d"}
 LABELS = (100, 600, 1000)
 
 
@@ -98,11 +103,13 @@ def main(argv=None):
                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--dims", type=int, nargs="+", default=[2, 5, 10],
                    help="latent dims d (S-VAE: the sphere S^{d-1} in R^d); paper: 2 5 10 20 40")
-    p.add_argument("--latents", nargs="+", default=list(LATENTS), choices=LATENTS)
+    p.add_argument("--latents", nargs="+", default=["normal", "vmf"], choices=LATENTS,
+                   help="latent families (default: normal vmf)")
     p.add_argument("--labels", type=int, nargs="+", default=list(LABELS),
                    help="numbers of labelled points N (multiples of 10)")
     p.add_argument("--no-intrinsic", dest="intrinsic", action="store_false",
-                   help="do not add the S-VAE with latent_dim d+1 (the sphere S^d) beside each d")
+                   help="do not add the S-VAE / P-VAE with latent_dim d+1 (the sphere S^d) "
+                        "beside each d")
     p.add_argument("--k", type=positive(int), default=5, help="neighbours")
     p.add_argument("--draws", type=positive(int), default=20,
                    help="class-balanced label draws per cell")
@@ -138,8 +145,8 @@ def main(argv=None):
     for d in args.dims:
         for lat in args.latents:
             variants.append((lat, lat, d, d))
-            if lat == "vmf" and args.intrinsic:
-                variants.append(("vmf_sd", "vmf", d + 1, d))
+            if lat in SPHERICAL and args.intrinsic:
+                variants.append((f"{lat}_sd", lat, d + 1, d))
     found, missing = [], []
     for v in variants:
         (found if vae_checkpoint(args, v[1], v[2], args.seed).is_file() else missing).append(v)
@@ -178,13 +185,14 @@ def main(argv=None):
         results.setdefault(key, {})[str(d)] = cell
     bar.close()
 
-    keys = [k for k in ("normal", "vmf", "vmf_sd") if any(v[0] == k for v in variants)]
+    keys = [k for k in VARIANT_NAMES if any(v[0] == k for v in variants)]
+    paper_lats = [lat for lat in args.latents if lat in PAPER_TABLE2]
     print(f"\nTable 2 (M1 + {args.k}-NN, MNIST test accuracy %, mean ± std over {args.draws} "
           f"class-balanced label draws; ours vs paper; checkpoint: {args.checkpoint})")
     print("  N-VAE: R^d.  S-VAE S^(d-1): latent_dim d (codes in R^d).  S-VAE S^d: latent_dim d+1 "
-          "(intrinsic dimension d, as the authors' example code)")
+          "(intrinsic dimension d, as the authors' example code); P-VAE likewise")
     head = (f"{'d':>3s} {'N':>5s} " + " ".join(f"{VARIANT_NAMES[k]:>14s}" for k in keys)
-            + " " + " ".join(f"{'paper ' + NAMES[lat]:>12s}" for lat in args.latents))
+            + " " + " ".join(f"{'paper ' + NAMES[lat]:>12s}" for lat in paper_lats))
     print(head)
     print("-" * len(head))
     for d in args.dims:
@@ -194,7 +202,7 @@ def main(argv=None):
                 c = results.get(k, {}).get(str(d), {}).get(str(n))
                 ours = fmt(c["mean"], c["std"] if args.draws > 1 else None, 1) if c else "-"
                 parts.append(f"{ours:>14s}")
-            for lat in args.latents:
+            for lat in paper_lats:
                 ref = PAPER_TABLE2.get(lat, {}).get(d, {}).get(n)
                 parts.append(f"{fmt(*ref, 1) if ref else '-':>12s}")
             print(f"{d:3d} {n:5d} " + " ".join(parts))
@@ -213,7 +221,7 @@ def main(argv=None):
         "ours": results,
         "paper": {lat: {str(d): {str(n): PAPER_TABLE2[lat][d][n] for n in args.labels
                                  if n in PAPER_TABLE2[lat].get(d, {})}
-                        for d in args.dims if d in PAPER_TABLE2[lat]} for lat in args.latents},
+                        for d in args.dims if d in PAPER_TABLE2[lat]} for lat in paper_lats},
         "missing": [{"variant": k, "latent": lat, "latent_dim": dim, "d": d}
                     for k, lat, dim, d in missing],
         "variants": {k: VARIANT_NAMES[k] for k in keys},

@@ -9,15 +9,20 @@ Test metrics: ELBO, RE = E_q[log p(x|z)], KL, and LL = importance-sampled log p(
 samples (Burda et al., 2016), all in nats per test image (fixed seeded binarisation).
 
 Note the paper's convention: the S-VAE with "d" latent dimensions lives on S^{d-1} in R^d
-(``--latent vmf --dim d``). ``--table1 --intrinsic`` also trains the S-VAE on S^d (latent_dim
-d + 1) and prints it beside the paper's "d" row: measured here, the paper's S-VAE numbers at d = 2
-(KL 7.28, LL -132.5) are matched by S^2, while the circle S^1 is ~17 nats worse (see the report).
+(``--latent vmf --dim d``). ``--latent power`` trains the P-VAE: a Power Spherical posterior
+(De Cao & Aziz, 2020) with the same uniform prior, on the same sphere; ``--latents`` picks the
+families of ``--table1`` and ``--speed`` (default: normal vmf). ``--table1 --intrinsic`` also
+trains the S-VAE (and the P-VAE, if in ``--latents``) on S^d (latent_dim d + 1) and prints it
+beside the paper's "d" row: measured here, the paper's S-VAE numbers at d = 2 (KL 7.28,
+LL -132.5) are matched by S^2, while the circle S^1 is ~17 nats worse (see the report).
 
 Examples::
 
     python benchmarks/mnist_vae.py --latent vmf --dim 5                 # one run (resumes)
     python benchmarks/mnist_vae.py --latent vmf --dim 5 --max-new-epochs 50   # time slice
     python benchmarks/mnist_vae.py --table1 --dims 2 5 10 --runs 1     # train + table
+    python benchmarks/mnist_vae.py --latent power --dim 10               # one P-VAE run
+    python benchmarks/mnist_vae.py --table1 --dims 20 40 --latents normal vmf power --intrinsic
     python benchmarks/mnist_vae.py --table1 --eval-only               # table from checkpoints
     python benchmarks/mnist_vae.py --figures                          # Figures 2, 7, 8, 9
 
@@ -61,8 +66,9 @@ from common import (
     write_json,
 )
 
-LATENTS = ("normal", "vmf")
-NAMES = {"normal": "N-VAE", "vmf": "S-VAE"}
+LATENTS = ("normal", "vmf", "power")
+SPHERICAL = ("vmf", "power")
+NAMES = {"normal": "N-VAE", "vmf": "S-VAE", "power": "P-VAE"}
 TABLE1_DIMS = (2, 5, 10, 20, 40)
 METRICS = ("LL", "ELBO", "RE", "KL")
 
@@ -252,13 +258,13 @@ def summarize(rows):
     return out
 
 
-def print_table(summary, runs, dims):
+def print_table(summary, runs, dims, latents=("normal", "vmf")):
     print("\nTable 1 (MNIST test set, nats; ours vs paper, mean ± std over runs)")
     head = f"{'model':6s} {'d':>3s} " + " ".join(f"{m + ' ours':>16s} {m + ' paper':>16s}"
                                                   for m in METRICS) + "  runs  epochs"
     print(head)
     print("-" * len(head))
-    for lat in LATENTS:
+    for lat in latents:
         for d in dims:
             cell = summary.get(lat, {}).get(d)
             paper = PAPER_TABLE1.get(lat, {}).get(d, {})
@@ -273,17 +279,18 @@ def print_table(summary, runs, dims):
     print("('+' after the epoch count: run not finished, i.e. best checkpoint so far.)")
 
 
-def print_intrinsic(summary, runs, dims):
-    """S-VAE on S^d (latent_dim d + 1, intrinsic dimension d) beside the paper's "d" rows."""
-    print("\nS-VAE by intrinsic dimension: ours on S^d (latent_dim d+1) vs the paper's d "
-          "(and our N-VAE in R^d)")
+def print_intrinsic(summary, runs, dims, lat="vmf"):
+    """S-VAE (or P-VAE) on S^d (latent_dim d + 1, intrinsic dimension d) beside the paper's "d"
+    rows of the S-VAE."""
+    print(f"\n{NAMES[lat]} by intrinsic dimension: ours on S^d (latent_dim d+1) vs the paper's "
+          "S-VAE at d (and our N-VAE in R^d)")
     head = (f"{'d':>3s} {'sphere':>6s} " + " ".join(f"{m + ' ours':>16s} {m + ' paper':>16s}"
                                                     for m in METRICS)
             + f" {'N-VAE LL (ours)':>16s}  epochs")
     print(head)
     print("-" * len(head))
     for d in dims:
-        cell = summary.get("vmf", {}).get(d + 1)
+        cell = summary.get(lat, {}).get(d + 1)
         if cell is None:
             continue
         paper = PAPER_TABLE1["vmf"].get(d, {})
@@ -291,7 +298,7 @@ def print_intrinsic(summary, runs, dims):
                  f"{fmt(*paper[m]) if m in paper else '-':>16s}" for m in METRICS]
         ncell = summary.get("normal", {}).get(d)
         nll = fmt_runs(*ncell["LL"], ncell["n"]) if ncell else "-"
-        info = runs.get("vmf", {}).get(d + 1, [])
+        info = runs.get(lat, {}).get(d + 1, [])
         ep = ",".join(f"{r['epochs']}{'' if r['finished'] else '+'}" for r in info) or "-"
         print(f"{d:3d} {'S^' + str(d):>6s} " + " ".join(parts) + f" {nll:>16s}  {ep}")
 
@@ -300,9 +307,11 @@ def write_table(args, dims, seeds, started):
     all_dims = sorted(set(dims) | ({d + 1 for d in dims} if args.intrinsic else set()))
     rows, runs = collect(args, all_dims, seeds)
     summary = summarize(rows)
-    print_table(summary, runs, dims)
+    print_table(summary, runs, dims, args.latents)
+    spherical = [lat for lat in SPHERICAL if lat in args.latents]
     if args.intrinsic:
-        print_intrinsic(summary, runs, dims)
+        for lat in spherical:
+            print_intrinsic(summary, runs, dims, lat)
     payload = {
         "convention": "S-VAE latent_dim d = the sphere S^{d-1} in R^d; 'intrinsic' holds the "
                       "S-VAE with latent_dim d+1 (S^d) keyed by d",
@@ -310,8 +319,11 @@ def write_table(args, dims, seeds, started):
                  for lat, by in summary.items()},
         "intrinsic": {str(d): summary["vmf"][d + 1] for d in dims
                       if args.intrinsic and d + 1 in summary.get("vmf", {})},
+        **({"intrinsic_power": {str(d): summary["power"][d + 1] for d in dims
+                                if args.intrinsic and d + 1 in summary.get("power", {})}}
+           if "power" in spherical else {}),
         "paper": {lat: {str(d): PAPER_TABLE1[lat][d] for d in dims if d in PAPER_TABLE1[lat]}
-                  for lat in LATENTS},
+                  for lat in LATENTS if lat in PAPER_TABLE1},
         "runs": {lat: {str(d): r for d, r in by.items()} for lat, by in runs.items()},
         "meta": run_metadata(args_for_json(args)),
     }
@@ -403,7 +415,7 @@ def make_figures(args, device):
 
 # ----------------------------------------------------------------------------------- speed
 def speed(args, device):
-    """Training-step time of both latents on the same batches, interleaved (fair under load)."""
+    """Training-step time of the ``--latents`` on the same batches, interleaved (fair under load)."""
     from pyg_spherical.vae import VAE
 
     started = time.time()
@@ -417,16 +429,19 @@ def speed(args, device):
     out = {}
     print(f"\ntraining step time, batch {args.batch_size}, {n_steps} steps x {args.speed_reps} "
           f"interleaved repetitions, {torch.get_num_threads()} thread(s), device {device}")
-    print(f"{'d':>3s} {'N-VAE ms/step':>14s} {'S-VAE ms/step':>14s} {'ratio':>6s} "
-          f"{'N-VAE s/epoch':>14s} {'S-VAE s/epoch':>14s}")
+    lats = list(args.latents)
+    ratio_of = [lat for lat in lats if lat != "normal"] if "normal" in lats else []
+    print(f"{'d':>3s} " + " ".join(f"{NAMES[lat] + ' ms/step':>14s}" for lat in lats)
+          + "".join(f" {NAMES[lat][0] + '/N':>6s}" for lat in ratio_of) + " "
+          + " ".join(f"{NAMES[lat] + ' s/epoch':>14s}" for lat in lats))
     steps_per_epoch = math.ceil(train.x.shape[0] / args.batch_size)
     for d in dims:
         models = {}
-        for lat in LATENTS:
+        for lat in lats:
             torch.manual_seed(0)
             m = VAE(lat, d).to(device)
             models[lat] = (m, torch.optim.Adam(m.parameters(), lr=args.lr))
-        times = {lat: [] for lat in LATENTS}
+        times = {lat: [] for lat in lats}
         for rep in range(args.speed_reps + 1):  # the first repetition warms up
             for lat, (m, opt) in models.items():
                 if device.type == "cuda":
@@ -442,13 +457,14 @@ def speed(args, device):
                 if rep:
                     times[lat].append((time.perf_counter() - t0) / n_steps)
         med = {lat: float(np.median(v)) for lat, v in times.items()}
-        ratio = med["vmf"] / med["normal"]
+        ratios = {lat: med[lat] / med["normal"] for lat in ratio_of}
         out[str(d)] = {"ms_per_step": {k: 1e3 * v for k, v in med.items()},
                        "s_per_epoch": {k: v * steps_per_epoch for k, v in med.items()},
-                       "ratio_vmf_over_normal": ratio,
+                       **{f"ratio_{lat}_over_normal": r for lat, r in ratios.items()},
                        "all_ms_per_step": {k: [1e3 * t for t in v] for k, v in times.items()}}
-        print(f"{d:3d} {1e3 * med['normal']:14.2f} {1e3 * med['vmf']:14.2f} {ratio:6.2f} "
-              f"{med['normal'] * steps_per_epoch:14.1f} {med['vmf'] * steps_per_epoch:14.1f}")
+        print(f"{d:3d} " + " ".join(f"{1e3 * med[lat]:14.2f}" for lat in lats)
+              + "".join(f" {r:6.2f}" for r in ratios.values()) + " "
+              + " ".join(f"{med[lat] * steps_per_epoch:14.1f}" for lat in lats))
     if not SMOKE["on"]:
         path = write_json("mnist_speed", {"speed": out, "steps_per_epoch": steps_per_epoch,
                                           "meta": run_metadata(args_for_json(args))},
@@ -466,12 +482,15 @@ def parse_args(argv=None):
     p.add_argument("--dim", type=pos_int,
                    help="latent dimension d (S-VAE: the sphere S^{d-1} in R^d)")
     p.add_argument("--table1", action="store_true",
-                   help="run every d in --dims for both latents and print Table 1")
+                   help="run every d in --dims for every --latents and print Table 1")
+    p.add_argument("--latents", nargs="+", choices=LATENTS, default=["normal", "vmf"],
+                   help="latent families of --table1 and --speed (default: normal vmf)")
     p.add_argument("--dims", type=pos_int, nargs="+", default=list(TABLE1_DIMS),
                    help="latent dims for --table1 (default: 2 5 10 20 40)")
     p.add_argument("--intrinsic", action="store_true",
-                   help="with --table1: also run the S-VAE with latent_dim d+1 (the sphere S^d, "
-                        "intrinsic dimension d) for every d, and print it beside the paper's d")
+                   help="with --table1: also run the S-VAE (and P-VAE, if in --latents) with "
+                        "latent_dim d+1 (the sphere S^d, intrinsic dimension d) for every d, and "
+                        "print it beside the paper's d")
     p.add_argument("--runs", type=pos_int, default=1, help="runs (seeds seed .. seed+runs-1)")
     p.add_argument("--eval-only", action="store_true",
                    help="do not train: evaluate the existing best checkpoints (all must exist)")
@@ -481,7 +500,8 @@ def parse_args(argv=None):
                         "or results/ with --refresh)")
     p.add_argument("--figures", action="store_true", help="write Figures 2, 7, 8, 9 from checkpoints")
     p.add_argument("--speed", action="store_true",
-                   help="only time training steps of both latents (--dim, or --dims with --table1)")
+                   help="only time training steps of the --latents (--dim, or --dims with "
+                        "--table1)")
     p.add_argument("--speed-steps", type=pos_int, default=200, help="steps per timing repetition")
     p.add_argument("--speed-reps", type=pos_int, default=3, help="interleaved timing repetitions")
     p.add_argument("--fig-dims", type=pos_int, nargs="+", default=[2, 5, 10, 20],
@@ -504,8 +524,8 @@ def parse_args(argv=None):
         p.error("give --latent and --dim, or --table1, or --figures, or --speed")
     if single and (args.latent is None or args.dim is None):
         p.error("--latent and --dim go together")
-    if args.latent == "vmf" and args.dim < 2:
-        p.error("the S-VAE needs --dim >= 2 (the circle S^1 in R^2)")
+    if args.latent in SPHERICAL and args.dim < 2:
+        p.error(f"the {NAMES[args.latent]} needs --dim >= 2 (the circle S^1 in R^2)")
     if args.table1 and min(args.dims) < 2:
         p.error("--dims must be >= 2 for the S-VAE")
     if args.eval_only and args.no_eval:
@@ -528,9 +548,10 @@ def main(argv=None):
     if args.table1 and args.table_only:
         configs = []
     elif args.table1:
-        configs = [(lat, d) for d in args.dims for lat in LATENTS]
+        configs = [(lat, d) for d in args.dims for lat in args.latents]
         if args.intrinsic:
-            configs += [("vmf", d + 1) for d in args.dims if d + 1 not in args.dims]
+            configs += [(lat, d + 1) for lat in SPHERICAL if lat in args.latents
+                        for d in args.dims if d + 1 not in args.dims]
     elif args.latent:
         configs = [(args.latent, args.dim)]
     else:
@@ -560,7 +581,7 @@ def main(argv=None):
         write_table(args, sorted(set(args.dims)), seeds, started)
     elif configs and not args.no_eval:
         rows, runs = collect(args, [args.dim], seeds)
-        print_table(summarize(rows), runs, [args.dim])
+        print_table(summarize(rows), runs, [args.dim], [args.latent])
     if args.figures:
         make_figures(args, device)
 

@@ -58,15 +58,23 @@ Cora and CiteSeer also ship inside the package, so the graph benchmarks need no 
 Walkthroughs: ``notebooks/``; paper reproductions: ``benchmarks/`` (each with ``--help``).
 """
 from . import distributions, special
-from .distributions import HypersphericalUniform, VonMisesFisher
+from .distributions import HypersphericalUniform, PowerSpherical, VonMisesFisher
 from .models import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
-from .nn import GaussianLatent, ScaledInnerProductDecoder, VMFLatent, make_latent
+from .nn import (
+    GaussianLatent,
+    PowerSphericalLatent,
+    ScaledInnerProductDecoder,
+    VMFLatent,
+    make_latent,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GaussianLatent",
     "HypersphericalUniform",
+    "PowerSpherical",
+    "PowerSphericalLatent",
     "ScaledInnerProductDecoder",
     "VMFLatent",
     "VonMisesFisher",

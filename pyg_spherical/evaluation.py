@@ -63,8 +63,9 @@ METRICS = ("euclidean", "geodesic")
 
 
 def metric_for_latent(kind: str) -> str:
-    """``"geodesic"`` for a latent on the sphere (vMF, S-VAE), ``"euclidean"`` for a Gaussian
-    (N-VAE) one; ``kind`` is any name :func:`~pyg_spherical.nn.latent.resolve_kind` accepts."""
+    """``"geodesic"`` for a latent on the sphere (vMF, S-VAE, or Power Spherical),
+    ``"euclidean"`` for a Gaussian (N-VAE) one; ``kind`` is any name
+    :func:`~pyg_spherical.nn.latent.resolve_kind` accepts."""
     from .nn.latent import LATENTS, resolve_kind
 
     return "geodesic" if LATENTS[resolve_kind(kind)].spherical else "euclidean"

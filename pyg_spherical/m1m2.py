@@ -137,9 +137,10 @@ class M1M2(nn.Module):
     r"""Stacked M1+M2 semi-supervised VAE with vMF or Gaussian ``z1`` and ``z2``.
 
     Args:
-        z1_latent (str): ``"vmf"`` or ``"normal"`` (aliases of :func:`make_latent`): M1's latent.
+        z1_latent (str): ``"vmf"``, ``"power"`` or ``"normal"`` (aliases of :func:`make_latent`):
+            M1's latent.
         z1_dim (int): ``d1`` (vMF: unit vectors in ``R^{d1}``, the sphere ``S^{d1-1}``).
-        z2_latent (str): ``"vmf"`` or ``"normal"``: M2's style latent.
+        z2_latent (str): ``"vmf"``, ``"power"`` or ``"normal"``: M2's style latent.
         z2_dim (int): ``d2``.
         num_classes (int): ``K`` (10).
         in_features (int): ``D`` (784).
@@ -190,7 +191,7 @@ class M1M2(nn.Module):
     @property
     def combination(self) -> str:
         """``"S+N"`` etc. (``z1`` first): the paper's name of the latent pair."""
-        name = {"vmf": "S", "normal": "N"}
+        name = {"vmf": "S", "normal": "N", "power": "P"}
         return f"{name[self.latent1.kind]}+{name[self.latent2.kind]}"
 
     def _ref(self) -> Tensor:

@@ -119,8 +119,9 @@ class VAE(nn.Module):
     latent, as in section 5.2 / Appendix F.1 of Davidson et al. (2018).
 
     Args:
-        latent (str): ``"vmf"`` (S-VAE, uniform prior on :math:`\mathcal{S}^{d-1}`) or
-            ``"normal"`` (N-VAE, ``N(0, I)`` prior). Aliases of :func:`make_latent` accepted.
+        latent (str): ``"vmf"`` (S-VAE, uniform prior on :math:`\mathcal{S}^{d-1}`),
+            ``"power"`` (P-VAE: a Power Spherical posterior, same prior) or ``"normal"``
+            (N-VAE, ``N(0, I)`` prior). Aliases of :func:`make_latent` accepted.
         latent_dim (int): ``d``. For the vMF the codes are unit vectors in ``R^d`` (paper
             convention: the sphere :math:`\mathcal{S}^{d-1}`, of intrinsic dimension ``d - 1``).
         in_features (int): data dimension ``D`` (784 for MNIST).
@@ -154,7 +155,7 @@ class VAE(nn.Module):
 
     @property
     def kind(self) -> str:
-        """``"vmf"`` or ``"normal"``."""
+        """``"vmf"``, ``"power"`` or ``"normal"``."""
         return self.latent.kind
 
     # ------------------------------------------------------------------ building blocks

@@ -36,6 +36,8 @@ SINGLE = ["--latent", "vmf", "--dim", "5"]
     ("mnist_vae", [*SINGLE, "--seed", BIG_SEED], "argument --seed: must be an integer in [0, 2**32)"),
     ("mnist_vae", [*SINGLE, "--device", "foo"], "argument --device: unknown device 'foo'"),
     ("mnist_vae", ["--latent", "vmf"], "--latent and --dim go together"),
+    ("mnist_vae", ["--latent", "power", "--dim", "1"], "the P-VAE needs --dim >= 2"),
+    ("mnist_vae", ["--table1", "--latents", "poincare"], "argument --latents: invalid choice"),
     ("mnist_m1m2", ["--max-new-epochs", "-1"], "argument --max-new-epochs: must be > 0"),
     ("mnist_m1m2", ["--train-subset", "-1"], "argument --train-subset: must be >= 0"),
     ("mnist_m1m2", ["--lr", "nan"], "argument --lr: must be > 0"),
@@ -170,6 +172,20 @@ def test_outputs_go_to_runs_unless_refreshed(monkeypatch, tmp_path):
     assert common.out_dir(ns(refresh=True, out_dir=None)) == tmp_path / "results"
     assert common.out_dir(ns(refresh=False, out_dir=str(tmp_path / "x"))) == tmp_path / "x"
     assert "runs/" in (REPO / ".gitignore").read_text().splitlines()
+
+
+def test_sampler_times_power_too_and_writes_to_runs(monkeypatch, tmp_path, capsys):
+    import json
+
+    import sampler
+
+    monkeypatch.setattr(common, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    sampler.main(["--batch", "64", "--repeats", "1", "--dims", "3", "--kappas", "2",
+                  "--no-progress"])
+    row = json.loads((tmp_path / "runs" / "sampler.json").read_text())["rows"][0]
+    assert {"vmf", "power", "gauss"} <= set(row["ms"]) and "power_over_gauss" in row
+    assert "power/gauss" in capsys.readouterr().out and not (tmp_path / "results").exists()
 
 
 def test_benchmarks_do_not_edit_sys_path_and_run_from_anywhere(tmp_path):

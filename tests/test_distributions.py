@@ -7,6 +7,7 @@ fixed seeds and tolerances of 4 standard errors (gradients: 3.5);
 two-sample KS tests use p > 1e-3 per case.
 """
 import math
+import shutil
 
 import mpmath as mp
 import numpy as np
@@ -17,7 +18,7 @@ from torch.distributions import kl_divergence
 
 from pyg_spherical import HypersphericalUniform, VonMisesFisher
 from pyg_spherical.distributions import log_sphere_area, sphere
-from pyg_spherical.distributions._sampling import dw_dkappa, sample_w
+from pyg_spherical.distributions._sampling import dtheta_dkappa, dw_dkappa, sample_theta, sample_w
 from pyg_spherical.special import iv_ratio
 
 mp.mp.dps = 40
@@ -464,6 +465,29 @@ def test_gradients_finite_at_pole_draws_float32(m):
     (z @ a).exp().sum().backward()
     assert torch.isfinite(k.grad).all() and torch.isfinite(loc.grad).all()
     assert k.grad.abs().max() < 100 and torch.isfinite(z).all()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_quadrature_matches_eager():
+    """compile_quadrature(): the torch.compile'd quadrature gives the eager gradients."""
+    from pyg_spherical.distributions import compile_quadrature
+
+    torch.manual_seed(0)
+    kappa = torch.tensor([0.5, 3.0, 40.0, 2000.0]).repeat(50)
+    theta, _, _ = sample_theta(kappa, 10)
+    eager = dtheta_dkappa(theta, kappa, 10)
+    try:
+        compile_quadrature()
+        fused = dtheta_dkappa(theta, kappa, 10)
+        k = kappa.clone().requires_grad_(True)
+        z = VonMisesFisher(unit(10, dtype=torch.float32).expand(len(k), 10), k).rsample()
+        z.sum().backward()
+        assert torch.isfinite(k.grad).all()
+    finally:
+        compile_quadrature(False)
+    torch.testing.assert_close(fused, eager, rtol=1e-4, atol=1e-7)
 
 
 # ------------------------------------------------------------------------------------------

@@ -453,3 +453,16 @@ def test_ablation_cli_runs_and_records_what_changed(tmp_path):
     assert rows["SN_iso"]["z2_options"] == {"isotropic": True}
     assert rows["SS_kl-warmup"]["kl_warmup_epochs"] == 6
     assert 0 <= rows["SN_iso"]["best_val_acc"] <= 100 and len(rows["SN_iso"]["val_curve"]) == 1
+
+
+def test_power_spherical_latents_in_m1m2():
+    torch.manual_seed(0)
+    model = M1M2("power", 3, "power", 2, num_classes=3, in_features=12, hidden=16).double()
+    assert model.combination == "P+P"
+    xl, yl, xu = binary(6, 12, 3), torch.tensor([0, 1, 2, 0, 1, 2]), binary(6, 12, 4)
+    loss, _ = model.loss(xl, yl, xu, alpha=0.5)
+    assert torch.isfinite(loss)
+    loss.backward()
+    for n, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), n
+    assert metric_for_latent("power") == "geodesic"

@@ -568,6 +568,69 @@ def test_linkpred_side_by_side_training_is_independent_of_the_other_model(graph)
     assert both["svgae"] == alone_s["svgae"] and both["vgae"] == alone_n["vgae"]
 
 
+# ----------------------------------------------------------------- Power Spherical latent
+def test_power_spherical_latent_in_the_vgae(graph):
+    """latent="power": from a concentration head of width 1 (the S-VGAE encoder) or from
+    GCNLatentEncoder(latent="power"); codes are unit vectors and training lifts the AUC."""
+    from pyg_spherical import PowerSpherical
+    from pyg_spherical.nn import GCNLatentEncoder, PowerSphericalLatent
+
+    a = SphericalVGAE(SphericalGCNEncoder(graph.num_features, 32, 8), latent="power")
+    enc = GCNLatentEncoder(graph.num_features, 32, 8, latent="power")
+    assert enc.scale_channels == 1 and enc.conv_loc.bias.abs().max() > 0  # a direction at H = 0
+    b = SphericalVGAE(enc)
+    for model in (a, b):
+        assert isinstance(model.latent, PowerSphericalLatent) and model.latent_kind == "power"
+    torch.manual_seed(0)
+    random.seed(0)
+    split = link_split(graph, seed=0)
+    z = b.encode(graph.x, split.train_pos_edge_index)
+    assert isinstance(b.posterior, PowerSpherical)
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(graph.num_nodes))
+    kl = b.kl_loss()
+    torch.testing.assert_close(kl, b.posterior.kl_to_uniform().mean())
+    auc, ap = auc_after_training(b, graph, split, epochs=80)
+    assert auc > 0.85 and ap > 0.8, (auc, ap)
+
+
+def test_power_latent_follows_the_latent_contract():
+    """PowerSphericalLatent: a spherical kind for resolve_kind / sample_prior, a (N, d) scale
+    head averaged into one concentration (as VMFLatent), validated arguments."""
+    from pyg_spherical.evaluation import metric_for_latent
+    from pyg_spherical.nn import PowerSphericalLatent
+    from pyg_spherical.nn.latent import LATENTS, resolve_kind
+
+    assert resolve_kind("Power") == "power" and LATENTS["power"] is PowerSphericalLatent
+    assert PowerSphericalLatent.spherical and metric_for_latent("power") == "geodesic"
+    layer = make_latent("power", 4)
+    z = layer.sample_prior(7, torch.Generator().manual_seed(0))
+    assert z.shape == (7, 4)
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(7))
+    loc_raw, scale_raw = torch.randn(5, 4), torch.randn(5, 4)
+    q = layer.distribution(loc_raw, scale_raw)
+    kappa = torch.nn.functional.softplus(scale_raw.mean(-1)) + 1
+    torch.testing.assert_close(q.concentration, kappa)
+    with pytest.raises(ValueError, match="scale head of width 1 or dim"):
+        layer.distribution(loc_raw, scale_raw[:, :2])
+    for k0 in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="min_concentration"):
+            PowerSphericalLatent(4, min_concentration=k0)
+    PowerSphericalLatent(4, min_concentration=0.0)  # kappa = 0 is the uniform distribution
+    loc_raw[1, 2] = float("nan")
+    with pytest.raises(RuntimeError, match="non-finite"):
+        layer(loc_raw, scale_raw[:, :1])
+    # a user's encoder with a d-wide log-std head, the latent built at the first encoding
+    model = SphericalVGAE(encoder=lambda x: (x, x), latent="power")
+    assert model.latent is None
+    x = torch.tensor([[1.0, -1.0], [1.0, 2.0], [2.0, 1.0]])
+    model.eval()
+    torch.testing.assert_close(model.encode(x), x / x.norm(dim=-1, keepdim=True))
+    assert isinstance(model.latent, PowerSphericalLatent)
+    torch.testing.assert_close(model.posterior.concentration,
+                               torch.nn.functional.softplus(x.mean(-1)) + 1)
+    assert torch.isfinite(model.kl_loss()) and model.kl_loss() > 0
+
+
 # ------------------------------------------------------------- drop-in for PyG users' encoders
 class VariationalGCNEncoder(torch.nn.Module):
     """The encoder of PyG's examples/autoencoder.py, verbatim: (mu, logstd), both of width d."""

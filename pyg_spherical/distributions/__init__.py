@@ -1,7 +1,10 @@
 """Distributions on the unit hypersphere, following :mod:`torch.distributions` conventions."""
 from . import kl as _kl  # noqa: F401  (registers the KL divergences)
+from ._sampling import compile_quadrature
 from .constraints import sphere
 from .hyperspherical_uniform import HypersphericalUniform
+from .power_spherical import PowerSpherical
 from .von_mises_fisher import VonMisesFisher, log_sphere_area
 
-__all__ = ["HypersphericalUniform", "VonMisesFisher", "log_sphere_area", "sphere"]
+__all__ = ["HypersphericalUniform", "PowerSpherical", "VonMisesFisher", "compile_quadrature",
+           "log_sphere_area", "sphere"]

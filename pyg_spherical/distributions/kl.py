@@ -6,6 +6,7 @@ from torch.distributions import register_kl
 
 from .. import special
 from .hyperspherical_uniform import HypersphericalUniform
+from .power_spherical import PowerSpherical
 from .von_mises_fisher import VonMisesFisher, _LogNormalizerScaled, _terms
 
 
@@ -18,6 +19,14 @@ def _check_dims(p, q):
 @register_kl(VonMisesFisher, HypersphericalUniform)
 def _kl_vmf_uniform(p: VonMisesFisher, q: HypersphericalUniform):
     r"""Paper eq. 5: ``kappa A_m(kappa) + log C_m(kappa) + log|S^{m-1}|``; independent of ``mu``."""
+    _check_dims(p, q)
+    kl = p.kl_to_uniform()
+    return kl.expand(torch.broadcast_shapes(kl.shape, q.batch_shape))
+
+
+@register_kl(PowerSpherical, HypersphericalUniform)
+def _kl_power_uniform(p: PowerSpherical, q: HypersphericalUniform):
+    r"""``log|S^{m-1}| - H(p)`` in closed form (lgamma / digamma); independent of ``mu``."""
     _check_dims(p, q)
     kl = p.kl_to_uniform()
     return kl.expand(torch.broadcast_shapes(kl.shape, q.batch_shape))

@@ -59,10 +59,11 @@ class SphericalVGAE(VGAE):
             :class:`~pyg_spherical.nn.VMFLatent`).
         decoder (Module, optional): default :class:`~pyg_spherical.nn.ScaledInnerProductDecoder`
             for a spherical latent, PyG's ``InnerProductDecoder`` for a Gaussian one.
-        latent (str or LatentLayer, optional): ``"vmf"`` / ``"normal"`` or a latent layer.
-            Default: ``encoder.latent_kind`` if the encoder has one, else ``"vmf"``. The latent
-            width ``d`` is ``encoder.out_channels`` when the encoder has an integer one, else it
-            is read from the first encoding (PyG's lazy-initialisation idiom).
+        latent (str or LatentLayer, optional): ``"vmf"`` / ``"power"`` (Power Spherical) /
+            ``"normal"`` or a latent layer. Default: ``encoder.latent_kind`` if the encoder has
+            one, else ``"vmf"``. The latent width ``d`` is ``encoder.out_channels`` when the
+            encoder has an integer one, else it is read from the first encoding (PyG's
+            lazy-initialisation idiom).
 
     ``encode`` returns ``z (N, d)``: a reparameterised posterior sample in training mode, the
     posterior's mean direction ``mu`` (vMF) / mean (Gaussian) in eval mode. After ``encode``,

@@ -22,8 +22,8 @@ The encoders return the **raw** pair ``(loc_raw, scale_raw)`` that a latent laye
 * :class:`GCNEncoder` (N-VGAE): ``mu`` ``(N, d)`` and ``log sigma`` ``(N, d)`` -- exactly what
   :class:`torch_geometric.nn.VGAE` expects, so it also works with PyG's own ``VGAE``.
 
-Each encoder carries ``latent_kind`` (``"vmf"`` / ``"normal"``) and ``out_channels`` so that
-:class:`~pyg_spherical.models.SphericalVGAE` builds the matching latent layer by itself.
+Each encoder carries ``latent_kind`` (``"vmf"`` / ``"power"`` / ``"normal"``) and ``out_channels``
+so that :class:`~pyg_spherical.models.SphericalVGAE` builds the matching latent layer by itself.
 """
 from __future__ import annotations
 
@@ -128,8 +128,8 @@ class GCNLatentEncoder(nn.Module):
         hidden_channels (int): hidden GCN width (paper: 32).
         out_channels (int): latent size ``d`` (the S-VGAE lives on ``S^{d-1} ⊂ R^d``).
         dropout (float): dropout probability on the input of every GCN layer.
-        latent (str): ``"vmf"`` or ``"normal"``; sets the width of the scale head
-            (``1`` concentration or ``d`` log-stds).
+        latent (str): ``"vmf"``, ``"power"`` (Power Spherical) or ``"normal"``; sets the width
+            of the scale head (``1`` concentration or ``d`` log-stds).
         bias (bool): add a bias to every GCN layer (default ``True``; the reference VGAE has
             none: ``bias=False``).
         cached (bool): cache the normalised adjacency of the first call. Only for full-batch
@@ -165,8 +165,8 @@ class GCNLatentEncoder(nn.Module):
 
     def reset_parameters(self) -> None:
         """Glorot-uniform weights and zero biases (PyG's ``GCNConv`` initialisation), except the
-        mean-direction bias of a vMF encoder, drawn from ``U(-LOC_BIAS_INIT, LOC_BIAS_INIT)``;
-        clears the cached adjacency.
+        mean-direction bias of a spherical (vMF or Power Spherical) encoder, drawn from
+        ``U(-LOC_BIAS_INIT, LOC_BIAS_INIT)``; clears the cached adjacency.
 
         Why the vMF exception: a node whose receptive field is empty after dropout (an isolated
         node of the training graph with one or two words, all dropped) or has no features at
@@ -177,7 +177,7 @@ class GCNLatentEncoder(nn.Module):
         self.conv1.reset_parameters()
         self.conv_loc.reset_parameters()
         self.conv_scale.reset_parameters()
-        if self.latent_kind == "vmf" and self.conv_loc.bias is not None:
+        if LATENTS[self.latent_kind].spherical and self.conv_loc.bias is not None:
             with torch.no_grad():
                 self.conv_loc.bias.uniform_(-LOC_BIAS_INIT, LOC_BIAS_INIT)
         self._cache = None

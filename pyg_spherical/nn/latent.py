@@ -2,18 +2,19 @@ r"""Latent layers: raw encoder outputs -> posterior distribution -> sample and K
 
 One module type per latent family, shared by the graph (:class:`~pyg_spherical.SphericalVGAE`)
 and image (:class:`~pyg_spherical.vae.VAE`) models, so that switching an S-VAE to an N-VAE is one
-argument (``make_latent("vmf" | "normal", dim)``):
+argument (``make_latent("vmf" | "power" | "normal", dim)``):
 
 =================  =======================================  ===============================
 family             posterior                                prior
 =================  =======================================  ===============================
 ``"vmf"``          ``vMF(normalize(loc_raw), softplus(c) + k0)``  ``U(S^{dim-1})`` (eq. 5)
+``"power"``        ``PS(normalize(loc_raw), softplus(c) + k0)``   ``U(S^{dim-1})``
 ``"normal"``       ``N(loc_raw, diag(exp(logstd))^2)``       ``N(0, I)``
 =================  =======================================  ===============================
 
-Both take two raw tensors from an encoder: ``loc_raw`` of shape ``(..., dim)`` and ``scale_raw``
-of shape ``(..., 1)`` (vMF concentration) or ``(..., dim)`` (Gaussian log-std); use
-:attr:`LatentLayer.scale_dim` to size the encoder head. Note the paper's convention: an S-VAE with
+Each takes two raw tensors from an encoder: ``loc_raw`` of shape ``(..., dim)`` and ``scale_raw``
+of shape ``(..., 1)`` (vMF / Power Spherical concentration) or ``(..., dim)`` (Gaussian log-std);
+use :attr:`LatentLayer.scale_dim` to size the encoder head. Note the paper's convention: an S-VAE with
 ``dim = d`` lives on the sphere ``S^{d-1}`` embedded in ``R^d``.
 """
 from __future__ import annotations
@@ -25,10 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
-from ..distributions import HypersphericalUniform, VonMisesFisher
+from ..distributions import HypersphericalUniform, PowerSpherical, VonMisesFisher
 from ..distributions.von_mises_fisher import GRADIENTS
 
-__all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "VMFLatent", "make_latent", "resolve_kind"]
+__all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "PowerSphericalLatent", "VMFLatent",
+           "make_latent", "resolve_kind"]
 
 MAX_LOGSTD = 10.0  # as torch_geometric.nn.models.autoencoder
 
@@ -178,6 +180,69 @@ class VMFLatent(LatentLayer):
                 + ("" if self.gradient == "implicit" else f", gradient={self.gradient!r}"))
 
 
+class PowerSphericalLatent(LatentLayer):
+    r"""Power Spherical posterior with a uniform prior on ``S^{dim-1}`` (the P-VAE latent).
+
+    The same parameterisation as :class:`VMFLatent`: ``mu = loc_raw / ||loc_raw||``,
+    ``kappa = softplus(scale_raw) + min_concentration``, with
+    :class:`~pyg_spherical.distributions.PowerSpherical` (De Cao & Aziz, 2020) in place of the
+    vMF: density ``∝ (1 + mu^T z)^kappa``, a rejection-free sampler and a KL without Bessel
+    functions. As for :class:`VMFLatent`, a zero or non-finite ``loc_raw`` row raises.
+
+    Args:
+        dim (int): ambient dimension ``m >= 2`` (codes are unit vectors in ``R^m``).
+        min_concentration (float): lower bound on ``kappa``, finite and ``>= 0`` (default 1;
+            ``kappa = 0`` is the uniform distribution, a valid Power Spherical).
+    """
+
+    kind = "power"
+    spherical = True
+
+    def __init__(self, dim: int, min_concentration: float = 1.0):
+        super().__init__(dim)
+        if dim < 2:
+            raise ValueError("PowerSphericalLatent: dim must be >= 2 (a circle S^1 in R^2 at "
+                             "least).")
+        min_concentration = float(min_concentration)
+        if not (math.isfinite(min_concentration) and min_concentration >= 0):
+            raise ValueError(f"PowerSphericalLatent: min_concentration must be a finite number "
+                             f">= 0, got {min_concentration}.")
+        self.min_concentration = min_concentration
+
+    @property
+    def scale_dim(self) -> int:
+        return 1
+
+    def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> PowerSpherical:
+        """``PS(mu = loc_raw / ||loc_raw||, kappa = softplus(scale_raw) + min_concentration)``.
+
+        ``scale_raw`` is ``(..., 1)``, or ``(..., dim)`` (averaged over the last dim, as in
+        :meth:`VMFLatent.distribution`)."""
+        if scale_raw.dim() > 0 and scale_raw.shape[-1] == self.dim:
+            scale_raw = scale_raw.mean(dim=-1, keepdim=True)
+        self._check_raw(loc_raw, scale_raw)
+        norm = torch.linalg.vector_norm(loc_raw, dim=-1, keepdim=True)
+        torch._assert_async(
+            ((norm > 0) & torch.isfinite(norm)).all(),
+            "PowerSphericalLatent: a mean-direction row (loc_raw) is non-finite (NaN/inf) or "
+            "zero and has no direction.",
+        )
+        kappa = F.softplus(scale_raw.squeeze(-1)) + self.min_concentration
+        # The arguments are valid by construction; validation would force host syncs.
+        return PowerSpherical(loc_raw / norm, kappa, validate_args=False)
+
+    def prior(self, device=None, dtype=None) -> HypersphericalUniform:
+        """The uniform distribution on ``S^{dim-1}``."""
+        return HypersphericalUniform(self.dim, device=device, dtype=dtype)
+
+    def point(self, q: PowerSpherical) -> Tensor:
+        """The mean direction ``mu`` (the mode), shape ``(..., dim)``."""
+        return q.loc
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, min_concentration={self.min_concentration}"
+
+
 class GaussianLatent(LatentLayer):
     r"""Diagonal Gaussian posterior ``N(mu, diag(sigma^2))`` with a standard normal prior (N-VAE).
 
@@ -222,22 +287,25 @@ class GaussianLatent(LatentLayer):
         return f"dim={self.dim}" + (", isotropic=True" if self.isotropic else "")
 
 
-LATENTS = {"vmf": VMFLatent, "normal": GaussianLatent}
+LATENTS = {"vmf": VMFLatent, "normal": GaussianLatent, "power": PowerSphericalLatent}
 
 
 def make_latent(kind: str, dim: int, **kwargs) -> LatentLayer:
-    """``make_latent("vmf", d)`` (S-VAE) or ``make_latent("normal", d)`` (N-VAE).
+    """``make_latent("vmf", d)`` (S-VAE), ``make_latent("normal", d)`` (N-VAE) or
+    ``make_latent("power", d)`` (P-VAE, a Power Spherical posterior on the sphere).
 
     Args:
-        kind (str): ``"vmf"`` (aliases ``"svae"``, ``"s"``, ``"spherical"``) or ``"normal"``
-            (aliases ``"gaussian"``, ``"n"``, ``"nvae"``), case-insensitive.
-        dim (int): latent size ``d``; vMF codes are unit vectors in ``R^d`` (the sphere
-            ``S^{d-1}``), Gaussian codes are points of ``R^d``.
-        **kwargs: forwarded to the layer (``min_concentration`` for :class:`VMFLatent`,
-            ``isotropic`` for :class:`GaussianLatent`).
+        kind (str): ``"vmf"`` (aliases ``"svae"``, ``"s"``, ``"spherical"``), ``"normal"``
+            (aliases ``"gaussian"``, ``"n"``, ``"nvae"``) or ``"power"``,
+            case-insensitive.
+        dim (int): latent size ``d``; vMF and Power Spherical codes are unit vectors in ``R^d``
+            (the sphere ``S^{d-1}``), Gaussian codes are points of ``R^d``.
+        **kwargs: forwarded to the layer (``min_concentration`` for :class:`VMFLatent` and
+            :class:`PowerSphericalLatent`, ``gradient`` for :class:`VMFLatent`, ``isotropic``
+            for :class:`GaussianLatent`).
 
     Returns:
-        A :class:`VMFLatent` or :class:`GaussianLatent`.
+        A :class:`VMFLatent`, :class:`GaussianLatent` or :class:`PowerSphericalLatent`.
 
     Raises:
         ValueError: unknown ``kind``, or an invalid ``dim``.
