@@ -334,7 +334,9 @@ def test_shapes_broadcasting_and_expand():
     assert q.log_prob(q.sample()).shape == (4, 3)
     assert q.entropy().shape == (4, 3) and q.mean.shape == (4, 3, 5) and q.mode.shape == (4, 3, 5)
     assert q.variance.shape == (4, 3, 5)
-    q2 = PowerSpherical(loc[:, 0], torch.rand(4, 1) + 0.5)  # trailing singleton
+    with pytest.raises(ValueError, match="squeeze"):  # a (N, 1) concentration is refused
+        PowerSpherical(loc[:, 0], torch.rand(4, 1) + 0.5)
+    q2 = PowerSpherical(loc[:, 0], torch.rand(4) + 0.5)
     assert q2.batch_shape == (4,)
     e = q2.expand((6, 4))
     assert e.batch_shape == (6, 4) and e.sample().shape == (6, 4, 5)

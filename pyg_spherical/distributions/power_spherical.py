@@ -25,6 +25,7 @@ from ._sampling import _standard_gamma
 from .constraints import sphere
 from .von_mises_fisher import (
     _check_concentration,
+    _check_concentration_shape,
     _check_loc,
     _Reflect,
     _rowdot,
@@ -280,8 +281,7 @@ class PowerSpherical(Distribution):
             raise TypeError("PowerSpherical: concentration must be a tensor or a number.")
         else:
             concentration = concentration.to(loc.dtype)
-        if concentration.dim() == loc.dim() and concentration.shape[-1] == 1:
-            concentration = concentration.squeeze(-1)
+        _check_concentration_shape(loc, concentration, "PowerSpherical")
         batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
         self.loc = loc.expand(batch_shape + (m,))
         self.concentration = concentration.expand(batch_shape)

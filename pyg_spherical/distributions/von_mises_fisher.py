@@ -201,6 +201,16 @@ class _Reflect(torch.autograd.Function):
         return dloc, dtheta, None, None
 
 
+def _check_concentration_shape(loc: Tensor, concentration: Tensor, name: str) -> None:
+    """Refuse a ``(..., 1)`` concentration beside ``loc (..., m)``: it broadcasts against the
+    batch shape, pairing every concentration with every mean direction, never what is meant."""
+    if loc.dim() >= 2 and concentration.dim() == loc.dim() and concentration.shape[-1] == 1:
+        raise ValueError(
+            f"{name}: concentration of shape {tuple(concentration.shape)} broadcasts against the "
+            f"batch shape {tuple(loc.shape[:-1])} of loc {tuple(loc.shape)}, not against m, which "
+            "would pair every kappa with every mean direction; pass concentration.squeeze(-1).")
+
+
 class VonMisesFisher(Distribution):
     r"""von Mises-Fisher distribution ``vMF(mu, kappa)`` on the unit sphere ``S^{m-1} ⊂ R^m``.
 
@@ -280,13 +290,7 @@ class VonMisesFisher(Distribution):
             raise TypeError("VonMisesFisher: concentration must be a tensor or a number.")
         else:
             concentration = concentration.to(loc.dtype)
-        if loc.dim() >= 2 and concentration.dim() == loc.dim() and concentration.shape[-1] == 1:
-            raise ValueError(
-                f"VonMisesFisher: concentration of shape {tuple(concentration.shape)} broadcasts "
-                f"against the batch shape {tuple(loc.shape[:-1])} of loc {tuple(loc.shape)}, not "
-                "against m, which would pair every kappa with every mean direction; pass "
-                "concentration.squeeze(-1)."
-            )
+        _check_concentration_shape(loc, concentration, "VonMisesFisher")
         try:
             batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
         except RuntimeError:
