@@ -38,14 +38,18 @@ Examples::
     python benchmarks/linkpred_large.py --dataset PubMed --epochs 20 --eval full --eval-every 37
     torchrun --nproc_per_node 2 benchmarks/linkpred_large.py --nodes 1000000 --steps 200
 
-Output: ``runs/linkpred_large/<name>.json`` (git-ignored); ``--out results/linkpred_large/x.json``
-writes elsewhere (relative paths are relative to the repository root).
+Output: ``linkpred_large/<name>.json`` under ``runs/`` (ignored by git), under the committed
+``results/`` with ``--refresh``, under ``DIR`` with ``--out-dir DIR``; ``<name>`` is
+``n<nodes>_<model>_w<processes>_s<seed>`` (``pubmed_...`` on PubMed). ``--out NAME`` replaces
+``linkpred_large/<name>`` (a name under that folder, not a path). The committed synthetic results
+carry the default names (``--refresh``); the PubMed ones were named
+``--refresh --out linkpred_large/pubmed_minibatch_svgae_s<seed>``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
-import json
 import math
 import os
 import resource
@@ -55,19 +59,25 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PAPER_TABLE7, REPO, _jsonable, device_arg, positive, run_metadata
+from common import (
+    PAPER_TABLE7,
+    Parser,
+    add_common_args,
+    fail,
+    load_planetoid,
+    non_negative,
+    out_dir,
+    positive,
+    progress_bar,
+    run_metadata,
+    set_threads,
+    shown,
+    write_json,
+)
 
 MODELS = {"svgae": "S-VGAE", "vgae": "N-VGAE"}
-RUNS = REPO / "runs" / "linkpred_large"
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with a single ``error: ...`` line on bad input."""
-
-    def error(self, message):  # pragma: no cover - exercised through the CLI
-        self.exit(2, f"error: {message}\n")
+#: the folder of the results under runs/ (results/ with --refresh, --out-dir)
+FOLDER = "linkpred_large"
 
 
 class CLIError(Exception):
@@ -110,9 +120,9 @@ def build_parser() -> Parser:
     run.add_argument("--steps", type=positive(int), default=None, help="training steps (default 200)")
     run.add_argument("--epochs", type=positive(int), default=None,
                      help="passes over this process's training edges")
-    p.add_argument("--warmup", type=int, default=5, help="steps left out of the timing (default 5)")
+    p.add_argument("--warmup", type=non_negative(int), default=5, help="steps left out of the timing (default 5)")
     p.add_argument("--eval", choices=("sampled", "full"), default="sampled")
-    p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the end)")
+    p.add_argument("--eval-every", type=non_negative(int), default=0, help="evaluate every N steps (0: at the end)")
     p.add_argument("--eval-batch-size", type=positive(int), default=None,
                    help="held-out pairs per evaluation batch (default 2 x --batch-size: the "
                         "positives and negatives of a training batch)")
@@ -122,13 +132,24 @@ def build_parser() -> Parser:
     p.add_argument("--dropout", type=probability, default=None, help="(default 0; PubMed: Table 7)")
     p.add_argument("--sampler", choices=("auto", "torch", "pyg"), default="auto",
                    help="neighbour sampler backend (default auto)")
-    p.add_argument("--root", default=None, help="PubMed data root (default $PYG_SPHERICAL_DATA)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--threads", type=positive(int), default=1, help="torch CPU threads per process")
-    p.add_argument("--out", default=None, help="JSON path (default runs/linkpred_large/<name>.json)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", default=None, metavar="NAME",
+                   help=f"result name under the output folder (default {FOLDER}/<name>, see "
+                        "the module docstring)")
+    add_common_args(p, seed_help="seed of the graph, split, initialisation and sampling "
+                                 "(default 0)")
     return p
+
+
+def check_out(p: Parser, name: str | None) -> None:
+    """``--out`` names a file under the output folder; a path such as
+    ``results/linkpred_large/x.json`` would land in ``runs/results/...``: one ``error:`` line."""
+    if name is None:
+        return
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts or parts[:1] in (("results",), ("runs",)):
+        p.error(f"argument --out: a name under the output folder, not a path (got {name}); "
+                f"e.g. --refresh --out {FOLDER}/n100000_svgae_w1_s0 writes "
+                f"results/{FOLDER}/n100000_svgae_w1_s0.json, --out-dir DIR writes elsewhere")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,15 +294,17 @@ def synthetic_split(args) -> Split:
     return Split(data, train_pairs, val, test, info)
 
 
-def pubmed_split(args) -> Split:
+def pubmed_split(args, dist: Dist) -> Split:
     from torch_geometric.data import Data
 
-    from pyg_spherical.datasets import link_split, load_planetoid
+    from pyg_spherical.datasets import link_split
 
-    try:
-        full = load_planetoid("PubMed", args.root)
-    except FileNotFoundError as e:
-        raise CLIError(str(e))
+    if dist.main:  # names where the files came from; one error: line if they are missing
+        full = load_planetoid(args, "PubMed")
+    else:  # the other ranks read the same files without repeating rank 0's output
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+                contextlib.redirect_stderr(null):
+            full = load_planetoid(args, "PubMed")
     sp = link_split(full, val_ratio=0.05, test_ratio=0.10, seed=args.seed)
     ei = sp.train_pos_edge_index
     train_pairs = ei[:, ei[0] < ei[1]]
@@ -372,7 +395,7 @@ def run(args, dist: Dist) -> dict:
     )
     from pyg_spherical.sampling import check_fanout, make_neighbor_sampler
 
-    device = device_arg(args.device)
+    device = args.device
     if device.type == "cuda" and dist.world > 1:
         device = torch.device("cuda", dist.local_rank)
     cfg = settings(args)
@@ -386,7 +409,7 @@ def run(args, dist: Dist) -> dict:
     except ValueError as e:
         raise CLIError(str(e))
 
-    split = synthetic_split(args) if args.dataset == "synthetic" else pubmed_split(args)
+    split = synthetic_split(args) if args.dataset == "synthetic" else pubmed_split(args, dist)
     data = split.data
     try:
         shard = shard_edges(split.train_pairs, dist.rank, dist.world)
@@ -422,12 +445,8 @@ def run(args, dist: Dist) -> dict:
     release_freed_memory()
     reset = reset_peak_rss()
     rss_start = current_rss_mb()
-    bar = None
-    if dist.main and not args.no_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, desc=f"{MODELS[args.model]} N={split.info['nodes']}",
-                   dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+    bar = (progress_bar(args, total_steps, f"{MODELS[args.model]} N={split.info['nodes']}")
+           if dist.main else None)
 
     sample_t, compute_t, sub_nodes, sub_edges = [], [], [], []
     loss_hist, evals, window = [], [], []
@@ -531,13 +550,16 @@ def run(args, dist: Dist) -> dict:
 
 
 def default_name(args, world: int) -> str:
+    """``linkpred_large/<graph>_<model>_w<processes>_s<seed>`` (without ``.json``)."""
     size = "pubmed" if args.dataset == "PubMed" else f"n{args.nodes}"
-    return f"{size}_{args.model}_w{world}_s{args.seed}.json"
+    return f"{FOLDER}/{size}_{args.model}_w{world}_s{args.seed}"
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
+    p = build_parser()
+    args = p.parse_args(argv)
+    check_out(p, args.out)
+    set_threads(args)
     dist = Dist()
     started = time.time()
     meta = run_metadata(args)
@@ -546,25 +568,23 @@ def main(argv=None) -> int:
     except CLIError as e:
         dist.close()
         if dist.main:
-            sys.stderr.write(f"error: {e}\n")
+            fail(str(e))
         raise SystemExit(2)
-    if not dist.main:
+    if not dist.main:  # only rank 0 prints and writes
         return 0
     meta["world_size"] = dist.world
-    res = {"meta": meta, **res, "wall_time_s": round(time.time() - started, 2)}
-    out = Path(args.out) if args.out else RUNS / default_name(args, dist.world)
-    if not out.is_absolute() and args.out:
-        out = REPO / out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, default=_jsonable) + "\n")
+    path = write_json(args.out or default_name(args, dist.world), {"meta": meta, **res}, started,
+                      out_dir(args))
     tr, ev, mem = res["train"], res["eval"]["best"], res["memory"]
     print(f"{MODELS[args.model]} on {args.dataset} N={res['graph']['nodes']} "
           f"({res['world_size']} process(es), {res['sampler']}): "
           f"test AUC {100 * ev['test_auc']:.2f} AP {100 * ev['test_ap']:.2f} (best val at step {ev['step']}); "
-          f"{tr['step_ms_median']:.1f} ms/step (sample {tr['sample_ms_median']:.1f}), "
-          f"{tr['edges_per_s_total']:.0f} train edges/s; peak RSS {mem['peak_rss_mb']:.0f} MB, "
+          + (f"{tr['step_ms_median']:.1f} ms/step (sample {tr['sample_ms_median']:.1f}), "
+             f"{tr['edges_per_s_total']:.0f} train edges/s; " if tr["timed_steps"]
+             else f"no timed steps (--steps <= --warmup {args.warmup}); ")
+          + f"peak RSS {mem['peak_rss_mb']:.0f} MB, "
           f"minus graph {mem['peak_rss_minus_graph_mb']:.0f} MB")
-    print(f"wrote {os.path.relpath(out, REPO) if out.is_relative_to(REPO) else out}")
+    print(f"wrote {shown(path)}")
     return 0
 
 

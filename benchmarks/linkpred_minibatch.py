@@ -1,52 +1,66 @@
 #!/usr/bin/env python
 """Mini-batch S-VGAE link prediction with PyG's ``LinkNeighborLoader`` (no pyg-lib needed).
 
-    PYG_SPHERICAL_DATA=/path/to/data python examples/linkpred_minibatch.py [--epochs 20]
+    python benchmarks/linkpred_minibatch.py [--dataset Cora] [--epochs 20]
 
 The loop is PyG's: the loader samples a subgraph around each batch of training edges and
 draws one negative pair per positive; ``link_batch_loss`` encodes the subgraph, decodes
 ``edge_label_index`` and adds the KL of the batch's seed nodes divided by the number of nodes
 of the graph (the full-batch weighting). Inference here embeds the whole (small) graph.
+``benchmarks/linkpred_large.py`` is the same loop for large graphs, with timing and DDP.
 """
-import argparse
+import sys
 
 import torch
+from common import Parser, load_planetoid, positive, seed_int, set_threads
 from torch_geometric.loader import LinkNeighborLoader
 
 from pyg_spherical import SphericalGCNEncoder, SphericalVGAE
-from pyg_spherical.datasets import link_split, load_planetoid
+from pyg_spherical.datasets import link_split
 from pyg_spherical.minibatch import link_batch_loss
 from pyg_spherical.sampling import make_neighbor_sampler
 
-p = argparse.ArgumentParser()
-p.add_argument("--dataset", default="Cora")
-p.add_argument("--epochs", type=int, default=20)
-args = p.parse_args()
 
-torch.manual_seed(0)
-data = load_planetoid(args.dataset)
-split = link_split(data, seed=0)
-train = data.clone()
-train.edge_index = split.train_pos_edge_index  # the graph the encoder sees (both directions)
-seeds = train.edge_index[:, train.edge_index[0] < train.edge_index[1]]  # each training edge once
+def main(argv=None) -> int:
+    p = Parser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=("Cora", "CiteSeer", "PubMed"), default="Cora")
+    p.add_argument("--epochs", type=positive(int), default=20, help="(default 20)")
+    p.add_argument("--root", default=None, help="data root (default $PYG_SPHERICAL_DATA)")
+    p.add_argument("--no-download", action="store_true", help="never download missing data")
+    p.add_argument("--seed", type=seed_int, default=0, help="(default 0)")
+    p.add_argument("--threads", type=positive(int), default=1, help="torch CPU threads")
+    args = p.parse_args(argv)
+    set_threads(args)
 
-fanout = [10, 5]  # one per GCN layer
-model = SphericalVGAE(SphericalGCNEncoder(data.num_features, 32, 16))
-sampler = make_neighbor_sampler(train, fanout, encoder=model)  # PyG's if pyg-lib is installed
-loader = LinkNeighborLoader(train, fanout, edge_label_index=seeds, neg_sampling="binary",
-                            batch_size=256, shuffle=True, neighbor_sampler=sampler)
-opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    torch.manual_seed(args.seed)
+    data = load_planetoid(args, args.dataset)
+    split = link_split(data, seed=args.seed)
+    train = data.clone()
+    train.edge_index = split.train_pos_edge_index  # the graph the encoder sees (both directions)
+    seeds = train.edge_index[:, train.edge_index[0] < train.edge_index[1]]  # each edge once
 
-for epoch in range(1, args.epochs + 1):
-    model.train()
-    for batch in loader:
-        opt.zero_grad()
-        loss = link_batch_loss(model, batch, train.num_nodes)
-        loss.backward()
-        opt.step()
+    fanout = [10, 5]  # one per GCN layer
+    model = SphericalVGAE(SphericalGCNEncoder(data.num_features, 32, 16))
+    sampler = make_neighbor_sampler(train, fanout, encoder=model)  # PyG's if pyg-lib is there
+    loader = LinkNeighborLoader(train, fanout, edge_label_index=seeds, neg_sampling="binary",
+                                batch_size=256, shuffle=True, neighbor_sampler=sampler)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        for batch in loader:
+            opt.zero_grad()
+            loss = link_batch_loss(model, batch, train.num_nodes)
+            loss.backward()
+            opt.step()
+        z = model.embed(train.x, train.edge_index)
+        auc, ap = model.test(z, split.val_pos_edge_index, split.val_neg_edge_index)
+        print(f"epoch {epoch:3d}  loss {loss.item():.4f}  val AUC {auc:.4f}  AP {ap:.4f}")
     z = model.embed(train.x, train.edge_index)
-    auc, ap = model.test(z, split.val_pos_edge_index, split.val_neg_edge_index)
-    print(f"epoch {epoch:3d}  loss {loss.item():.4f}  val AUC {auc:.4f}  AP {ap:.4f}")
-z = model.embed(train.x, train.edge_index)
-auc, ap = model.test(z, split.test_pos_edge_index, split.test_neg_edge_index)
-print(f"test AUC {auc:.4f}  AP {ap:.4f}")
+    auc, ap = model.test(z, split.test_pos_edge_index, split.test_neg_edge_index)
+    print(f"test AUC {auc:.4f}  AP {ap:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

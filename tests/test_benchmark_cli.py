@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,13 @@ SINGLE = ["--latent", "vmf", "--dim", "5"]
     ("linkpred", ["--dim", "0"], "argument --dim: must be > 0"),
     ("linkpred", ["--refresh", "--out-dir", "x"], "not allowed with argument"),
     ("linkpred_diagnostics", ["--device", "foo"], "argument --device: unknown device"),
+    ("linkpred_large", ["--seed", BIG_SEED], "argument --seed: must be an integer in [0, 2**32)"),
+    ("linkpred_large", ["--device", "foo"], "argument --device: unknown device 'foo'"),
+    ("linkpred_large", ["--refresh", "--out-dir", "x"], "not allowed with argument"),
+    ("linkpred_large", ["--batch-size", "0"], "argument --batch-size: must be > 0"),
+    ("linkpred_minibatch", ["--epochs", "0"], "argument --epochs: must be > 0"),
+    ("linkpred_minibatch", ["--dataset", "Foo"], "argument --dataset: invalid choice"),
+    ("linkpred_minibatch", ["--seed", "-1"], "argument --seed: must be an integer"),
     ("circle", ["--seed", "-1"], "argument --seed: must be an integer"),
     ("sampler", ["--device", "foo"], "argument --device: unknown device"),
     ("sampler", ["--dims", "1"], "--dims must be >= 2"),
@@ -61,7 +69,7 @@ def test_bad_input_is_one_error_line_and_exit_2(module, argv, message, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
-@pytest.mark.parametrize("module", ["linkpred", "mnist_vae"])
+@pytest.mark.parametrize("module", ["linkpred", "linkpred_large", "mnist_vae"])
 def test_cuda_without_cuda_is_exit_2(module, capsys):
     argv = ["--device", "cuda"] + (SINGLE if module == "mnist_vae" else [])
     code, err = run_main(module, argv, capsys)
@@ -188,12 +196,13 @@ def test_sampler_times_power_too_and_writes_to_runs(monkeypatch, tmp_path, capsy
     assert "power/gauss" in capsys.readouterr().out and not (tmp_path / "results").exists()
 
 
-def test_benchmarks_do_not_edit_sys_path_and_run_from_anywhere(tmp_path):
-    for script in (REPO / "benchmarks").glob("*.py"):
-        assert "sys.path.insert" not in script.read_text(), script.name
-    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "linkpred_diagnostics.py"),
-                          "--help"], capture_output=True, text=True, timeout=120, check=False,
-                         cwd=tmp_path)
+@pytest.mark.parametrize("script", ["linkpred_diagnostics", "linkpred_large"])
+def test_benchmarks_do_not_edit_sys_path_and_run_from_anywhere(script, tmp_path):
+    for path in (REPO / "benchmarks").glob("*.py"):
+        text = path.read_text()
+        assert "sys.path.insert" not in text and "sys.path.append" not in text, path.name
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{script}.py"), "--help"],
+                         capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
     assert res.returncode == 0 and "usage:" in res.stdout, res.stderr[-500:]
 
 
@@ -229,6 +238,21 @@ def test_linkpred_run_writes_to_runs_and_logs_no_carriage_returns(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "\r" not in res.stderr and "\r" not in res.stdout
     assert (tmp_path / "t.json").is_file() and "± nan" not in res.stdout
+
+
+@pytest.mark.slow
+def test_the_minibatch_example_runs_from_anywhere_on_packaged_cora(tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYG_SPHERICAL_DATA"}
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "linkpred_minibatch.py"),
+                          "--epochs", "1"], capture_output=True, text=True, timeout=300,
+                         check=False, cwd=cwd, env={**env, "HOME": str(tmp_path / "home")})
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("data: Cora from the copy packaged with pyg_spherical"), lines
+    assert lines[1].startswith("epoch   1") and lines[-1].startswith("test AUC"), lines
+    assert list(cwd.iterdir()) == []  # writes nothing
 
 
 def _mnist_or_skip():
