@@ -183,7 +183,10 @@ def main(argv=None):
     started = time.time()
     data = load_planetoid(args, args.dataset)
     normalized = None
-    rows = {}
+    rows, failed = {}, {}
+    name_out = args.out or f"linkpred_diagnostics_{args.dataset.lower()}"
+    payload = {"meta": run_metadata(args), "dataset": args.dataset, "ablations": rows,
+               "failed": failed}
     for name in names:
         model, cfg = ablation_config(args, args.dataset, name)
         d = data
@@ -195,23 +198,34 @@ def main(argv=None):
         bar = progress_bar(args, args.runs * cfg["epochs"], name)
         runs = []
         models = [model] if name != "row_normalized" else ["svgae", "vgae"]
-        for r in range(args.runs):
-            seed = args.seed + r
-            graph = Graph(d, make_split(d, seed), device)
-            trs = {m: AblationRun(m, settings(args, args.dataset, m) if name == "row_normalized"
-                                      else cfg, graph, device, seed, name) for m in models}
-            for epoch in range(cfg["epochs"]):
-                for tr in trs.values():
-                    tr.step()
-                    tr.evaluate(epoch)
-                bar.update(1)
-            runs.append({m: dict(tr.summary(), seed=seed) for m, tr in trs.items()})
-        bar.close()
+        try:
+            for r in range(args.runs):
+                seed = args.seed + r
+                graph = Graph(d, make_split(d, seed), device)
+                trs = {m: AblationRun(m, settings(args, args.dataset, m)
+                                      if name == "row_normalized" else cfg,
+                                      graph, device, seed, name) for m in models}
+                for epoch in range(cfg["epochs"]):
+                    for tr in trs.values():
+                        tr.step()
+                        tr.evaluate(epoch)
+                    bar.update(1)
+                runs.append({m: dict(tr.summary(), seed=seed) for m, tr in trs.items()})
+        except (RuntimeError, ValueError) as e:
+            # an ablation whose training breaks (e.g. a code with no direction once the GCN has
+            # no bias) is a finding: record it in one line and go on with the others
+            failed[name] = {"config": cfg, "seed": seed, "error": str(e).splitlines()[0]}
+            print(f"{name}: failed at seed {seed}: {failed[name]['error']}", file=sys.stderr)
+            continue
+        finally:
+            bar.close()
         for m in models:
             key = name if len(models) == 1 else f"{name}:{m}"
             rs = [run[m] for run in runs]
             rows[key] = {"model": m, "config": cfg if len(models) == 1 else
                          settings(args, args.dataset, m), "runs": rs, "summary": summarize(rs)}
+        # written after every ablation: a long run that stops keeps what it measured
+        write_json(name_out, payload, started, out_dir(args))
     print(f"\nS-VGAE ablations on {args.dataset} ({args.runs} runs; test %, mean ± s.e.)")
     paper = PAPER_TABLE4[args.dataset]
     print(f"{'ablation':26s} {'AUC':>15s} {'AP':>15s} {'best ep':>8s} {'kappa/sigma':>11s}  paper AUC/AP")
@@ -224,9 +238,9 @@ def main(argv=None):
               f"{fmt_runs(s['test_ap']['mean'], s['test_ap']['se'], n):>15s} "
               f"{s['best_epoch_mean']:8.0f} "
               f"{sum(spread) / len(spread):11.2f}  {pa['AUC'][0]} / {pa['AP'][0]}")
-    path = write_json(args.out or f"linkpred_diagnostics_{args.dataset.lower()}",
-                      {"meta": run_metadata(args), "dataset": args.dataset, "ablations": rows},
-                      started, out_dir(args))
+    for name, f in failed.items():
+        print(f"{name:26s} failed: {f['error']}")
+    path = write_json(name_out, payload, started, out_dir(args))
     print(f"wrote {shown(path)}")
     return 0
 
