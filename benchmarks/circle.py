@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 r"""Hyperspherical latent recovery: AE vs N-VAE vs N-VAE (beta < 1) vs S-VAE (paper Figure 1).
 
-Paper sections 2.3 and 5.1. Data (:mod:`pyg_spherical.synthetic`): points on the circle S^1 from a
+Paper sections 2.3 and 5.1. Data (:mod:`pyg_spherical.repro.synthetic`): points on the circle S^1 from a
 mixture of three vMFs (mean angles 0, 2pi/3, 4pi/3; kappa 2, 5, 10), mapped into R^100 by a fixed
 random tanh MLP (standardised per coordinate) plus Gaussian noise of std 0.1. Models: an MLP
 auto-encoder 100-128-64-[2]-64-128-100 (ReLU) with two latent units, trained as
@@ -110,7 +110,7 @@ def build_parser() -> Parser:
 
 # ---------------------------------------------------------------------------------------------
 def train_panel(args, data, kind, beta, sigma, seed, bar):
-    from pyg_spherical import synthetic as S
+    from pyg_spherical.repro import synthetic as S
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -146,7 +146,7 @@ def draw(panels, args, sigma, which, path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from pyg_spherical.plotting import plot_latent, save_figure
+    from pyg_spherical.repro.plotting import plot_latent, save_figure
 
     fig = Figure(figsize=(17.5, 3.9))
     FigureCanvasAgg(fig)
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     set_threads(args)
     started = time.time()
     meta = run_metadata(args)
-    from pyg_spherical import synthetic as S
+    from pyg_spherical.repro import synthetic as S
 
     emb = S.CircleEmbedding(args.features, map_seed=args.map_seed)
     data = {

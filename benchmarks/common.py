@@ -405,7 +405,7 @@ def _data_advice(e, layout: str) -> str:
 def load_planetoid(args, dataset: str):
     """Load a Planetoid graph and print one line naming where its raw files came from; one
     ``error:`` line (exit 2) if they are missing or damaged."""
-    from pyg_spherical.datasets import DataNotFoundError, load_planetoid, planetoid_source
+    from pyg_spherical.repro.datasets import DataNotFoundError, load_planetoid, planetoid_source
 
     download = not args.no_download
     try:
@@ -420,9 +420,9 @@ def load_planetoid(args, dataset: str):
 
 
 def load_mnist(args, device=None):
-    """``pyg_spherical.datasets.load_mnist`` with the CLI's ``--root`` / ``--no-download``; one
+    """``pyg_spherical.repro.datasets.load_mnist`` with the CLI's ``--root`` / ``--no-download``; one
     ``error:`` line (exit 2) if the files are missing or damaged."""
-    from pyg_spherical.datasets import DataNotFoundError, load_mnist
+    from pyg_spherical.repro.datasets import DataNotFoundError, load_mnist
 
     try:
         return load_mnist(root=args.root, download=not args.no_download)

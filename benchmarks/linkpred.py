@@ -305,7 +305,7 @@ class LinkPredRun:
 
 
 def make_split(data, seed):
-    from pyg_spherical.datasets import link_split
+    from pyg_spherical.repro.datasets import link_split
 
     return link_split(data, val_ratio=0.05, test_ratio=0.10, seed=seed)
 
@@ -488,7 +488,7 @@ def run_plot(args, data, device) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pyg_spherical.plotting import plot_latent, save_figure
+    from pyg_spherical.repro.plotting import plot_latent, save_figure
 
     cfgs = {m: dict(settings(args, args.dataset, m), dim=3)
             for m in MODELS}

@@ -297,7 +297,7 @@ def synthetic_split(args) -> Split:
 def pubmed_split(args, dist: Dist) -> Split:
     from torch_geometric.data import Data
 
-    from pyg_spherical.datasets import link_split
+    from pyg_spherical.repro.datasets import link_split
 
     if dist.main:  # names where the files came from; one error: line if they are missing
         full = load_planetoid(args, "PubMed")

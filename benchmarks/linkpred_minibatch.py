@@ -16,8 +16,8 @@ from common import Parser, load_planetoid, positive, seed_int, set_threads
 from torch_geometric.loader import LinkNeighborLoader
 
 from pyg_spherical import SphericalGCNEncoder, SphericalVGAE
-from pyg_spherical.datasets import link_split
 from pyg_spherical.minibatch import link_batch_loss
+from pyg_spherical.repro.datasets import link_split
 from pyg_spherical.sampling import make_neighbor_sampler
 
 

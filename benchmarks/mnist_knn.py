@@ -8,7 +8,7 @@ mean) of images binarised once with a fixed seed; a 5-NN classifier is fitted on
 and its test accuracy is reported as mean and standard deviation over 20 draws. Distance:
 Euclidean for the N-VAE, geodesic arccos(x^T y) for the S-VAE (scikit-learn's Euclidean search on
 the unit-normalised codes, which has exactly the geodesic neighbour order; see
-pyg_spherical/evaluation.py).
+pyg_spherical/repro/evaluation.py).
 
 Examples::
 
@@ -137,8 +137,8 @@ def main(argv=None):
     started = time.time()
     set_threads(args)
     device = args.device
-    from pyg_spherical.datasets import binarize_fixed
-    from pyg_spherical.evaluation import metric_for_latent, semi_supervised_knn
+    from pyg_spherical.repro.datasets import binarize_fixed
+    from pyg_spherical.repro.evaluation import metric_for_latent, semi_supervised_knn
 
     # variants: (key, latent, latent_dim, d of the table row)
     variants = []

@@ -79,7 +79,7 @@ def ckpt_dir(args, combo, d1, d2, seed) -> Path:
 
 # ------------------------------------------------------------------------------------ data
 def load_data(args, device):
-    from pyg_spherical.datasets import binarize_fixed
+    from pyg_spherical.repro.datasets import binarize_fixed
 
     data = load_mnist(args)
     train, val, test = data["train"], data["val"], data["test"]
@@ -106,7 +106,7 @@ def labelled_weight(args, n_l, n_u) -> float:
 
 def labelled_split(train, n_labels, seed):
     """Class-balanced labelled indices and the complementary unlabelled ones (numpy int64)."""
-    from pyg_spherical.evaluation import balanced_label_draw
+    from pyg_spherical.repro.evaluation import balanced_label_draw
 
     try:
         lab = balanced_label_draw(train.y.cpu(), n_labels, seed=seed, num_classes=10)
@@ -124,7 +124,7 @@ def build(args, combo, d1, d2, seed, device, *, z2_options=None, kl_warmup_epoch
     warm-up of z2 over ``kl_warmup_epochs`` are for the ablations; ``checkpoint_dir=None`` keeps
     the best weights in memory only."""
     from pyg_spherical.m1m2 import COMBINATIONS, M1M2, SemiSupervisedLoader
-    from pyg_spherical.training import EarlyStopping, Trainer, linear_warmup
+    from pyg_spherical.repro.training import EarlyStopping, Trainer, linear_warmup
 
     torch.manual_seed(seed)
     z1_latent, z2_latent = COMBINATIONS[combo]
@@ -289,7 +289,7 @@ def print_table(args, configs, seeds, started):
 def make_figure(args, device):
     from matplotlib.figure import Figure
 
-    from pyg_spherical.plotting import image_grid, save_figure
+    from pyg_spherical.repro.plotting import image_grid, save_figure
 
     combo, d1, d2, seed = args.fig_combo, args.fig_z1, args.fig_z2, args.seed
     model, _ = load_best(args, combo, d1, d2, seed, device)
@@ -332,7 +332,7 @@ def model_diagnostics(model, x, y, x_train=None, y_train=None) -> dict:
     (M1 alone)."""
     from torch.distributions import kl_divergence
 
-    from pyg_spherical.evaluation import metric_for_latent, semi_supervised_knn
+    from pyg_spherical.repro.evaluation import metric_for_latent, semi_supervised_knn
 
     k1, k2 = model.latent1.kind, model.latent2.kind
     pred = torch.cat([model.class_logits(xb).argmax(-1) for xb in x.split(5000)])

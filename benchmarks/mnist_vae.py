@@ -90,7 +90,7 @@ def result_name(latent, dim, seed) -> str:
 
 
 def load_data(args, device):
-    from pyg_spherical.datasets import binarize_fixed
+    from pyg_spherical.repro.datasets import binarize_fixed
 
     data = load_mnist(args)
     train = data["train"]
@@ -122,8 +122,8 @@ def elbo_terms(model, x, batch_size=2000, seed=None):
 
 
 def build(args, latent, dim, seed, device):
-    from pyg_spherical.datasets import DynamicBinarizedLoader
-    from pyg_spherical.training import EarlyStopping, Trainer, linear_warmup
+    from pyg_spherical.repro.datasets import DynamicBinarizedLoader
+    from pyg_spherical.repro.training import EarlyStopping, Trainer, linear_warmup
     from pyg_spherical.vae import VAE
 
     torch.manual_seed(seed)
@@ -336,7 +336,13 @@ def write_table(args, dims, seeds, started):
 def make_figures(args, device):
     from matplotlib.figure import Figure
 
-    from pyg_spherical.plotting import image_grid, plane_grid, plot_latent, save_figure, sphere_grid
+    from pyg_spherical.repro.plotting import (
+        image_grid,
+        plane_grid,
+        plot_latent,
+        save_figure,
+        sphere_grid,
+    )
 
     fig_dir = out_dir(args) / ("smoke_figures" if SMOKE["on"] else "figures")
     seed = args.seed

@@ -38,24 +38,25 @@ The distribution on its own::
 
 Modules
 -------
+The library core: torch-native, no plotting, no downloads, no prints.
+
 special         log_iv, log_ive, iv_ratio: modified Bessel functions in pure torch, with gradients
-distributions   VonMisesFisher, HypersphericalUniform (+ registered KL divergences)
-nn              latent layers (VMFLatent / GaussianLatent, ``make_latent("vmf" | "normal", d)``),
-                GCN encoders (SphericalGCNEncoder, GCNEncoder)
+distributions   VonMisesFisher, PowerSpherical, HypersphericalUniform (+ registered KL divergences)
+nn              latent layers (``make_latent("vmf" | "power" | "normal", d)``), GCN encoders
+                (SphericalGCNEncoder, GCNEncoder), ScaledInnerProductDecoder
 models          SphericalVGAE (a ``torch_geometric.nn.VGAE``)
 vae             the MNIST VAE of section 5.2 (ELBO, importance-sampled log-likelihood)
 m1m2            the semi-supervised M1+M2 model of section 5.3
-evaluation      k-NN classification of latent codes (geodesic / Euclidean), section 5.3
-training        a small training loop: KL warm-up, early stopping, resumable checkpoints
-synthetic       the circle-recovery experiment of section 5.1 (data, models, metrics)
-datasets        MNIST IDX loader with dynamic binarisation; Planetoid loader and link split
-plotting        Hammer projection, latent scatter plots, image grids, surface area (Fig. 6)
+sampling        a pure-torch neighbour sampler for PyG's link loaders
+minibatch       the mini-batch link-prediction loss and data-parallel helpers
+
+The paper-reproduction kit, ``pyg_spherical.repro``: ``datasets`` (MNIST, Planetoid with the
+packaged Cora and CiteSeer, the link split), ``training``, ``evaluation`` (k-NN), ``synthetic``
+(the circle experiment), ``plotting``. Data sets are read from ``$PYG_SPHERICAL_DATA`` (or a
+``root=`` argument), derived files go to ``$PYG_SPHERICAL_CACHE``.
 
 Each name lives in its module (``from pyg_spherical.vae import VAE``); the most used classes
-are also importable from the package itself. The library never prints. Data sets are read from
-``$PYG_SPHERICAL_DATA`` (or a ``root=`` argument), derived files go to ``$PYG_SPHERICAL_CACHE``;
-Cora and CiteSeer also ship inside the package, so the graph benchmarks need no data set-up.
-Walkthroughs: ``notebooks/``; paper reproductions: ``benchmarks/`` (each with ``--help``).
+are also importable from the package itself. Walkthroughs: ``notebooks/``; paper reproductions: ``benchmarks/`` (each with ``--help``).
 """
 from . import distributions, special
 from .distributions import HypersphericalUniform, PowerSpherical, VonMisesFisher
@@ -68,7 +69,7 @@ from .nn import (
     make_latent,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "GaussianLatent",

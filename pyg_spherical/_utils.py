@@ -29,7 +29,7 @@ class SeededEpochs:
 
     ``iter(loader)`` is one epoch: a fresh generator on :attr:`device`, then :meth:`_batches`.
     :attr:`epoch` is the next epoch's index, so setting it resumes a run (the
-    :class:`~pyg_spherical.training.Trainer` does). Subclasses set ``seed``, ``epoch`` and
+    :class:`~pyg_spherical.repro.training.Trainer` does). Subclasses set ``seed``, ``epoch`` and
     ``device`` and implement ``_batches(generator)``.
     """
 

@@ -427,7 +427,7 @@ class SemiSupervisedLoader(SeededEpochs):
     every step sees all of them). Images are Bernoulli-binarised per draw (dynamic
     binarisation). The randomness of epoch ``e`` comes from a generator seeded with
     ``(seed, e)``; :attr:`epoch` is the next epoch's index, so setting it resumes a run (the
-    :class:`~pyg_spherical.training.Trainer` does).
+    :class:`~pyg_spherical.repro.training.Trainer` does).
 
     Args:
         x_l: ``(N_l, D)`` labelled grey levels in ``[0, 1]``; ``y_l``: ``(N_l,)``.

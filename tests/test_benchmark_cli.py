@@ -103,7 +103,7 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file(damage, tmp_path, caps
 
 
 def _trainer(ckpt, lr=1e-3, patience=5, warmup=2):
-    from pyg_spherical.training import EarlyStopping, Trainer
+    from pyg_spherical.repro.training import EarlyStopping, Trainer
 
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
@@ -210,7 +210,7 @@ def test_linkpred_and_diagnostics_share_one_run_class_without_shadowing():
     import linkpred
     import linkpred_diagnostics
 
-    from pyg_spherical.training import Trainer
+    from pyg_spherical.repro.training import Trainer
 
     assert not hasattr(linkpred, "Trainer") and linkpred.LinkPredRun is not Trainer
     assert issubclass(linkpred_diagnostics.AblationRun, linkpred.LinkPredRun)
@@ -256,7 +256,7 @@ def test_the_minibatch_example_runs_from_anywhere_on_packaged_cora(tmp_path):
 
 
 def _mnist_or_skip():
-    from pyg_spherical.datasets import load_mnist
+    from pyg_spherical.repro.datasets import load_mnist
 
     try:
         load_mnist(download=False)

@@ -11,7 +11,7 @@ from test_vgae import sbm_graph
 from torch_geometric.nn import InnerProductDecoder
 
 from pyg_spherical import GCNEncoder, ScaledInnerProductDecoder, SphericalGCNEncoder, SphericalVGAE
-from pyg_spherical.datasets import link_split
+from pyg_spherical.repro.datasets import link_split
 
 
 @pytest.fixture(autouse=True, scope="module")

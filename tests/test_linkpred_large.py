@@ -125,7 +125,7 @@ def test_pubmed_runs_on_the_link_split_of_linkpred(tmp_path, capsys):
     """A few steps on PubMed from the data root (skipped without it, as in test_planetoid_data)."""
     import linkpred_large
 
-    from pyg_spherical.datasets import planetoid_source
+    from pyg_spherical.repro.datasets import planetoid_source
 
     root = os.environ.get("PYG_SPHERICAL_DATA", "").strip()
     if not root or planetoid_source("PubMed", root, download=False).kind != "root":

@@ -1,4 +1,4 @@
-"""Tests for pyg_spherical.datasets (data roots, IDX parsing, MNIST, binarisation)."""
+"""Tests for pyg_spherical.repro.datasets (data roots, IDX parsing, MNIST, binarisation)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyg_spherical.datasets import (
+from pyg_spherical.repro.datasets import (
     ChecksumError,
     DynamicBinarizedLoader,
     binarize,
@@ -28,7 +28,7 @@ from pyg_spherical.datasets import (
     resolve_root,
     train_val_split,
 )
-from pyg_spherical.datasets import mnist as mnist_mod
+from pyg_spherical.repro.datasets import mnist as mnist_mod
 
 # ----------------------------------------------------------------- helpers
 

@@ -28,8 +28,8 @@ def _ids(paths):
 
 
 def _missing_data(names) -> list[str]:
-    from pyg_spherical.datasets import MNIST_FILES, DataNotFoundError, resolve_root
-    from pyg_spherical.datasets.planetoid import PLANETOID_NAMES, planetoid_source
+    from pyg_spherical.repro.datasets import MNIST_FILES, DataNotFoundError, resolve_root
+    from pyg_spherical.repro.datasets.planetoid import PLANETOID_NAMES, planetoid_source
 
     root = resolve_root()
     missing = []
@@ -92,7 +92,7 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
 
     monkeypatch.setenv("PYG_SPHERICAL_QUICK", "1")
     if os.environ.get("PYG_SPHERICAL_DATA"):
-        from pyg_spherical.datasets import resolve_root
+        from pyg_spherical.repro.datasets import resolve_root
 
         # the kernel runs in notebooks/: a relative data root must mean the folder it means here
         monkeypatch.setenv("PYG_SPHERICAL_DATA", str(resolve_root()))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyg_spherical.datasets import (
+from pyg_spherical.repro.datasets import (
     PLANETOID_MD5,
     PLANETOID_PACKAGED,
     ChecksumError,
@@ -28,7 +28,7 @@ from pyg_spherical.datasets import (
     resolve_cache,
     resolve_root,
 )
-from pyg_spherical.datasets import planetoid as planetoid_mod
+from pyg_spherical.repro.datasets import planetoid as planetoid_mod
 
 PACKAGED = Path(planetoid_mod.__file__).parent / "_data" / "planetoid"
 CORA_FILES = [f"ind.cora.{s}" for s in PLANETOID_MD5["Cora"]]

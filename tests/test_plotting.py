@@ -1,4 +1,4 @@
-"""Tests for pyg_spherical.plotting (Hammer projection, grids, surface area, figures)."""
+"""Tests for pyg_spherical.repro.plotting (Hammer projection, grids, surface area, figures)."""
 from __future__ import annotations
 
 import math
@@ -15,7 +15,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from scipy.stats import norm
 
-from pyg_spherical.plotting import (
+from pyg_spherical.repro.plotting import (
     hammer_projection,
     image_grid,
     log_sphere_surface_area,

@@ -1,4 +1,4 @@
-"""Tests of the semi-supervised pieces: k-NN on latents (pyg_spherical.evaluation) and the stacked
+"""Tests of the semi-supervised pieces: k-NN on latents (pyg_spherical.repro.evaluation) and the stacked
 M1+M2 model (pyg_spherical.m1m2).
 
 References are independent of the code under test: brute-force arccos / Euclidean distance
@@ -16,7 +16,8 @@ import pytest
 import torch
 from scipy import special as sps
 
-from pyg_spherical.evaluation import (
+from pyg_spherical.m1m2 import COMBINATIONS, M1M2, SemiSupervisedLoader, marginalise_labels
+from pyg_spherical.repro.evaluation import (
     balanced_label_draw,
     geodesic_distance,
     knn_accuracy,
@@ -25,7 +26,6 @@ from pyg_spherical.evaluation import (
     metric_for_latent,
     semi_supervised_knn,
 )
-from pyg_spherical.m1m2 import COMBINATIONS, M1M2, SemiSupervisedLoader, marginalise_labels
 
 torch.set_num_threads(1)
 
@@ -388,7 +388,7 @@ def test_loader_yields_every_label_each_step_and_resumes():
 
 # ------------------------------------------------------------------------ a short run
 def _mnist_or_skip():
-    from pyg_spherical.datasets import load_mnist
+    from pyg_spherical.repro.datasets import load_mnist
 
     try:
         return load_mnist(download=False)
@@ -399,7 +399,7 @@ def _mnist_or_skip():
 @pytest.mark.parametrize("combo,dim", [("N+N", 5), ("S+N", 3)])
 def test_short_m1m2_run_beats_chance(combo, dim):
     """160 steps on 2,000 MNIST images with 100 labels: validation accuracy clears chance (10%)."""
-    from pyg_spherical.datasets import binarize_fixed
+    from pyg_spherical.repro.datasets import binarize_fixed
 
     data = _mnist_or_skip()
     train = data["train"]

@@ -12,8 +12,8 @@ import pytest
 import torch
 from scipy.special import i0e, i1e
 
-from pyg_spherical import synthetic as S
 from pyg_spherical.distributions import HypersphericalUniform, VonMisesFisher
+from pyg_spherical.repro import synthetic as S
 
 REPO = Path(__file__).resolve().parents[1]
 

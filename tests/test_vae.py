@@ -1,4 +1,4 @@
-"""Tests of the MNIST VAE (pyg_spherical.vae) and the generic trainer (pyg_spherical.training).
+"""Tests of the MNIST VAE (pyg_spherical.vae) and the generic trainer (pyg_spherical.repro.training).
 
 References are independent of the code under test: the marginal likelihood of small models is
 computed by deterministic quadrature over the latent space (R^1, S^1, S^2), Monte Carlo checks use
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyg_spherical.training import EarlyStopping, Trainer, linear_warmup
+from pyg_spherical.repro.training import EarlyStopping, Trainer, linear_warmup
 from pyg_spherical.vae import MLP, VAE, bernoulli_log_prob
 
 torch.set_num_threads(1)
@@ -256,7 +256,7 @@ def _toy_problem(seed=0):
 
 
 def _make_trainer(latent, tmp_path, train, max_epochs=6):
-    from pyg_spherical.datasets import DynamicBinarizedLoader
+    from pyg_spherical.repro.datasets import DynamicBinarizedLoader
 
     torch.manual_seed(0)
     model = VAE(latent, 3, in_features=64, encoder_hidden=(32,), decoder_hidden=(32,))

@@ -17,9 +17,9 @@ from pyg_spherical import (
     VonMisesFisher,
     make_latent,
 )
-from pyg_spherical.datasets import link_split, load_planetoid, resolve_root
-from pyg_spherical.datasets.planetoid import planetoid_raw_dir
 from pyg_spherical.nn import GaussianLatent, VMFLatent
+from pyg_spherical.repro.datasets import link_split, load_planetoid, resolve_root
+from pyg_spherical.repro.datasets.planetoid import planetoid_raw_dir
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -596,9 +596,9 @@ def test_power_spherical_latent_in_the_vgae(graph):
 def test_power_latent_follows_the_latent_contract():
     """PowerSphericalLatent: a spherical kind for resolve_kind / sample_prior, a (N, d) scale
     head averaged into one concentration (as VMFLatent), validated arguments."""
-    from pyg_spherical.evaluation import metric_for_latent
     from pyg_spherical.nn import PowerSphericalLatent
     from pyg_spherical.nn.latent import LATENTS, resolve_kind
+    from pyg_spherical.repro.evaluation import metric_for_latent
 
     assert resolve_kind("Power") == "power" and LATENTS["power"] is PowerSphericalLatent
     assert PowerSphericalLatent.spherical and metric_for_latent("power") == "geodesic"

@@ -290,7 +290,7 @@ class Trainer:
             on_epoch_end: Callable[[Trainer, dict], None] | None = None) -> list[dict]:
         """Train until early stopping, ``max_epochs``, or ``max_new_epochs`` more epochs.
 
-        If the loader has an ``epoch`` attribute (e.g. :class:`~pyg_spherical.datasets.
+        If the loader has an ``epoch`` attribute (e.g. :class:`~pyg_spherical.repro.datasets.
         DynamicBinarizedLoader`), it is restored on resume and saved in checkpoints, so that the
         per-epoch binarisation continues where it stopped.
 

@@ -35,7 +35,7 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from scipy.special import gammaln, ndtri
 
-from ._utils import to_numpy
+from .._utils import to_numpy
 
 __all__ = [
     "hammer_projection",

@@ -7,7 +7,7 @@ from the first of these sources that has them (:func:`planetoid_source` tells wh
 reading them):
 
 1. ``"root"``: ``<root>/<Name>/raw``, with ``root`` the ``root=`` argument or
-   ``$PYG_SPHERICAL_DATA`` (:func:`~pyg_spherical.datasets.explicit_root`), or else the default
+   ``$PYG_SPHERICAL_DATA`` (:func:`~pyg_spherical.repro.datasets.explicit_root`), or else the default
    data root if it holds them. A chosen root that does not exist, or a ``<Name>/raw`` folder
    with only some of the eight files, is an error, never a fall-through to another copy.
 2. ``"packaged"``: the copy of Cora and CiteSeer shipped inside this package

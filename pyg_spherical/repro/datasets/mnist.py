@@ -3,7 +3,7 @@
 Data
 ----
 The four canonical gzip IDX files are read from ``<root>/MNIST/raw/`` (see
-:func:`~pyg_spherical.datasets.root.resolve_root`), verified by md5, and downloaded
+:func:`~pyg_spherical.repro.datasets.root.resolve_root`), verified by md5, and downloaded
 (into ``<root>/MNIST/raw`` if writable, else ``<cache>/MNIST/raw``) when missing.
 
 Splits (:func:`load_mnist`)
@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._utils import SeededEpochs
+from ..._utils import SeededEpochs
 from .root import CACHE_ENV, DATA_ENV, PathLike, resolve_cache, resolve_root
 
 __all__ = [

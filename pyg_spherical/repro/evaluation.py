@@ -43,7 +43,7 @@ from typing import Union
 import numpy as np
 from torch import Tensor
 
-from ._utils import to_numpy
+from .._utils import to_numpy
 
 __all__ = [
     "METRICS",
@@ -66,7 +66,7 @@ def metric_for_latent(kind: str) -> str:
     """``"geodesic"`` for a latent on the sphere (vMF, S-VAE, or Power Spherical),
     ``"euclidean"`` for a Gaussian (N-VAE) one; ``kind`` is any name
     :func:`~pyg_spherical.nn.latent.resolve_kind` accepts."""
-    from .nn.latent import LATENTS, resolve_kind
+    from ..nn.latent import LATENTS, resolve_kind
 
     return "geodesic" if LATENTS[resolve_kind(kind)].spherical else "euclidean"
 

@@ -74,10 +74,10 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ._utils import to_numpy
-from .distributions import HypersphericalUniform, VonMisesFisher
-from .nn.latent import LatentLayer, make_latent
-from .vae import MLP, glorot_init_
+from .._utils import to_numpy
+from ..distributions import HypersphericalUniform, VonMisesFisher
+from ..nn.latent import LatentLayer, make_latent
+from ..vae import MLP, glorot_init_
 
 __all__ = [
     "DEFAULT_KAPPAS",
