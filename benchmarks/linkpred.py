@@ -58,7 +58,10 @@ from common import (
 )
 from torch import Tensor
 
-MODELS = {"svgae": "S-VGAE", "vgae": "N-VGAE"}
+MODELS = {"svgae": "S-VGAE", "vgae": "N-VGAE"}  # the paper's pair ("--model both")
+#: every model this benchmark trains: the latent family of each, and its display name
+LATENT_OF = {"svgae": "vmf", "vgae": "normal", "pvgae": "power"}
+NAMES = {**MODELS, "pvgae": "P-VGAE"}
 DATASETS = ("Cora", "CiteSeer", "PubMed")
 #: the paper's grid (Appendix F.3), extended with d = 128
 GRID = {"lr": (0.01, 0.005, 0.001), "dropout": (0.0, 0.1, 0.2, 0.3, 0.4),
@@ -96,8 +99,8 @@ def build_parser() -> Parser:
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", type=dataset_name, default="Cora",
                    help="Cora, CiteSeer or PubMed (default Cora)")
-    p.add_argument("--model", choices=("svgae", "vgae", "both"), default="both",
-                   help="S-VGAE, N-VGAE or both side by side (default both)")
+    p.add_argument("--model", choices=("svgae", "vgae", "pvgae", "both"), default="both",
+                   help="S-VGAE, N-VGAE, P-VGAE (Power Spherical latent, the S-VGAE's settings) or S- and N-VGAE side by side (default both)")
     p.add_argument("--runs", type=positive(int), default=5, help="independent runs (default 5)")
     p.add_argument("--epochs", type=positive(int), default=None,
                    help="training epochs (default 200; 400 for PubMed)")
@@ -158,7 +161,8 @@ def settings(args, dataset: str, model: str) -> dict:
     from pyg_spherical.nn.decoders import DEFAULT_SCALE_INIT
 
     table = PAPER_TABLE7 if getattr(args, "paper_settings", False) else SELECTED_SETTINGS
-    lr, dropout, dim = table[dataset][model]
+    # the P-VGAE (Power Spherical latent) runs at the S-VGAE's settings
+    lr, dropout, dim = table[dataset]["svgae" if model == "pvgae" else model]
     cfg = {
         "lr": args.lr if args.lr is not None else lr,
         "dropout": args.dropout if args.dropout is not None else dropout,
@@ -166,7 +170,7 @@ def settings(args, dataset: str, model: str) -> dict:
         "hidden": args.hidden,
         "epochs": args.epochs if args.epochs is not None else (400 if dataset == "PubMed" else 200),
     }
-    if model == "svgae":
+    if LATENT_OF[model] != "normal":
         cfg["decoder"] = getattr(args, "decoder", "scaled")
         if cfg["decoder"] == "scaled":
             scale = getattr(args, "scale_init", None)
@@ -214,15 +218,16 @@ class LinkPredRun:
 
     def __init__(self, model_name: str, cfg: dict, graph: Graph, device, seed: int,
                  dtype=torch.float32):
-        from pyg_spherical import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
+        from pyg_spherical import SphericalVGAE
+        from pyg_spherical.nn import GCNLatentEncoder
 
         self.name, self.cfg, self.g, self.device = model_name, cfg, graph, device
         self._cuda = device.type == "cuda"
         outer = self._get_rng()
         seed_all(seed)
-        Enc = SphericalGCNEncoder if model_name == "svgae" else GCNEncoder
-        enc = Enc(graph.num_features, cfg["hidden"], cfg["dim"], cfg["dropout"], cached=True,
-                  bias=cfg.get("bias", True))
+        enc = GCNLatentEncoder(graph.num_features, cfg["hidden"], cfg["dim"], cfg["dropout"],
+                               latent=LATENT_OF[model_name], cached=True,
+                               bias=cfg.get("bias", True))
         self.model = SphericalVGAE(enc, decoder=make_decoder(cfg)).to(device=device, dtype=dtype)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
         self._rng = self._get_rng()
@@ -297,7 +302,7 @@ class LinkPredRun:
         scale = getattr(self.model.decoder, "scale", None)
         if scale is not None:
             out["final_decoder_scale"] = float(scale.detach())
-        if self.name == "svgae":
+        if LATENT_OF[self.name] != "normal":
             out["final_kappa_median"] = float(q.concentration.median())
         else:
             out["final_sigma_median"] = float(q.base_dist.scale.median())
@@ -325,7 +330,7 @@ def train_runs(args, data, cfgs: dict, seeds, device, bar=None) -> dict:
                     post[name] = tr.evaluate(epoch)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix({f"{MODELS[k]} val": f"{v:.3f}" for k, v in post.items()})
+                bar.set_postfix({f"{NAMES[k]} val": f"{v:.3f}" for k, v in post.items()})
         for name, tr in trainers.items():
             res = tr.summary()
             res["seed"] = seed
@@ -540,14 +545,15 @@ def print_table(dataset, summaries, cfgs, speed=None):
     for m, s in summaries.items():
         cfg = cfgs[m]
         for metric, key in (("AUC", "test_auc"), ("AP", "test_ap")):
-            pm, pse = paper[m][metric]
+            pm, pse = paper[m][metric] if m in paper else (float("nan"), None)
             ours = fmt_runs(s[key]["mean"], s[key]["se"], s.get("runs", 2))
             diff = s[key]["mean"] - pm
             setting = f"{cfg['lr']:g}, {cfg['dropout']:g}, {cfg['dim']}, {cfg['epochs']}"
             ep = f"{s['epoch_ms']:.1f} ms" if metric == "AUC" else ""
-            print(f"{MODELS[m]:8s} {metric:6s} {ours:>15s} {fmt(pm, pse, 1):>13s} {diff:+6.2f}  "
+            ref, gap = (fmt(pm, pse, 1), f"{diff:+6.2f}") if m in paper else ("–", "–")
+            print(f"{NAMES[m]:8s} {metric:6s} {ours:>15s} {ref:>13s} {gap:>6s}  "
                   f"{setting:35s} {ep}")
-    if len(summaries) == 2:
+    if {"svgae", "vgae"} <= set(summaries):
         r = summaries["svgae"]["epoch_ms"] / summaries["vgae"]["epoch_ms"]
         print(f"epoch-time ratio S-VGAE / N-VGAE at these settings: {r:.2f}")
     if speed:
@@ -588,8 +594,9 @@ def main(argv=None) -> int:
         return 0
 
     models = list(MODELS) if args.model == "both" else [args.model]
-    payload = {"meta": meta, "dataset": args.dataset, "paper": {m: PAPER_TABLE4[args.dataset][m]
-                                                                 for m in models}}
+    payload = {"meta": meta, "dataset": args.dataset,
+               "paper": {m: PAPER_TABLE4[args.dataset][m] for m in models
+                         if m in PAPER_TABLE4[args.dataset]}}
     if args.grid:
         grid = grid_search(args, data, args.dataset, models, device)
         payload["grid"] = grid
@@ -598,7 +605,7 @@ def main(argv=None) -> int:
                 for m in models}
         for m in models:
             s = grid["selected"][m]
-            print(f"grid: {MODELS[m]} selected lr={s['lr']:g} dropout={s['dropout']:g} "
+            print(f"grid: {NAMES[m]} selected lr={s['lr']:g} dropout={s['dropout']:g} "
                   f"dim={s['dim']} (val AUC {100 * s['val_auc']:.2f})")
     else:
         cfgs = {m: settings(args, args.dataset, m) for m in models}
@@ -606,13 +613,13 @@ def main(argv=None) -> int:
 
     seeds = [args.seed + r for r in range(args.runs)]
     epochs = max(c["epochs"] for c in cfgs.values())
-    bar = progress_bar(args, len(seeds) * epochs, f"{args.dataset} {'+'.join(MODELS[m] for m in models)}")
+    bar = progress_bar(args, len(seeds) * epochs, f"{args.dataset} {'+'.join(NAMES[m] for m in models)}")
     runs = train_runs(args, data, cfgs, seeds, device, bar)
     bar.close()
     summaries = {m: summarize(runs[m]) for m in models}
     payload["runs"] = runs
     payload["summary"] = summaries
-    if len(models) == 2:
+    if {"svgae", "vgae"} <= set(models):
         payload["epoch_time_ratio"] = summaries["svgae"]["epoch_ms"] / summaries["vgae"]["epoch_ms"]
     speed = None
     if args.speed:

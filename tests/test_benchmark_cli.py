@@ -289,3 +289,17 @@ def test_mnist_vae_resume_eval_only_and_aggregation(tmp_path, capsys):
                     "--no-download", "--out-dir", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert "(n=1)" in out and (tmp_path / "out" / "smoke_mnist_table1.json").is_file()
+
+
+def test_linkpred_trains_the_power_spherical_latent_too(tmp_path, capsys):
+    import json
+
+    import linkpred
+
+    assert linkpred.main(["--dataset", "Cora", "--model", "pvgae", "--runs", "1", "--epochs", "3",
+                          "--no-progress", "--out-dir", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "linkpred_cora.json").read_text())
+    assert set(out["runs"]) == {"pvgae"} and out["paper"] == {}
+    run = out["runs"]["pvgae"][0]
+    assert run["final_kappa_median"] > 0 and run["final_decoder_scale"] > 0
+    assert "P-VGAE" in capsys.readouterr().out
