@@ -262,20 +262,24 @@ class LinkPredRun:
         m.train()
         self.opt.zero_grad(set_to_none=True)
         z = m.encode(g.x, g.train)
-        neg = None
-        if self.cfg.get("negatives") == "uniform":
-            # uniform over all node pairs, edges not filtered out (the cheaper common variant)
-            neg = torch.randint(0, g.num_nodes, g.train.shape, device=g.train.device)
-        recon = m.recon_loss(z, g.train, neg)
-        if self.cfg.get("recon_average") == "joint":
-            recon = recon / 2  # one mean over positives and negatives together
-        loss = recon + m.kl_loss() / g.num_nodes
+        loss = self.recon(z) + m.kl_loss() / g.num_nodes
         loss.backward()
         self.opt.step()
         if self._cuda:
             torch.cuda.synchronize()
         self.times.append(time.perf_counter() - t0)
         self.last_loss = loss.detach()
+
+    def recon(self, z: Tensor) -> Tensor:
+        """The reconstruction term of the run's configuration: PyG's negative sampling (one
+        non-edge per edge) and the sum of the two means, unless ``negatives="uniform"`` (any
+        node pair, edges not filtered out) or ``recon_average="joint"`` (one mean over positives
+        and negatives together, i.e. half the sum)."""
+        g, neg = self.g, None
+        if self.cfg.get("negatives") == "uniform":
+            neg = torch.randint(0, g.num_nodes, g.train.shape, device=g.train.device)
+        recon = self.model.recon_loss(z, g.train, neg)
+        return recon / 2 if self.cfg.get("recon_average") == "joint" else recon
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> float:

@@ -113,7 +113,7 @@ class AblationRun(LinkPredRun):
         self.opt.zero_grad(set_to_none=True)
         z = m.encode(g.x, g.train)
         loss = (self._full_adjacency_loss(z) if self.ablation.endswith("full_adjacency")
-                else m.recon_loss(z, g.train))
+                else self.recon(z))
         if kl:
             loss = loss + m.kl_loss() / g.num_nodes
         loss.backward()
