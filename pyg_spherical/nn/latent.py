@@ -29,8 +29,8 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 from ..distributions import HypersphericalUniform, PowerSpherical, VonMisesFisher
 from ..distributions.von_mises_fisher import GRADIENTS
 
-__all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "PowerSphericalLatent", "VMFLatent",
-           "make_latent", "resolve_kind"]
+__all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "PowerSphericalLatent", "SphericalLatent",
+           "VMFLatent", "make_latent", "resolve_kind"]
 
 MAX_LOGSTD = 10.0  # as torch_geometric.nn.models.autoencoder
 
@@ -105,40 +105,32 @@ class LatentLayer(nn.Module):
         return f"dim={self.dim}"
 
 
-class VMFLatent(LatentLayer):
-    r"""von Mises-Fisher posterior with a uniform prior on ``S^{dim-1}`` (the S-VAE latent).
+class SphericalLatent(LatentLayer):
+    r"""Base of the latents on the sphere ``S^{dim-1}`` with a uniform prior (vMF, Power
+    Spherical): ``mu = loc_raw / ||loc_raw||``, ``kappa = softplus(scale_raw) + min_concentration``.
 
-    ``mu = loc_raw / ||loc_raw||``, ``kappa = softplus(scale_raw) + min_concentration``
-    (the ``+ 1`` of the authors' code by default, which keeps the posterior from collapsing into
-    the uniform prior early in training). KL: paper eq. 5, independent of ``mu``.
-
-    A zero or non-finite ``loc_raw`` row has no direction: it raises (via
+    ``scale_raw`` is ``(..., 1)``, or ``(..., dim)`` as from a Gaussian log-std head (PyG's
+    example encoders): its mean over the last dim is used. The mean of a linear head's outputs is
+    itself a linear function of the head's input, so this loses nothing against a head of width
+    1. A zero or non-finite ``loc_raw`` row has no direction: it raises (via
     ``torch._assert_async``, which does not synchronise the host with the device) instead of
-    silently producing NaN.
-
-    Args:
-        dim (int): ambient dimension ``m >= 2`` (codes are unit vectors in ``R^m``).
-        min_concentration (float): lower bound on ``kappa``, finite and ``> 0`` (default 1).
-        gradient (str): the sampler's gradient in ``kappa``, ``"implicit"`` (default, unbiased)
-            or ``"authors"`` (through the accepted proposal only, as in the authors' code); see
-            :class:`~pyg_spherical.distributions.VonMisesFisher`.
+    silently producing NaN. Subclasses set :attr:`family` and :meth:`_posterior`.
     """
 
-    kind = "vmf"
     spherical = True
+    #: whether ``min_concentration = 0`` (then ``kappa`` may reach 0) is a valid posterior
+    allows_zero_concentration = False
 
-    def __init__(self, dim: int, min_concentration: float = 1.0, gradient: str = "implicit"):
+    def __init__(self, dim: int, min_concentration: float = 1.0):
         super().__init__(dim)
-        if gradient not in GRADIENTS:
-            raise ValueError(f"VMFLatent: gradient must be one of {GRADIENTS}, got {gradient!r}.")
-        self.gradient = gradient
+        name = type(self).__name__
         if dim < 2:
-            raise ValueError("VMFLatent: dim must be >= 2 (a circle S^1 in R^2 at least).")
+            raise ValueError(f"{name}: dim must be >= 2 (a circle S^1 in R^2 at least).")
         min_concentration = float(min_concentration)
-        if not (math.isfinite(min_concentration) and min_concentration > 0):
-            # softplus underflows to 0 (at a raw scale of about -104 in float32), and kappa = 0
-            # gives NaN samples and gradients
-            raise ValueError(f"VMFLatent: min_concentration must be a finite number > 0, got "
+        low_ok = min_concentration >= 0 if self.allows_zero_concentration else min_concentration > 0
+        if not (math.isfinite(min_concentration) and low_ok):
+            bound = ">= 0" if self.allows_zero_concentration else "> 0"
+            raise ValueError(f"{name}: min_concentration must be a finite number {bound}, got "
                              f"{min_concentration}.")
         self.min_concentration = min_concentration
 
@@ -146,48 +138,78 @@ class VMFLatent(LatentLayer):
     def scale_dim(self) -> int:
         return 1
 
-    def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> VonMisesFisher:
-        """``vMF(mu = loc_raw / ||loc_raw||, kappa = softplus(scale_raw) + min_concentration)``.
-
-        ``scale_raw`` is ``(..., 1)``, or ``(..., dim)`` as from a Gaussian log-std head (PyG's
-        example encoders): its mean over the last dim is used. The mean of a linear head's
-        outputs is itself a linear function of the head's input, so this loses nothing
-        against a head of width 1."""
+    def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> Distribution:
+        """The posterior with ``mu = loc_raw / ||loc_raw||``, ``kappa = softplus(scale_raw) +
+        min_concentration`` (``scale_raw`` of width 1 or ``dim``; see the class docstring)."""
         if scale_raw.dim() > 0 and scale_raw.shape[-1] == self.dim:
             scale_raw = scale_raw.mean(dim=-1, keepdim=True)
         self._check_raw(loc_raw, scale_raw)
         norm = torch.linalg.vector_norm(loc_raw, dim=-1, keepdim=True)
         torch._assert_async(
             ((norm > 0) & torch.isfinite(norm)).all(),
-            "VMFLatent: a mean-direction row (loc_raw) is non-finite (NaN/inf) or zero and has "
-            "no direction.",
+            f"{type(self).__name__}: a mean-direction row (loc_raw) is non-finite (NaN/inf) or "
+            "zero and has no direction.",
         )
-        loc = loc_raw / norm
         kappa = F.softplus(scale_raw.squeeze(-1)) + self.min_concentration
-        # The arguments are valid by construction; validation would force host syncs.
-        return VonMisesFisher(loc, kappa, validate_args=False, gradient=self.gradient)
+        return self._posterior(loc_raw / norm, kappa)
+
+    def _posterior(self, loc: Tensor, kappa: Tensor) -> Distribution:
+        raise NotImplementedError
 
     def prior(self, device=None, dtype=None) -> HypersphericalUniform:
         """The uniform distribution on ``S^{dim-1}`` (paper eq. 10)."""
         return HypersphericalUniform(self.dim, device=device, dtype=dtype)
 
-    def point(self, q: VonMisesFisher) -> Tensor:
-        """The mean direction ``mu`` (the mode of the vMF), shape ``(..., dim)``."""
+    def point(self, q: Distribution) -> Tensor:
+        """The mean direction ``mu`` (the mode), shape ``(..., dim)``."""
         return q.loc
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, min_concentration={self.min_concentration}"
-                + ("" if self.gradient == "implicit" else f", gradient={self.gradient!r}"))
+        return f"dim={self.dim}, min_concentration={self.min_concentration}"
 
 
-class PowerSphericalLatent(LatentLayer):
+class VMFLatent(SphericalLatent):
+    r"""von Mises-Fisher posterior with a uniform prior on ``S^{dim-1}`` (the S-VAE latent).
+
+    ``mu = loc_raw / ||loc_raw||``, ``kappa = softplus(scale_raw) + min_concentration``
+    (the ``+ 1`` of the authors' code by default, which keeps the posterior from collapsing into
+    the uniform prior early in training); see :class:`SphericalLatent`. KL: paper eq. 5,
+    independent of ``mu``.
+
+    Args:
+        dim (int): ambient dimension ``m >= 2`` (codes are unit vectors in ``R^m``).
+        min_concentration (float): lower bound on ``kappa``, finite and ``> 0`` (default 1):
+            softplus underflows to 0 (at a raw scale of about -104 in float32), and ``kappa = 0``
+            gives NaN samples and gradients.
+        gradient (str): the sampler's gradient in ``kappa``, ``"implicit"`` (default, unbiased)
+            or ``"authors"`` (through the accepted proposal only, as in the authors' code); see
+            :class:`~pyg_spherical.distributions.VonMisesFisher`.
+    """
+
+    kind = "vmf"
+
+    def __init__(self, dim: int, min_concentration: float = 1.0, gradient: str = "implicit"):
+        if gradient not in GRADIENTS:
+            raise ValueError(f"VMFLatent: gradient must be one of {GRADIENTS}, got {gradient!r}.")
+        super().__init__(dim, min_concentration)
+        self.gradient = gradient
+
+    def _posterior(self, loc: Tensor, kappa: Tensor) -> VonMisesFisher:
+        # The arguments are valid by construction; validation would force host syncs.
+        return VonMisesFisher(loc, kappa, validate_args=False, gradient=self.gradient)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (
+            "" if self.gradient == "implicit" else f", gradient={self.gradient!r}")
+
+
+class PowerSphericalLatent(SphericalLatent):
     r"""Power Spherical posterior with a uniform prior on ``S^{dim-1}`` (the P-VAE latent).
 
-    The same parameterisation as :class:`VMFLatent`: ``mu = loc_raw / ||loc_raw||``,
-    ``kappa = softplus(scale_raw) + min_concentration``, with
+    The same parameterisation as :class:`VMFLatent` (see :class:`SphericalLatent`), with
     :class:`~pyg_spherical.distributions.PowerSpherical` (De Cao & Aziz, 2020) in place of the
     vMF: density ``∝ (1 + mu^T z)^kappa``, a rejection-free sampler and a KL without Bessel
-    functions. As for :class:`VMFLatent`, a zero or non-finite ``loc_raw`` row raises.
+    functions.
 
     Args:
         dim (int): ambient dimension ``m >= 2`` (codes are unit vectors in ``R^m``).
@@ -196,51 +218,11 @@ class PowerSphericalLatent(LatentLayer):
     """
 
     kind = "power"
-    spherical = True
+    allows_zero_concentration = True
 
-    def __init__(self, dim: int, min_concentration: float = 1.0):
-        super().__init__(dim)
-        if dim < 2:
-            raise ValueError("PowerSphericalLatent: dim must be >= 2 (a circle S^1 in R^2 at "
-                             "least).")
-        min_concentration = float(min_concentration)
-        if not (math.isfinite(min_concentration) and min_concentration >= 0):
-            raise ValueError(f"PowerSphericalLatent: min_concentration must be a finite number "
-                             f">= 0, got {min_concentration}.")
-        self.min_concentration = min_concentration
-
-    @property
-    def scale_dim(self) -> int:
-        return 1
-
-    def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> PowerSpherical:
-        """``PS(mu = loc_raw / ||loc_raw||, kappa = softplus(scale_raw) + min_concentration)``.
-
-        ``scale_raw`` is ``(..., 1)``, or ``(..., dim)`` (averaged over the last dim, as in
-        :meth:`VMFLatent.distribution`)."""
-        if scale_raw.dim() > 0 and scale_raw.shape[-1] == self.dim:
-            scale_raw = scale_raw.mean(dim=-1, keepdim=True)
-        self._check_raw(loc_raw, scale_raw)
-        norm = torch.linalg.vector_norm(loc_raw, dim=-1, keepdim=True)
-        torch._assert_async(
-            ((norm > 0) & torch.isfinite(norm)).all(),
-            "PowerSphericalLatent: a mean-direction row (loc_raw) is non-finite (NaN/inf) or "
-            "zero and has no direction.",
-        )
-        kappa = F.softplus(scale_raw.squeeze(-1)) + self.min_concentration
+    def _posterior(self, loc: Tensor, kappa: Tensor) -> PowerSpherical:
         # The arguments are valid by construction; validation would force host syncs.
-        return PowerSpherical(loc_raw / norm, kappa, validate_args=False)
-
-    def prior(self, device=None, dtype=None) -> HypersphericalUniform:
-        """The uniform distribution on ``S^{dim-1}``."""
-        return HypersphericalUniform(self.dim, device=device, dtype=dtype)
-
-    def point(self, q: PowerSpherical) -> Tensor:
-        """The mean direction ``mu`` (the mode), shape ``(..., dim)``."""
-        return q.loc
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, min_concentration={self.min_concentration}"
+        return PowerSpherical(loc, kappa, validate_args=False)
 
 
 class GaussianLatent(LatentLayer):
