@@ -92,7 +92,7 @@ def test_embedding_standardised_noisy_and_nonlinear():
     # the same seed gives the same map, another seed another one
     assert torch.equal(S.CircleEmbedding(100, map_seed=0)(fu[:3, :2]), emb(fu[:3, :2]))
     assert not torch.allclose(S.CircleEmbedding(100, map_seed=1)(fu[:3, :2]), emb(fu[:3, :2]))
-    # the noise is what was asked for
+    # the noise is the one requested
     d = S.make_circle_data(4000, noise=0.1, seed=0, embedding=emb, dtype=torch.float64)
     resid = d.x - emb(d.u)
     assert abs(float(resid.std()) - 0.1) < 0.002
