@@ -4,7 +4,8 @@ from ._sampling import compile_quadrature
 from .constraints import sphere
 from .hyperspherical_uniform import HypersphericalUniform
 from .power_spherical import PowerSpherical
+from .product import ProductOfSpheres
 from .von_mises_fisher import VonMisesFisher, log_sphere_area
 
-__all__ = ["HypersphericalUniform", "PowerSpherical", "VonMisesFisher", "compile_quadrature",
-           "log_sphere_area", "sphere"]
+__all__ = ["HypersphericalUniform", "PowerSpherical", "ProductOfSpheres", "VonMisesFisher",
+           "compile_quadrature", "log_sphere_area", "sphere"]

@@ -26,3 +26,27 @@ class _UnitSphere(constraints.Constraint):
 
 
 sphere = _UnitSphere()
+
+
+class _ProductOfSpheres(constraints.Constraint):
+    """Vectors of ``k`` consecutive blocks of ``m`` coordinates, each of unit norm:
+    ``(S^{m-1})^k ⊂ R^{k m}``."""
+
+    event_dim = 1
+
+    def __init__(self, factor_dim: int):
+        self.factor_dim = factor_dim
+        super().__init__()
+
+    def check(self, value):
+        blocks = value.unflatten(-1, (-1, self.factor_dim))
+        norm = torch.linalg.vector_norm(blocks, dim=-1)
+        return ((norm - 1).abs() <= unit_norm_tolerance(value.dtype)).all(-1)
+
+    def __repr__(self):
+        return f"ProductOfSpheres(factor_dim={self.factor_dim})"
+
+
+def product_of_spheres(factor_dim: int) -> constraints.Constraint:
+    """The support ``(S^{m-1})^k`` of :class:`~pyg_spherical.distributions.ProductOfSpheres`."""
+    return _ProductOfSpheres(factor_dim)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import torch
-from torch.distributions import register_kl
+from torch import Tensor
+from torch.distributions import kl_divergence, register_kl
 
 from .. import special
 from .hyperspherical_uniform import HypersphericalUniform
 from .power_spherical import PowerSpherical
+from .product import ProductOfSpheres
 from .von_mises_fisher import VonMisesFisher, _LogNormalizerScaled, _terms
 
 
@@ -59,3 +61,11 @@ def _kl_uniform_uniform(p: HypersphericalUniform, q: HypersphericalUniform):
     _check_dims(p, q)
     return torch.zeros(torch.broadcast_shapes(p.batch_shape, q.batch_shape), dtype=p.dtype,
                        device=p.device)
+
+
+@register_kl(ProductOfSpheres, ProductOfSpheres)
+def _kl_product_product(p: ProductOfSpheres, q: ProductOfSpheres) -> Tensor:
+    """The sum over factors of the factors' KL divergences (independent factors)."""
+    if p.factor_dim != q.factor_dim or p.factors != q.factors:
+        raise ValueError("KL between products of spheres with different factors.")
+    return kl_divergence(p.base, q.base).sum(-1)

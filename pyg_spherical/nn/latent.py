@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
-from ..distributions import HypersphericalUniform, PowerSpherical, VonMisesFisher
+from ..distributions import HypersphericalUniform, PowerSpherical, ProductOfSpheres, VonMisesFisher
 from ..distributions.von_mises_fisher import GRADIENTS
 
 __all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "PowerSphericalLatent", "SphericalLatent",
@@ -114,18 +114,29 @@ class SphericalLatent(LatentLayer):
     itself a linear function of the head's input, so this loses nothing against a head of width
     1. A zero or non-finite ``loc_raw`` row has no direction: it raises (via
     ``torch._assert_async``, which does not synchronise the host with the device) instead of
-    silently producing NaN. Subclasses set :attr:`family` and :meth:`_posterior`.
+    silently producing NaN. Subclasses set :meth:`_posterior`.
+
+    ``factors = k > 1`` makes the latent a product of ``k`` spheres ``(S^{dim/k - 1})^k``: the
+    code is ``k`` unit vectors of ``dim / k`` coordinates each, one posterior per factor with its
+    own concentration (``scale_dim = k``; a ``(..., dim)`` head is averaged per factor), a uniform
+    prior per factor and the KL summed over the factors
+    (:class:`~pyg_spherical.distributions.ProductOfSpheres`).
     """
 
     spherical = True
     #: whether ``min_concentration = 0`` (then ``kappa`` may reach 0) is a valid posterior
     allows_zero_concentration = False
 
-    def __init__(self, dim: int, min_concentration: float = 1.0):
+    def __init__(self, dim: int, min_concentration: float = 1.0, factors: int = 1):
         super().__init__(dim)
         name = type(self).__name__
-        if dim < 2:
-            raise ValueError(f"{name}: dim must be >= 2 (a circle S^1 in R^2 at least).")
+        if not isinstance(factors, int) or factors < 1 or dim % factors:
+            raise ValueError(f"{name}: factors must be a positive int dividing dim = {dim}, got "
+                             f"{factors!r}.")
+        if dim // factors < 2:
+            raise ValueError(f"{name}: each factor needs at least 2 coordinates (a circle S^1 in "
+                             f"R^2), got dim / factors = {dim // factors}.")
+        self.factors = factors
         min_concentration = float(min_concentration)
         low_ok = min_concentration >= 0 if self.allows_zero_concentration else min_concentration > 0
         if not (math.isfinite(min_concentration) and low_ok):
@@ -136,36 +147,56 @@ class SphericalLatent(LatentLayer):
 
     @property
     def scale_dim(self) -> int:
-        return 1
+        return self.factors
+
+    @property
+    def factor_dim(self) -> int:
+        """Coordinates per factor, ``dim / factors`` (the sphere ``S^{factor_dim - 1}``)."""
+        return self.dim // self.factors
 
     def distribution(self, loc_raw: Tensor, scale_raw: Tensor) -> Distribution:
         """The posterior with ``mu = loc_raw / ||loc_raw||``, ``kappa = softplus(scale_raw) +
-        min_concentration`` (``scale_raw`` of width 1 or ``dim``; see the class docstring)."""
-        if scale_raw.dim() > 0 and scale_raw.shape[-1] == self.dim:
-            scale_raw = scale_raw.mean(dim=-1, keepdim=True)
+        min_concentration`` (``scale_raw`` of width ``factors`` or ``dim``; see the class
+        docstring), per factor for a product of spheres."""
+        k = self.factors
+        if scale_raw.dim() > 0 and scale_raw.shape[-1] == self.dim and self.dim != k:
+            scale_raw = scale_raw.unflatten(-1, (k, self.factor_dim)).mean(dim=-1)
         self._check_raw(loc_raw, scale_raw)
-        norm = torch.linalg.vector_norm(loc_raw, dim=-1, keepdim=True)
+        loc = loc_raw.unflatten(-1, (k, self.factor_dim)) if k > 1 else loc_raw
+        norm = torch.linalg.vector_norm(loc, dim=-1, keepdim=True)
         torch._assert_async(
             ((norm > 0) & torch.isfinite(norm)).all(),
             f"{type(self).__name__}: a mean-direction row (loc_raw) is non-finite (NaN/inf) or "
             "zero and has no direction.",
         )
-        kappa = F.softplus(scale_raw.squeeze(-1)) + self.min_concentration
-        return self._posterior(loc_raw / norm, kappa)
+        kappa = F.softplus(scale_raw if k > 1 else scale_raw.squeeze(-1)) + self.min_concentration
+        q = self._posterior(loc / norm, kappa)
+        return ProductOfSpheres(q, validate_args=False) if k > 1 else q
 
     def _posterior(self, loc: Tensor, kappa: Tensor) -> Distribution:
         raise NotImplementedError
 
-    def prior(self, device=None, dtype=None) -> HypersphericalUniform:
-        """The uniform distribution on ``S^{dim-1}`` (paper eq. 10)."""
-        return HypersphericalUniform(self.dim, device=device, dtype=dtype)
+    def prior(self, device=None, dtype=None) -> Distribution:
+        """The uniform distribution on ``S^{dim-1}`` (paper eq. 10), or on each factor."""
+        if self.factors == 1:
+            return HypersphericalUniform(self.dim, device=device, dtype=dtype)
+        return ProductOfSpheres(HypersphericalUniform(self.factor_dim, (self.factors,),
+                                                      device=device, dtype=dtype))
+
+    def sample_prior(self, num_samples: int, generator: torch.Generator | None = None,
+                     device=None, dtype=None) -> Tensor:
+        """Uniform draws on the sphere (on each factor), shape ``(num_samples, dim)``."""
+        z = torch.randn(num_samples, self.factors, self.factor_dim, generator=generator,
+                        device=device, dtype=dtype)
+        return F.normalize(z, dim=-1).flatten(-2)
 
     def point(self, q: Distribution) -> Tensor:
         """The mean direction ``mu`` (the mode), shape ``(..., dim)``."""
         return q.loc
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, min_concentration={self.min_concentration}"
+        return (f"dim={self.dim}, min_concentration={self.min_concentration}"
+                + (f", factors={self.factors}" if self.factors > 1 else ""))
 
 
 class VMFLatent(SphericalLatent):
@@ -184,14 +215,17 @@ class VMFLatent(SphericalLatent):
         gradient (str): the sampler's gradient in ``kappa``, ``"implicit"`` (default, unbiased)
             or ``"authors"`` (through the accepted proposal only, as in the authors' code); see
             :class:`~pyg_spherical.distributions.VonMisesFisher`.
+        factors (int): ``k > 1`` for a product of ``k`` spheres ``(S^{dim/k - 1})^k``, one
+            concentration each (see :class:`SphericalLatent`).
     """
 
     kind = "vmf"
 
-    def __init__(self, dim: int, min_concentration: float = 1.0, gradient: str = "implicit"):
+    def __init__(self, dim: int, min_concentration: float = 1.0, gradient: str = "implicit",
+                 factors: int = 1):
         if gradient not in GRADIENTS:
             raise ValueError(f"VMFLatent: gradient must be one of {GRADIENTS}, got {gradient!r}.")
-        super().__init__(dim, min_concentration)
+        super().__init__(dim, min_concentration, factors)
         self.gradient = gradient
 
     def _posterior(self, loc: Tensor, kappa: Tensor) -> VonMisesFisher:
@@ -215,6 +249,7 @@ class PowerSphericalLatent(SphericalLatent):
         dim (int): ambient dimension ``m >= 2`` (codes are unit vectors in ``R^m``).
         min_concentration (float): lower bound on ``kappa``, finite and ``>= 0`` (default 1;
             ``kappa = 0`` is the uniform distribution, a valid Power Spherical).
+        factors (int): ``k > 1`` for a product of ``k`` spheres (see :class:`SphericalLatent`).
     """
 
     kind = "power"
