@@ -23,6 +23,9 @@ Ablations (``--only`` selects a subset by name):
 * ``SS_kappa-min10`` z2's concentration ``softplus(.) + 10`` instead of ``+ 1``: z2 is forced to
   carry information from the first step.
 * ``SS_kl-warmup``   z2's KL weight rises linearly from 0 to 1 over the first 6 epochs.
+* ``SS_z2-5xS1``, ``SS_z2-3xS2``, ``SS_z2-5xS2``   z2 a product of small spheres,
+  ``(S^1)^5``, ``(S^2)^3``, ``(S^2)^5`` (``make_latent("vmf", d, factors=k)``): one concentration
+  per factor, a spherical style latent with per-factor precisions.
 
 Results: ``mnist_m1m2_ablations/<name>.json`` (one file per ablation, so several processes can
 share the work) and the table ``mnist_m1m2_ablations.json``, under ``runs/`` (``results/`` with
@@ -78,6 +81,10 @@ ABLATIONS = {
     "NS_z2-3": ("N+S", 10, 3, {}, 0, "N+S, z2 on S^2"),
     "SS_kappa-min10": ("S+S", 10, 10, {"min_concentration": 10.0}, 0, "S+S, z2 kappa >= 10"),
     "SS_kl-warmup": ("S+S", 10, 10, {}, 6, "S+S, z2 KL warm-up over 6 epochs"),
+    # a spherical style latent with one concentration per factor
+    "SS_z2-5xS1": ("S+S", 10, 10, {"factors": 5}, 0, "S+S, z2 on (S^1)^5"),
+    "SS_z2-3xS2": ("S+S", 10, 9, {"factors": 3}, 0, "S+S, z2 on (S^2)^3"),
+    "SS_z2-5xS2": ("S+S", 10, 15, {"factors": 5}, 0, "S+S, z2 on (S^2)^5"),
 }
 OUT_DIR = "mnist_m1m2_ablations"
 
