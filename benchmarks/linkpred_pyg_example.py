@@ -15,13 +15,23 @@ Example::
 """
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
 
 import torch
-from common import RESULTS, RUNS, device_arg, fmt, positive, run_metadata, write_json
+from common import (
+    Parser,
+    add_common_args,
+    fmt,
+    load_planetoid,
+    out_dir,
+    positive,
+    run_metadata,
+    set_threads,
+    shown,
+    write_json,
+)
 
 
 class VariationalGCNEncoder(torch.nn.Module):
@@ -74,7 +84,7 @@ def run(model_cls, data, seed, epochs, lr, dim, device):
 
 
 def main(argv=None) -> int:
-    from linkpred import DATASETS, Parser, dataset_name, load, mean_se
+    from linkpred import DATASETS, dataset_name, mean_se
     from torch_geometric.nn import VGAE
 
     from pyg_spherical import SphericalVGAE
@@ -85,18 +95,14 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=positive(int), default=200)
     p.add_argument("--lr", type=positive(float), default=0.01)
     p.add_argument("--dim", type=positive(int), default=16, help="latent width (example: 16)")
-    p.add_argument("--root", default=None, help="data root (default $PYG_SPHERICAL_DATA)")
-    p.add_argument("--no-download", action="store_true")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=positive(int), default=1)
-    p.add_argument("--refresh", action="store_true", help="write results/ instead of runs/")
+    add_common_args(p, seed_default=None)
     args = p.parse_args(argv)
     if args.dim < 2:
         p.error(f"--dim must be >= 2, got {args.dim}")
-    torch.set_num_threads(args.threads)
-    device = device_arg(args.device)
+    set_threads(args)
+    device = args.device
     started = time.time()
-    data = load(args, args.dataset)
+    data = load_planetoid(args, args.dataset)
     models = {"VGAE (PyG)": VGAE, "SphericalVGAE": SphericalVGAE}
     runs = {name: [] for name in models}
     for seed in range(args.runs):
@@ -117,8 +123,8 @@ def main(argv=None) -> int:
         print(f"{name:14s} AUC {cells[0]:>14s}   AP {cells[1]:>14s}")
     path = write_json(f"linkpred_pyg_example_{args.dataset.lower()}",
                       {"meta": run_metadata(args), "runs": runs, "summary": summary}, started,
-                      RESULTS if args.refresh else RUNS)
-    print(f"wrote {os.path.relpath(path, RESULTS.parent)}")
+                      out_dir(args))
+    print(f"wrote {shown(path)}")
     return 0
 
 

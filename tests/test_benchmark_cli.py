@@ -303,3 +303,18 @@ def test_linkpred_trains_the_power_spherical_latent_too(tmp_path, capsys):
     run = out["runs"]["pvgae"][0]
     assert run["final_kappa_median"] > 0 and run["final_decoder_scale"] > 0
     assert "P-VGAE" in capsys.readouterr().out
+
+
+SCRIPTS = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py")
+                 if not p.stem.startswith("_") and p.stem != "common")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_benchmark_imports_and_prints_its_help(script, capsys):
+    """Each CLI imports (no name it needs has moved away) and answers --help with exit 0."""
+    import importlib
+
+    module = importlib.import_module(script)
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--help"])
+    assert exc.value.code == 0 and "usage:" in capsys.readouterr().out
