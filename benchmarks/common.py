@@ -143,7 +143,7 @@ def run_metadata(args=None) -> dict:
     """What produced a result: command, commit, hardware, versions, start time."""
     return {
         "command": "python " + " ".join(sys.argv),
-        "args": vars(args) if args is not None else None,
+        "args": dict(vars(args)) if args is not None else None,  # a snapshot, not the live namespace
         "commit": git_commit(),
         "hardware": {"cpu": cpu_model(), "cores": os.cpu_count(),
                      "torch_threads": torch.get_num_threads(),

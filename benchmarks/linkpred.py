@@ -260,15 +260,23 @@ class LinkPredRun:
         m, g = self.model, self.g
         t0 = time.perf_counter()
         m.train()
+        self.before_step()
         self.opt.zero_grad(set_to_none=True)
         z = m.encode(g.x, g.train)
-        loss = self.recon(z) + m.kl_loss() / g.num_nodes
+        loss = self.objective(z)
         loss.backward()
         self.opt.step()
         if self._cuda:
             torch.cuda.synchronize()
         self.times.append(time.perf_counter() - t0)
         self.last_loss = loss.detach()
+
+    def before_step(self) -> None:
+        """A hook between ``model.train()`` and the forward pass (the ablations use it)."""
+
+    def objective(self, z: Tensor) -> Tensor:
+        """The training loss of codes ``z``: reconstruction + KL / N (PyG's example)."""
+        return self.recon(z) + self.model.kl_loss() / self.g.num_nodes
 
     def recon(self, z: Tensor) -> Tensor:
         """The reconstruction term of the run's configuration: PyG's negative sampling (one

@@ -49,6 +49,7 @@ change one choice each, the choices in which public re-implementations differ fr
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -100,26 +101,17 @@ class AblationRun(LinkPredRun):
                                  if ablation == "kappa_min20"
                                  else VMFLatent(cfg["dim"], gradient="authors"))
 
-    def _train_step(self):
-        return self._step(kl=self.ablation != "no_kl", sample=self.ablation != "no_sampling")
+    def before_step(self):
+        if self.ablation == "no_sampling":
+            self.model.latent.eval()  # z = mu (the encoder keeps its dropout)
 
-    def _step(self, kl=True, sample=True):
-        """``LinkPredRun._train_step`` with the KL term and the posterior sampling as switches."""
-        m, g = self.model, self.g
-        t0 = time.perf_counter()
-        m.train()
-        if not sample:
-            m.latent.eval()  # z = mu (the encoder keeps its dropout)
-        self.opt.zero_grad(set_to_none=True)
-        z = m.encode(g.x, g.train)
+    def objective(self, z):
+        """The run's loss with the ablation's objective and KL switches."""
         loss = (self._full_adjacency_loss(z) if self.ablation.endswith("full_adjacency")
                 else self.recon(z))
-        if kl:
-            loss = loss + m.kl_loss() / g.num_nodes
-        loss.backward()
-        self.opt.step()
-        self.times.append(time.perf_counter() - t0)
-        self.last_loss = loss.detach()
+        if self.ablation != "no_kl":
+            loss = loss + self.model.kl_loss() / self.g.num_nodes
+        return loss
 
     def _full_adjacency_loss(self, z):
         """Kipf & Welling's reference objective: weighted BCE over the dense ``A_train + I``."""
@@ -150,16 +142,17 @@ def ablation_config(args, dataset, name):
     model = "vgae" if name.startswith("nvgae") else "svgae"
     # the first ablations keep the Table 7 setting and plain decoder they were first run with
     selected = name in SELECTED_ABLATIONS
+    args = argparse.Namespace(**vars(args))  # the caller's flags stay as given
     args.paper_settings, args.decoder, args.scale_init = not selected, (
         "scaled" if selected else "plain"), None
     cfg = settings(args, dataset, model)
     if selected:
-        return model, {**cfg, **SELECTED_ABLATIONS[name]}
+        return model, {**cfg, **SELECTED_ABLATIONS[name]}, args
     if name == "epochs1000":
         cfg["epochs"] = 1000
     if name.startswith("lr0.01"):
         cfg["lr"] = 0.01
-    return model, cfg
+    return model, cfg, args
 
 
 def main(argv=None):
@@ -188,7 +181,7 @@ def main(argv=None):
     payload = {"meta": run_metadata(args), "dataset": args.dataset, "ablations": rows,
                "failed": failed}
     for name in names:
-        model, cfg = ablation_config(args, args.dataset, name)
+        model, cfg, run_args = ablation_config(args, args.dataset, name)
         d = data
         if name == "row_normalized":
             if normalized is None:
@@ -202,7 +195,7 @@ def main(argv=None):
             for r in range(args.runs):
                 seed = args.seed + r
                 graph = Graph(d, make_split(d, seed), device)
-                trs = {m: AblationRun(m, settings(args, args.dataset, m)
+                trs = {m: AblationRun(m, settings(run_args, args.dataset, m)
                                       if name == "row_normalized" else cfg,
                                       graph, device, seed, name) for m in models}
                 for epoch in range(cfg["epochs"]):
@@ -223,7 +216,8 @@ def main(argv=None):
             key = name if len(models) == 1 else f"{name}:{m}"
             rs = [run[m] for run in runs]
             rows[key] = {"model": m, "config": cfg if len(models) == 1 else
-                         settings(args, args.dataset, m), "runs": rs, "summary": summarize(rs)}
+                         settings(run_args, args.dataset, m), "runs": rs,
+                         "summary": summarize(rs)}
         # written after every ablation: a long run that stops keeps what it measured
         write_json(name_out, payload, started, out_dir(args))
     print(f"\nS-VGAE ablations on {args.dataset} ({args.runs} runs; test %, mean ± s.e.)")

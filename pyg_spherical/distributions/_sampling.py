@@ -33,9 +33,11 @@ def _standard_gamma(alpha: Tensor, z: Tensor | None = None, max_rounds: int = 10
     float32. ``alpha < 1`` is boosted: ``Gamma(alpha) = Gamma(alpha + 1) U^{1 / alpha}``. ``z``
     supplies the normals of the first round (e.g. a spare column of another Gaussian draw).
     About half the time of :func:`torch._standard_gamma` on CPU for large batches; below
-    ``4096`` entries, which are bound by per-operation overhead, that one is used instead.
+    ``4096`` entries, and off the CPU, that one is used instead.
     """
-    if alpha.numel() < 4096:
+    if alpha.numel() < 4096 or alpha.device.type != "cpu":
+        # small batches are bound by per-operation overhead, and off the CPU torch's sampler
+        # needs no host sync per rejection round
         return torch._standard_gamma(alpha)
     shape = alpha.shape
     alpha = alpha.reshape(-1)
@@ -64,8 +66,8 @@ def _standard_gamma(alpha: Tensor, z: Tensor | None = None, max_rounds: int = 10
         zz = torch.randn_like(dd)
     else:
         raise RuntimeError("Gamma sampler did not terminate; is alpha finite and > 0?")
-    if bool(boost.any()):
-        out = out * torch.exp(boost * torch.log(torch.rand_like(out)) / alpha)
+    # U^(boost / alpha): 1 where not boosted (0^0 = 1 even for U = 0), no host sync
+    out = out * torch.rand_like(out).pow(boost / alpha)
     return out.reshape(shape)
 
 

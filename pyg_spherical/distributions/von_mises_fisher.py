@@ -231,8 +231,9 @@ class VonMisesFisher(Distribution):
         gradient (str): the gradient of :meth:`rsample` in ``concentration``: ``"implicit"``
             (default; unbiased implicit reparameterisation, see below) or ``"authors"`` (the
             derivative through the accepted Wood proposal only, as in the authors' code; biased,
-            for comparisons with that code). Samples and the gradient in ``loc`` are the same
-            for both.
+            for comparisons with that code; on ``S^2``, which their code samples by the exact
+            inverse CDF, the two coincide). Samples and the gradient in ``loc`` are the same for
+            both.
 
     ``batch_shape = broadcast(loc.shape[:-1], concentration.shape)``, ``event_shape = (m,)``.
 
@@ -405,7 +406,9 @@ class VonMisesFisher(Distribution):
         g[..., 0] = 0
         sq = _rowdot(g, g)
         theta, _, _ = sample_theta(kappa.detach(), m, (z1, 0.5 * sq))  # angle to mu, no grad
-        if kappa.requires_grad and self.gradient == "authors":
+        # the authors' code samples S^2 by the exact inverse CDF, whose gradient is exact: only
+        # the Wood proposal of m != 3 carries their biased gradient
+        if kappa.requires_grad and self.gradient == "authors" and m != 3:
             theta = proposal_theta(kappa, theta, m)
         elif kappa.requires_grad:
             # 1 - A_m(kappa) for the quadrature, once per batch element and at the current
