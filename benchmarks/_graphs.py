@@ -77,8 +77,11 @@ def dcsbm_graph(num_nodes: int, avg_degree: float = 10.0, num_features: int = 12
     cum = torch.cumsum(theta[order], 0)
     sizes = torch.bincount(comm, minlength=k)
     block_end = torch.cumsum(sizes, 0)
-    block_lo = torch.cat([cum.new_zeros(1), cum[block_end[:-1] - 1]])  # mass before block c
-    block_hi = cum[block_end - 1]
+    # mass before block c and up to its end; indexing a zero-padded cumsum keeps empty
+    # communities (block_end[c] == block_end[c - 1]) right
+    cum0 = torch.cat([cum.new_zeros(1), cum])
+    block_lo = cum0[block_end - sizes]
+    block_hi = cum0[block_end]
     total = float(cum[-1])
     comm_sorted = comm[order]
 

@@ -174,3 +174,13 @@ def test_two_gloo_processes_keep_identical_parameters_and_learn(tmp_path):
     assert len(r["memory"]["per_rank_peak_rss_mb"]) == 2
     # both ranks trained: the total throughput sums two processes
     assert r["train"]["edges_per_s_total"] > r["train"]["edges_per_s_per_process"]
+
+
+def test_generator_keeps_intra_edges_inside_their_community_when_some_are_empty():
+    """As many communities as nodes leaves some empty; an intra-community edge must still
+    join two nodes of the same community (an empty block used to send it to the last node)."""
+    from _graphs import dcsbm_graph, intra_fraction
+
+    data = dcsbm_graph(200, avg_degree=6, num_features=4, num_communities=200, p_in=1.0, seed=3)
+    assert torch.bincount(data.y, minlength=200).eq(0).any()  # some are empty
+    assert intra_fraction(data.edge_index, data.y) == 1.0
