@@ -281,7 +281,7 @@ def device_type(value) -> torch.device:
 
 
 def device_arg(name) -> torch.device:
-    """:func:`device` outside argparse: one ``error:`` line (exit 2) if unavailable."""
+    """:func:`device_type` outside argparse: one ``error:`` line (exit 2) if unavailable."""
     try:
         return device_type(name)
     except argparse.ArgumentTypeError as e:

@@ -105,10 +105,12 @@ def build_parser() -> Parser:
     p.add_argument("--epochs", type=positive(int), default=None,
                    help="training epochs (default 200; 400 for PubMed)")
     p.add_argument("--lr", type=positive(float), default=None,
-                   help="Adam learning rate (default: paper Table 7 per data set and model)")
+                   help="Adam learning rate (default: our selected setting per data set and "
+                        "model; --paper-settings: Table 7)")
     p.add_argument("--dropout", type=probability, default=None,
-                   help="dropout on every GCN input (default: Table 7)")
-    p.add_argument("--dim", type=latent_dim, default=None, help="latent dimension (default: Table 7)")
+                   help="dropout on every GCN input (default: selected / Table 7)")
+    p.add_argument("--dim", type=latent_dim, default=None,
+                   help="latent dimension (default: selected / Table 7)")
     p.add_argument("--hidden", type=positive(int), default=32, help="hidden GCN units (default 32)")
     p.add_argument("--paper-settings", action="store_true",
                    help="use the paper's Table 7 lr / dropout / dim instead of our selected ones")

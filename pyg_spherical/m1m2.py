@@ -1,5 +1,5 @@
 r"""The stacked semi-supervised M1+M2 model (Kingma, Mohamed, Rezende & Welling, 2014), trained
-end-to-end, with a vMF or Gaussian latent for each of ``z1`` and ``z2`` (paper section 5.3,
+end-to-end, with a vMF, Power Spherical or Gaussian latent for each of ``z1`` and ``z2`` (paper section 5.3,
 Table 3, Figure 10; Appendix F.2).
 
 Model
@@ -134,7 +134,8 @@ class LabelledBound(NamedTuple):
 
 
 class M1M2(nn.Module):
-    r"""Stacked M1+M2 semi-supervised VAE with vMF or Gaussian ``z1`` and ``z2``.
+    r"""Stacked M1+M2 semi-supervised VAE with spherical (vMF, Power Spherical) or Gaussian
+    ``z1`` and ``z2``.
 
     Args:
         z1_latent (str): ``"vmf"``, ``"power"`` or ``"normal"`` (aliases of :func:`make_latent`):

@@ -3,11 +3,12 @@ r"""Mini-batch link prediction with a (spherical) VGAE: loss, data-parallel help
 The full-batch VGAE objective (:mod:`pyg_spherical.models.vgae`) is
 
 .. math::
-    \mathcal{L} = \underbrace{\operatorname{mean}_{(i,j) \in E^+} -\log\sigma(z_i^\top z_j)
-                  + \operatorname{mean}_{(i,j) \in E^-} -\log(1 - \sigma(z_i^\top z_j))}_{\text{recon}}
+    \mathcal{L} = \underbrace{\operatorname{mean}_{(i,j) \in E^+} -\log\sigma(\ell_{ij})
+                  + \operatorname{mean}_{(i,j) \in E^-} -\log(1 - \sigma(\ell_{ij}))}_{\text{recon}}
                   + \frac{1}{N}\operatorname{mean}_{i \in V} \mathrm{KL}(q(z_i) \| p(z_i)),
 
-``recon_loss(z, pos, neg) + kl_loss() / N``. A mini-batch from ``LinkNeighborLoader`` /
+``recon_loss(z, pos, neg) + kl_loss() / N``, with the decoder's logits ``l_ij`` (``s z_i^T z_j``
+for the scaled decoder of a spherical latent). A mini-batch from ``LinkNeighborLoader`` /
 ``LinkLoader`` (``neg_sampling="binary"``) holds a sampled subgraph around ``B`` positive seed
 edges and their ``B`` sampled negatives (``edge_label_index``, ``edge_label``). Its loss
 (:func:`link_batch_loss`) replaces each mean by the mean over the batch:

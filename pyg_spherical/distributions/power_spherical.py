@@ -222,7 +222,8 @@ class PowerSpherical(Distribution):
     Args:
         loc (Tensor): mean direction ``mu``, shape ``(..., m)``, unit norm, ``m >= 2``.
         concentration (Tensor or float): ``kappa >= 0``, shape broadcastable with
-            ``loc.shape[:-1]``; a trailing singleton dimension (shape ``(..., 1)``) is accepted.
+            ``loc.shape[:-1]``; a ``(..., 1)`` concentration beside a ``(..., m)`` ``loc`` is refused
+            (it would pair every kappa with every direction): squeeze it first.
         validate_args (bool, optional): check the arguments against :attr:`arg_constraints`
             (unit ``loc``, finite non-negative ``concentration``) and, in :meth:`log_prob`, that
             values lie on the sphere; default :meth:`Distribution.set_default_validate_args`.

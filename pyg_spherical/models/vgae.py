@@ -2,12 +2,12 @@ r"""The S-VGAE: a :class:`torch_geometric.nn.VGAE` with a hyperspherical (vMF) l
 
 Paper section 5.4 / Appendix F.3: the VGAE of Kipf & Welling (2016) with the Gaussian posterior
 and prior replaced by ``q(z_i | X, A) = vMF(mu_i, kappa_i)`` and ``p(z_i) = U(S^{d-1})``; the
-encoder, the inner-product decoder ``p(A_ij = 1 | z_i, z_j) = sigmoid(z_i^T z_j)`` (a cosine
-similarity on the sphere) and the training objective are unchanged:
+encoder and the training objective are unchanged, and the inner-product decoder gets a learnable
+scale ``s`` (``p(A_ij = 1 | z_i, z_j) = sigmoid(s z_i^T z_j)``; see below):
 
 .. math::
-    \mathcal{L} = \underbrace{-\tfrac{1}{|E^+|}\sum_{(i,j)\in E^+}\log\sigma(z_i^\top z_j)
-                  -\tfrac{1}{|E^-|}\sum_{(i,j)\in E^-}\log(1-\sigma(z_i^\top z_j))}_{\texttt{recon\_loss}}
+    \mathcal{L} = \underbrace{-\tfrac{1}{|E^+|}\sum_{(i,j)\in E^+}\log\sigma(s z_i^\top z_j)
+                  -\tfrac{1}{|E^-|}\sum_{(i,j)\in E^-}\log(1-\sigma(s z_i^\top z_j))}_{\texttt{recon\_loss}}
                   + \frac{1}{N}\,\underbrace{\frac{1}{N}\sum_i \mathrm{KL}(q(z_i)\,\|\,p(z_i))}_{\texttt{kl\_loss}},
 
 with one uniformly sampled negative pair per positive edge, resampled at every call
@@ -93,7 +93,7 @@ class SphericalVGAE(VGAE):
             raise TypeError(f"SphericalVGAE: latent must be a str or a LatentLayer, got "
                             f"{type(latent).__name__}.")
         if decoder is None:
-            spherical = LATENTS[kind].spherical if kind in LATENTS else latent.spherical
+            spherical = LATENTS[kind].spherical if latent is None else latent.spherical
             decoder = ScaledInnerProductDecoder() if spherical else InnerProductDecoder()
         super().__init__(encoder, decoder)
         self._latent_kind = kind
@@ -105,12 +105,13 @@ class SphericalVGAE(VGAE):
     # ------------------------------------------------------------------------------------------
     @property
     def latent_kind(self) -> str:
-        """``"vmf"`` (S-VGAE) or ``"normal"`` (N-VGAE)."""
+        """``"vmf"`` (S-VGAE), ``"power"`` (Power Spherical) or ``"normal"`` (N-VGAE)."""
         return self._latent_kind
 
     @property
     def posterior(self) -> Distribution | None:
-        """``q(Z | X, A)`` of the last :meth:`encode` (``VonMisesFisher`` or ``Independent(Normal)``)."""
+        """``q(Z | X, A)`` of the last :meth:`encode` (``VonMisesFisher``, ``PowerSpherical`` or
+        ``Independent(Normal)``)."""
         return None if self.latent is None else self.latent.posterior
 
     def reparametrize(self, mu: Tensor, logstd: Tensor) -> Tensor:

@@ -4,8 +4,9 @@ On the sphere ``||z_i|| = 1``, the plain decoder ``sigmoid(z_i^T z_j)`` (PyG's
 ``InnerProductDecoder``) has logits in ``[-1, 1]``: edge probabilities stay in
 ``[0.27, 0.73]`` and every positive edge costs at least ``-log sigmoid(1) = 0.313`` nats, however
 well the codes are placed. Gaussian codes escape this through their norm. The S-VGAE of the
-paper's Table 4 therefore multiplied the dot product by a learnable parameter (the first author,
-s-vae-pytorch issue tracker #12): :class:`ScaledInnerProductDecoder`.
+paper's Table 4 multiplied the dot product by a learnable parameter, as its first author
+explained (https://github.com/nicola-decao/s-vae-pytorch/issues/12):
+:class:`ScaledInnerProductDecoder`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from torch import Tensor, nn
 __all__ = ["DEFAULT_SCALE_INIT", "ScaledInnerProductDecoder"]
 
 #: initial scale of :class:`ScaledInnerProductDecoder`, chosen on validation AUC
-#: (``benchmarks/linkpred_diagnostics.py --only scale_init``; see RESULTS.md)
+#: (``benchmarks/linkpred_diagnostics.py --only selected,selected_scale1,selected_scale10,...``;
+#: see RESULTS.md)
 DEFAULT_SCALE_INIT = 5.0
 
 

@@ -168,7 +168,7 @@ class GCNLatentEncoder(nn.Module):
         mean-direction bias of a spherical (vMF or Power Spherical) encoder, drawn from
         ``U(-LOC_BIAS_INIT, LOC_BIAS_INIT)``; clears the cached adjacency.
 
-        Why the vMF exception: a node whose receptive field is empty after dropout (an isolated
+        Why the exception: a node whose receptive field is empty after dropout (an isolated
         node of the training graph with one or two words, all dropped) or has no features at
         all (CiteSeer has such nodes) gets ``H = 0`` and hence ``loc_raw = bias``. With a zero
         bias that row has no direction (the latent layer raises); with a small random bias it

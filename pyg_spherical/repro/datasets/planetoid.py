@@ -255,7 +255,8 @@ def load_planetoid(name: str, root: PathLike | None = None, *, cache: PathLike |
         name (str): ``"Cora"``, ``"CiteSeer"`` or ``"PubMed"`` (case-insensitive).
         root (path, optional): data root holding ``<Name>/raw/ind.<name>.*`` (may be read-only).
         cache (path, optional): writable folder for PyG's processed files and downloads.
-        download (bool): fetch the raw files with PyG when no local copy has them.
+        download (bool): download the raw files (from PyG's mirror, md5-checked) when no local
+            copy has them.
         verify (bool): check files from a data root against :data:`PLANETOID_MD5` (the packaged
             copy and downloads are always checked).
 
