@@ -114,7 +114,8 @@ class SphericalLatent(LatentLayer):
     itself a linear function of the head's input, so this loses nothing against a head of width
     1. A zero or non-finite ``loc_raw`` row has no direction: it raises (via
     ``torch._assert_async``, which does not synchronise the host with the device) instead of
-    silently producing NaN. Subclasses set :meth:`_posterior`.
+    silently producing NaN; on CUDA that is a device-side assertion, reported by the next
+    synchronising call. Subclasses set :meth:`_posterior`.
 
     ``factors = k > 1`` makes the latent a product of ``k`` spheres ``(S^{dim/k - 1})^k``: the
     code is ``k`` unit vectors of ``dim / k`` coordinates each, one posterior per factor with its
