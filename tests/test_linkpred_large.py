@@ -134,7 +134,9 @@ def test_pubmed_runs_on_the_link_split_of_linkpred(tmp_path, capsys):
         pytest.skip("set PYG_SPHERICAL_DATA to a folder holding PubMed/raw/ind.pubmed.*")
     assert linkpred_large.main(["--dataset", "PubMed", "--steps", "3", "--eval", "full",
                                 "--no-download", "--no-progress", "--out-dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.startswith(f"data: PubMed from the data root {root}")
+    # the root is reported as resolved (absolute, symlinks followed)
+    resolved = Path(root).expanduser().resolve()
+    assert capsys.readouterr().out.startswith(f"data: PubMed from the data root {resolved}")
     r = json.loads((tmp_path / "linkpred_large" / "pubmed_svgae_w1_s0.json").read_text())
     assert r["graph"]["nodes"] == 19717 and r["config"]["dim"] == 32  # Table 7
     assert r["graph"]["val_edges"] == 2216 and r["graph"]["test_edges"] == 4432
