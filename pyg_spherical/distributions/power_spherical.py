@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from functools import cache
-from numbers import Number
 
 import torch
 from torch import Tensor
@@ -24,8 +23,8 @@ from ..special import _compute, _compute_dtype
 from ._sampling import _standard_gamma
 from .constraints import sphere
 from .von_mises_fisher import (
+    _broadcast_args,
     _check_concentration,
-    _check_concentration_shape,
     _check_loc,
     _Reflect,
     _rowdot,
@@ -269,23 +268,8 @@ class PowerSpherical(Distribution):
     has_rsample = True
 
     def __init__(self, loc: Tensor, concentration, validate_args=None):
-        if not isinstance(loc, Tensor) or loc.dim() < 1:
-            raise ValueError("PowerSpherical: loc must be a tensor of shape (..., m) with m >= 2.")
-        if not loc.is_floating_point():
-            loc = loc.to(torch.get_default_dtype())
-        m = loc.shape[-1]
-        if m < 2:
-            raise ValueError(f"PowerSpherical: needs m >= 2 (the sphere S^(m-1) in R^m), got m = {m}.")
-        if isinstance(concentration, Number):
-            concentration = torch.tensor(float(concentration), dtype=loc.dtype, device=loc.device)
-        elif not isinstance(concentration, Tensor):
-            raise TypeError("PowerSpherical: concentration must be a tensor or a number.")
-        else:
-            concentration = concentration.to(loc.dtype)
-        _check_concentration_shape(loc, concentration, "PowerSpherical")
-        batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
-        self.loc = loc.expand(batch_shape + (m,))
-        self.concentration = concentration.expand(batch_shape)
+        self.loc, self.concentration = _broadcast_args(loc, concentration, "PowerSpherical")
+        batch_shape, m = self.concentration.shape, self.loc.shape[-1]
         if validate_args if validate_args is not None else Distribution._validate_args:
             # the specific reason first; the base class then checks arg_constraints
             _check_loc(self.loc, "PowerSpherical")

@@ -211,6 +211,34 @@ def _check_concentration_shape(loc: Tensor, concentration: Tensor, name: str) ->
             "would pair every kappa with every mean direction; pass concentration.squeeze(-1).")
 
 
+def _broadcast_args(loc, concentration, name: str) -> tuple[Tensor, Tensor]:
+    """``(loc (..., m), concentration (...))`` broadcast to one batch shape, ``concentration`` in
+    ``loc``'s dtype and device; one clear error for a non-tensor, ``m < 2`` or shapes that do
+    not broadcast. Shared by the distributions on the sphere."""
+    if not isinstance(loc, Tensor) or loc.dim() < 1:
+        raise ValueError(f"{name}: loc must be a tensor of shape (..., m) with m >= 2.")
+    if not loc.is_floating_point():
+        loc = loc.to(torch.get_default_dtype())
+    m = loc.shape[-1]
+    if m < 2:
+        raise ValueError(f"{name}: needs m >= 2 (the sphere S^(m-1) in R^m), got m = {m}.")
+    if isinstance(concentration, Number):
+        concentration = torch.tensor(float(concentration), dtype=loc.dtype, device=loc.device)
+    elif not isinstance(concentration, Tensor):
+        raise TypeError(f"{name}: concentration must be a tensor or a number.")
+    else:
+        concentration = concentration.to(loc.dtype)
+    _check_concentration_shape(loc, concentration, name)
+    try:
+        batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name}: concentration of shape {tuple(concentration.shape)} does not broadcast "
+            f"with the batch shape {tuple(loc.shape[:-1])} of loc {tuple(loc.shape)}."
+        ) from None
+    return loc.expand(batch_shape + (m,)), concentration.expand(batch_shape)
+
+
 class VonMisesFisher(Distribution):
     r"""von Mises-Fisher distribution ``vMF(mu, kappa)`` on the unit sphere ``S^{m-1} ⊂ R^m``.
 
@@ -278,30 +306,8 @@ class VonMisesFisher(Distribution):
             raise ValueError(f"VonMisesFisher: gradient must be one of {GRADIENTS}, got "
                              f"{gradient!r}.")
         self.gradient = gradient
-        if not isinstance(loc, Tensor) or loc.dim() < 1:
-            raise ValueError("VonMisesFisher: loc must be a tensor of shape (..., m) with m >= 2.")
-        if not loc.is_floating_point():
-            loc = loc.to(torch.get_default_dtype())
-        m = loc.shape[-1]
-        if m < 2:
-            raise ValueError(f"VonMisesFisher: needs m >= 2 (the sphere S^(m-1) in R^m), got m = {m}.")
-        if isinstance(concentration, Number):
-            concentration = torch.tensor(float(concentration), dtype=loc.dtype, device=loc.device)
-        elif not isinstance(concentration, Tensor):
-            raise TypeError("VonMisesFisher: concentration must be a tensor or a number.")
-        else:
-            concentration = concentration.to(loc.dtype)
-        _check_concentration_shape(loc, concentration, "VonMisesFisher")
-        try:
-            batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"VonMisesFisher: concentration of shape {tuple(concentration.shape)} does not "
-                f"broadcast with the batch shape {tuple(loc.shape[:-1])} of loc "
-                f"{tuple(loc.shape)}."
-            ) from None
-        self.loc = loc.expand(batch_shape + (m,))
-        self.concentration = concentration.expand(batch_shape)
+        self.loc, self.concentration = _broadcast_args(loc, concentration, "VonMisesFisher")
+        batch_shape, m = self.concentration.shape, self.loc.shape[-1]
         if validate_args if validate_args is not None else Distribution._validate_args:
             # the specific reason first; the base class then checks arg_constraints
             _check_loc(self.loc)
