@@ -15,6 +15,7 @@ import pytest
 import scipy.integrate as si
 import scipy.stats as st
 import torch
+from test_distributions import unit
 from torch.distributions import kl_divergence
 
 from pyg_spherical import HypersphericalUniform
@@ -22,11 +23,6 @@ from pyg_spherical.distributions import PowerSpherical, log_sphere_area
 
 mp.mp.dps = 40
 F64 = torch.float64
-
-
-def unit(m, seed=0, dtype=F64):
-    g = torch.Generator().manual_seed(seed)
-    return torch.nn.functional.normalize(torch.randn(m, generator=g, dtype=dtype), dim=-1)
 
 
 def mp_closed_forms(m, k):

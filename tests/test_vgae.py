@@ -6,6 +6,9 @@ import random
 
 import pytest
 import torch
+
+# PyG's examples/autoencoder.py encoder, as the benchmark of that example defines it
+from linkpred_pyg_example import VariationalGCNEncoder
 from torch_geometric.data import Data
 from torch_geometric.nn import VGAE
 from torch_geometric.utils import to_undirected
@@ -632,21 +635,6 @@ def test_power_latent_follows_the_latent_contract():
 
 
 # ------------------------------------------------------------- drop-in for PyG users' encoders
-class VariationalGCNEncoder(torch.nn.Module):
-    """The encoder of PyG's examples/autoencoder.py, verbatim: (mu, logstd), both of width d."""
-
-    def __init__(self, in_channels, out_channels):
-        super().__init__()
-        from torch_geometric.nn import GCNConv
-
-        self.conv1 = GCNConv(in_channels, 2 * out_channels)
-        self.conv_mu = GCNConv(2 * out_channels, out_channels)
-        self.conv_logstd = GCNConv(2 * out_channels, out_channels)
-
-    def forward(self, x, edge_index):
-        x = self.conv1(x, edge_index).relu()
-        return self.conv_mu(x, edge_index), self.conv_logstd(x, edge_index)
-
 
 class TwoHeadEncoder(torch.nn.Module):
     """A GAT or GraphSAGE encoder returning (mu, logstd), as users write them."""
