@@ -118,11 +118,30 @@ def labelled_split(train, n_labels, seed):
 
 
 # ------------------------------------------------------------------------------- training
+def init_concentration_(model, scaled: bool) -> None:
+    """Start every vMF concentration head of ``model`` at ``kappa = m`` (the sphere's ambient
+    dimension) instead of ``softplus(0) + 1 = 1.7``: the bias is set so that
+    ``softplus(bias) + min_concentration = m`` (an ablation; at ``m = 10`` the sampled directions
+    then start about 1 radian from the mean instead of near-uniformly spread)."""
+    if not scaled:
+        return
+    heads = [(model.latent1, model.z1_scale), (model.latent2, model.z2_scale),
+             (model.latent1, model.pz1_scale)]
+    for latent, head in heads:
+        if latent.kind != "vmf":
+            continue
+        per_factor = latent.dim // getattr(latent, "factors", 1)
+        target = torch.tensor(float(per_factor) - latent.min_concentration).clamp_min(1e-3)
+        with torch.no_grad():
+            head.bias.fill_(float(target.expm1().log()))  # softplus^{-1}
+
+
 def build(args, combo, d1, d2, seed, device, *, z2_options=None, kl_warmup_epochs=0,
-          checkpoint_dir="default", max_epochs=None):
-    """Model, trainer and loader of one run. ``z2_options`` (z2's latent layer) and a linear KL
-    warm-up of z2 over ``kl_warmup_epochs`` are for the ablations; ``checkpoint_dir=None`` keeps
-    the best weights in memory only."""
+          checkpoint_dir="default", max_epochs=None, scaled_init=False, val_elbo=False):
+    """Model, trainer and loader of one run. ``z2_options`` (z2's latent layer), a linear KL
+    warm-up of z2 over ``kl_warmup_epochs``, ``scaled_init`` (:func:`init_concentration_`) and
+    ``val_elbo`` (also record the unlabelled bound ``-U`` of the validation images each epoch)
+    are for the ablations; ``checkpoint_dir=None`` keeps the best weights in memory only."""
     from pyg_spherical.m1m2 import COMBINATIONS, M1M2, SemiSupervisedLoader
     from pyg_spherical.repro.training import EarlyStopping, Trainer, linear_warmup
 
@@ -130,6 +149,7 @@ def build(args, combo, d1, d2, seed, device, *, z2_options=None, kl_warmup_epoch
     z1_latent, z2_latent = COMBINATIONS[combo]
     model = M1M2(z1_latent, d1, z2_latent, d2, hidden=args.hidden,
                  z2_options=z2_options).to(device)
+    init_concentration_(model, scaled_init)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     alpha = args.alpha
     train = args._data["train"]
@@ -146,7 +166,11 @@ def build(args, combo, d1, d2, seed, device, *, z2_options=None, kl_warmup_epoch
     val_x, val_y, test_x, test_y = d["val_x"], d["val_y"], d["test_x"], d["test_y"]
 
     def evaluate(m, epoch):
-        return {"acc": float(m.accuracy(val_x, val_y)), "test_acc": float(m.accuracy(test_x, test_y))}
+        out = {"acc": float(m.accuracy(val_x, val_y)), "test_acc": float(m.accuracy(test_x, test_y))}
+        if val_elbo:  # one draw per image: the bound -U(x) of the unlabelled objective
+            out["elbo_u"] = float(torch.cat([m.unlabelled_bound(xb).elbo
+                                             for xb in val_x.split(2000)]).mean())
+        return out
 
     stopper = EarlyStopping(patience=args.patience, mode="max")
     if checkpoint_dir == "default":

@@ -443,7 +443,8 @@ def test_ablation_cli_runs_and_records_what_changed(tmp_path):
     bad = subprocess.run([sys.executable, script, "--only", "bogus"], check=False,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown ablation" in bad.stderr
-    res = subprocess.run([sys.executable, script, "--only", "SN_iso", "SS_kl-warmup", "--epochs", "1",
+    res = subprocess.run([sys.executable, script, "--only", "SN_iso", "SS_kl-warmup", "SS_alpha-10",
+                          "--epochs", "2",
                           "--train-subset", "300", "--eval-subset", "100", "--diag-subset", "50",
                           "--no-progress", "--no-download", "--out-dir", str(tmp_path)],
                          check=False, capture_output=True, text=True, timeout=300)
@@ -452,7 +453,29 @@ def test_ablation_cli_runs_and_records_what_changed(tmp_path):
     rows = table["ablations"]
     assert rows["SN_iso"]["z2_options"] == {"isotropic": True}
     assert rows["SS_kl-warmup"]["kl_warmup_epochs"] == 6
-    assert 0 <= rows["SN_iso"]["best_val_acc"] <= 100 and len(rows["SN_iso"]["val_curve"]) == 1
+    assert rows["SS_alpha-10"]["overrides"] == {"alpha": 10.0, "scaled_init": False}
+    for r in rows.values():  # the best epoch of each criterion is the argmax of its curve
+        assert len(r["val_curve"]) == 2 and r["best_val_acc"] == max(r["val_curve"])
+        elbo = r["val_elbo_u_curve"]
+        assert r["best_elbo_epoch"] == 1 + elbo.index(max(elbo))
+
+
+def test_scaled_concentration_init_starts_every_vmf_head_at_its_dimension():
+    """The ablation's ``init_concentration_``: softplus(bias) + min_concentration = m per factor,
+    for the vMF heads only (a Gaussian head keeps its init)."""
+    import torch.nn.functional as F
+    from mnist_m1m2 import init_concentration_
+
+    torch.manual_seed(0)
+    model = M1M2("vmf", 10, "vmf", 9, hidden=8, z2_options={"factors": 3})
+    init_concentration_(model, True)
+    for head, m in ((model.z1_scale, 10), (model.pz1_scale, 10), (model.z2_scale, 3)):
+        kappa0 = F.softplus(head.bias.double()) + 1.0
+        torch.testing.assert_close(kappa0, torch.full_like(kappa0, float(m)), rtol=1e-6, atol=0)
+    mixed = M1M2("vmf", 10, "normal", 4, hidden=8)
+    before = mixed.z2_scale.bias.clone()
+    init_concentration_(mixed, True)
+    assert torch.equal(mixed.z2_scale.bias, before)
 
 
 def test_power_spherical_latents_in_m1m2():
