@@ -187,6 +187,26 @@ def load_best_model(args, latent, dim, seed, device):
     return model, {"best": best, "last": last}
 
 
+@torch.no_grad()
+def posterior_summary(model, x) -> dict:
+    """How the encoder uses the latent on the images ``x``: quantiles (10/50/90%) of the vMF or
+    Power Spherical concentration, or of the Gaussian standard deviation, and the active units
+    (``Var_x E[z_u] > 0.01``, Burda et al., 2016) of the posterior means: the numbers that tell
+    a collapsed posterior (concentration near its floor, no active units) from a used one."""
+    means, spreads = [], []
+    for xb in x.split(2000):
+        dist = model.posterior(xb)
+        base = getattr(dist, "base_dist", dist)
+        spreads.append(base.concentration if model.kind != "normal" else base.scale)
+        means.append(model.embed(xb))
+    spread = torch.cat(spreads).double().flatten()
+    qs = torch.quantile(spread, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+    active = int((torch.cat(means).double().var(dim=0) > 0.01).sum())
+    name = "concentration" if model.kind != "normal" else "std"
+    return {f"{name}_q10": float(qs[0]), f"{name}_median": float(qs[1]),
+            f"{name}_q90": float(qs[2]), "active_units": active}
+
+
 def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
     """Test-set metrics of a run's best checkpoint; writes ``mnist_vae_<run>.json``."""
     started = time.time()
@@ -204,6 +224,7 @@ def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
     epoch_times = [r["time_s"] for r in history]
     out = {
         "latent": latent, "dim": dim, "seed": seed,
+        "posterior": posterior_summary(model, test_x),
         "test": {"LL": float(ll.double().mean()), "ELBO": terms["elbo"], "RE": terms["rec"],
                  "KL": terms["kl"], "LL_sem": float(ll.double().std() / math.sqrt(ll.numel()))},
         "paper": {k: PAPER_TABLE1.get(latent, {}).get(dim, {}).get(k) for k in METRICS},
