@@ -62,10 +62,31 @@ from common import (
 COMBOS = ("N+N", "S+S", "S+N")
 DIMS = (5, 10, 50)
 SMOKE = {"on": False}
+#: the run-name tag of a protocol that is not the paper-literal one (set by :func:`main`), so
+#: that its checkpoints, results and table never mix with (or overwrite) the paper-literal runs
+VARIANT = {"tag": ""}
+
+
+def variant_tag(args) -> str:
+    """``""`` for the default protocol, else e.g. ``"_lw-equal_z2x3"``."""
+    parts = []
+    if args.labelled_weight != "kingma":
+        parts.append(f"lw-{args.labelled_weight}")
+    if args.alpha != 1.0:
+        parts.append(f"alpha-{args.alpha:g}")
+    if getattr(args, "z2_factors", 1) > 1:
+        parts.append(f"z2x{args.z2_factors}")
+    return "".join(f"_{p}" for p in parts)
 
 
 def run_name(combo, d1, d2, seed) -> str:
-    return f"{combo.replace('+', '')}_z1-{d1}_z2-{d2}_s{seed}"
+    return f"{combo.replace('+', '')}_z1-{d1}_z2-{d2}{VARIANT['tag']}_s{seed}"
+
+
+def z2_options_of(args, combo):
+    """z2's latent-layer options from ``--z2-factors`` (a product of spheres for a vMF z2)."""
+    k = getattr(args, "z2_factors", 1)
+    return {"factors": k} if k > 1 and combo.endswith("S") else None
 
 
 def result_name(combo, d1, d2, seed) -> str:
@@ -148,7 +169,7 @@ def build(args, combo, d1, d2, seed, device, *, z2_options=None, kl_warmup_epoch
     torch.manual_seed(seed)
     z1_latent, z2_latent = COMBINATIONS[combo]
     model = M1M2(z1_latent, d1, z2_latent, d2, hidden=args.hidden,
-                 z2_options=z2_options).to(device)
+                 z2_options=z2_options or z2_options_of(args, combo)).to(device)
     init_concentration_(model, scaled_init)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     alpha = args.alpha
@@ -216,7 +237,7 @@ def load_best(args, combo, d1, d2, seed, device):
         return None, None
     best = load_checkpoint(path, device, keys=("model", "epoch"))
     z1, z2 = COMBINATIONS[combo]
-    model = M1M2(z1, d1, z2, d2, hidden=args.hidden).to(device)
+    model = M1M2(z1, d1, z2, d2, hidden=args.hidden, z2_options=z2_options_of(args, combo)).to(device)
     load_weights(model, best, path)
     model.eval()
     last_path = path.with_name("last.pt")
@@ -239,6 +260,8 @@ def evaluate_run(args, combo, d1, d2, seed, device, lab=None):
     out = {
         "combo": combo, "z1_dim": d1, "z2_dim": d2, "seed": seed, "labels": args.labels,
         "alpha": args.alpha, "labelled_weight": args.labelled_weight,
+        "z2_factors": args.z2_factors if z2_options_of(args, combo) else 1,
+        "variant": VARIANT["tag"].lstrip("_") or "paper-literal",
         "test_acc": 100 * test_acc, "val_acc": 100 * val_acc,
         "paper": PAPER_TABLE3.get((d1, d2), {}).get(combo),
         "epochs": len(history), "best_epoch": int(ck["best"]["epoch"]),
@@ -275,7 +298,8 @@ def print_table(args, configs, seeds, started):
     pairs = sorted({(d1, d2) for _, d1, d2 in configs})
     combos = [c for c in COMBOS if any(c == k for k, _, _ in configs)]
     print(f"\nTable 3 (M1+M2, {args.labels} labels, test accuracy %, ours vs paper; "
-          "ours: mean ± std over runs, epochs reached in brackets, '+' = not finished)")
+          "ours: mean ± std over runs, epochs reached in brackets, '+' = not finished)"
+          + (f"; protocol variant {VARIANT['tag'].lstrip('_')}" if VARIANT["tag"] else ""))
     head = f"{'z1':>3s} {'z2':>3s} " + " ".join(f"{c + ' ours':>22s} {c + ' paper':>12s}"
                                                  for c in combos)
     print(head)
@@ -301,10 +325,10 @@ def print_table(args, configs, seeds, started):
             ref = fmt(*paper, 1) if paper else "-"
             parts.append(f"{ours:>22s} {ref:>12s}")
         print(f"{d1:3d} {d2:3d} " + " ".join(parts))
-    payload = {"ours": table,
+    payload = {"variant": VARIANT["tag"].lstrip("_") or "paper-literal", "ours": table,
                "paper": {f"{d1},{d2}": PAPER_TABLE3.get((d1, d2)) for d1, d2 in pairs},
                "meta": run_metadata(args_for_json(args))}
-    path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_m1m2_table3", payload,
+    path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_m1m2_table3" + VARIANT["tag"], payload,
                       started, out_dir(args))
     print(f"wrote {shown(path)}")
 
@@ -467,6 +491,9 @@ def parse_args(argv=None):
     p.add_argument("--z1-dims", type=int, nargs="+", default=[10], help="dims of z1 (paper: 5 10 50)")
     p.add_argument("--z2-dims", type=int, nargs="+", default=[10], help="dims of z2 (paper: 5 10 50)")
     add_protocol_args(p)
+    p.add_argument("--z2-factors", type=positive(int), default=1, metavar="K",
+                   help="a vMF z2 as a product of K spheres, one concentration each (z2's dim "
+                        "split in K equal factors of >= 2 coordinates; default 1: one sphere)")
     p.add_argument("--runs", type=pos_int, default=1,
                    help="runs per config (seeds seed..seed+runs-1)")
     p.add_argument("--max-epochs", type=pos_int, default=1000, help="hard cap on epochs per run")
@@ -496,6 +523,11 @@ def parse_args(argv=None):
         if d < 2:
             p.error(f"latent dims must be >= 2 (a vMF needs the circle S^1 at least), got {d}")
     check_protocol_args(p, args)
+    if args.z2_factors > 1:
+        for d in args.z2_dims:
+            if d % args.z2_factors or d // args.z2_factors < 2:
+                p.error(f"--z2-factors {args.z2_factors} must split every z2 dim into equal "
+                        f"factors of >= 2 coordinates, got z2 dim {d}")
     if args.eval_only and args.no_eval:
         p.error("--eval-only and --no-eval exclude each other")
     return args
@@ -508,6 +540,7 @@ def main(argv=None):
     torch.set_flush_denormal(True)  # denormal activations/gradients slow CPU matmuls several-fold
     device = args.device
     SMOKE["on"] = bool(args.train_subset or args.eval_subset)
+    VARIANT["tag"] = variant_tag(args)
     args._data = load_data(args, device)
     seeds = list(range(args.seed, args.seed + args.runs))
     configs = [(c, d1, d2) for d1 in args.z1_dims for d2 in args.z2_dims for c in args.combos]

@@ -34,7 +34,10 @@ Ablations (``--only`` selects a subset by name):
   (``w_l = 1`` instead of ``N_l / N_u``).
 * ``SS_kappa-init``  every vMF concentration head starts at ``kappa = m`` (the dimension)
   instead of ``softplus(0) + 1 = 1.7``.
-* ``SS_z2-3_alpha-10``, ``SS_z2-3xS2_alpha-10``   the best z2 with the best alpha.
+* ``SS_z2-3_alpha-10``, ``SS_z2-3xS2_alpha-10``   the best z2 with the largest alpha;
+  ``SN_alpha-10`` the same alpha on S+N.
+* ``SS_z2-3_equal-weight``, ``SS_z2-3xS2_equal-weight``   the best z2 with ``w_l = 1``;
+  ``SN_equal-weight``, ``NN_equal-weight`` the same weight on the Gaussian-z2 models.
 
 Every run also records, per epoch, the unlabelled bound of the validation images: the table's
 ``test@ELBO`` column is the test accuracy at the epoch of the best validation bound (early
@@ -113,6 +116,16 @@ ABLATIONS = {
     "SS_z2-3xS2_alpha-10": ("S+S", 10, 9, {"factors": 3}, 0, "S+S, z2 on (S^2)^3, alpha 10",
                             {"alpha": 10.0}),
     "SN_alpha-10": ("S+N", 10, 10, {}, 0, "S+N, alpha 10", {"alpha": 10.0}),
+    # the labelled weight beside the best z2, and as a control on the Gaussian-z2 models
+    "SS_z2-3_equal-weight": ("S+S", 10, 3, {}, 0, "S+S, z2 on S^2, labelled weight 1",
+                             {"labelled_weight": "equal"}),
+    "SS_z2-3xS2_equal-weight": ("S+S", 10, 9, {"factors": 3}, 0,
+                                "S+S, z2 on (S^2)^3, labelled weight 1",
+                                {"labelled_weight": "equal"}),
+    "SN_equal-weight": ("S+N", 10, 10, {}, 0, "S+N, labelled weight 1",
+                        {"labelled_weight": "equal"}),
+    "NN_equal-weight": ("N+N", 10, 10, {}, 0, "N+N, labelled weight 1",
+                        {"labelled_weight": "equal"}),
 }
 OUT_DIR = "mnist_m1m2_ablations"
 

@@ -489,3 +489,18 @@ def test_power_spherical_latents_in_m1m2():
     for n, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), n
     assert metric_for_latent("power") == "geodesic"
+
+
+def test_protocol_variants_get_their_own_run_names():
+    """A non-default protocol (labelled weight, alpha, a product-of-spheres z2) is tagged in the
+    run name, so its checkpoints and results never overwrite the paper-literal runs."""
+    import argparse
+
+    from mnist_m1m2 import variant_tag, z2_options_of
+
+    ns = argparse.Namespace
+    assert variant_tag(ns(labelled_weight="kingma", alpha=1.0, z2_factors=1)) == ""
+    assert (variant_tag(ns(labelled_weight="equal", alpha=0.5, z2_factors=3))
+            == "_lw-equal_alpha-0.5_z2x3")
+    three = ns(z2_factors=3)
+    assert z2_options_of(three, "S+S") == {"factors": 3} and z2_options_of(three, "S+N") is None
