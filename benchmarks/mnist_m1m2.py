@@ -19,6 +19,12 @@ Examples::
     python benchmarks/mnist_m1m2.py --eval-only                                    # table from checkpoints
     python benchmarks/mnist_m1m2.py --figure --fig-combo S+N --fig-z1 10 --fig-z2 10   # Figure 10
     python benchmarks/mnist_m1m2.py --diagnose                                     # q(y|z1) vs generative classifier, z2 usage
+    python benchmarks/mnist_m1m2.py --combos S+S --z2-dims 3                       # the improved S+S: z2 on S^2
+    python benchmarks/mnist_m1m2.py --combos S+S --labelled-weight equal           # a protocol variant (tagged)
+
+A protocol other than the default (``--labelled-weight`` other than ``kingma``, ``--alpha`` other
+than 1, ``--z2-factors`` above 1) is tagged in every name it writes (``SS_z1-10_z2-10_lw-equal_s0``,
+``mnist_m1m2_table3_lw-equal.json``), so it never mixes with or overwrites the default runs.
 
 Checkpoints: ``checkpoints/mnist_m1m2/<combo>_z1-<d1>_z2-<d2>_s<seed>/{last,best}.pt``
 (resumable; a resumed run keeps its lr and patience: other values are refused unless
