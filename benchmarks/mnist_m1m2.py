@@ -299,7 +299,28 @@ def collect(args, configs, seeds):
     return rows
 
 
+def stored_runs(args) -> tuple[list, list]:
+    """``(configs, seeds)`` of every per-run JSON of this protocol variant in :func:`out_dir`,
+    so that the table written after a subset of runs still holds all of them (it never drops
+    runs that an earlier call wrote)."""
+    import re
+
+    prefix = ("smoke_" if SMOKE["on"] else "") + "mnist_m1m2_"
+    pat = re.compile(re.escape(prefix) + r"(NN|SS|SN)_z1-(\d+)_z2-(\d+)"
+                     + re.escape(VARIANT["tag"]) + r"_s(\d+)\.json")
+    configs, seeds = set(), set()
+    for p in out_dir(args).glob(prefix + "*.json"):
+        m = pat.fullmatch(p.name)
+        if m:
+            configs.add((m[1][0] + "+" + m[1][1], int(m[2]), int(m[3])))
+            seeds.add(int(m[4]))
+    return sorted(configs), sorted(seeds)
+
+
 def print_table(args, configs, seeds, started):
+    more_configs, more_seeds = stored_runs(args)
+    configs = sorted(set(configs) | set(more_configs))
+    seeds = sorted(set(seeds) | set(more_seeds))
     rows = collect(args, configs, seeds)
     pairs = sorted({(d1, d2) for _, d1, d2 in configs})
     combos = [c for c in COMBOS if any(c == k for k, _, _ in configs)]

@@ -504,3 +504,23 @@ def test_protocol_variants_get_their_own_run_names():
             == "_lw-equal_alpha-0.5_z2x3")
     three = ns(z2_factors=3)
     assert z2_options_of(three, "S+S") == {"factors": 3} and z2_options_of(three, "S+N") is None
+
+
+def test_table3_keeps_the_runs_of_earlier_calls(tmp_path):
+    """The Table 3 written after a subset of runs lists every stored run of the same protocol
+    variant (and only those): a later call never drops what an earlier one wrote."""
+    import argparse
+
+    import mnist_m1m2 as m
+
+    for name in ("SS_z1-10_z2-10_s0", "SN_z1-10_z2-10_s1", "SS_z1-10_z2-3_s0",
+                 "SS_z1-10_z2-10_lw-equal_s0"):
+        (tmp_path / f"mnist_m1m2_{name}.json").write_text("{}")
+    args = argparse.Namespace(out_dir=str(tmp_path), refresh=False)
+    configs, seeds = m.stored_runs(args)
+    assert configs == [("S+N", 10, 10), ("S+S", 10, 3), ("S+S", 10, 10)] and seeds == [0, 1]
+    m.VARIANT["tag"] = "_lw-equal"
+    try:
+        assert m.stored_runs(args) == ([("S+S", 10, 10)], [0])
+    finally:
+        m.VARIANT["tag"] = ""
