@@ -324,13 +324,36 @@ def print_intrinsic(summary, runs, dims, lat="vmf"):
         print(f"{d:3d} {'S^' + str(d):>6s} " + " ".join(parts) + f" {nll:>16s}  {ep}")
 
 
+def stored_runs(args) -> tuple[set, set]:
+    """``(runs, seeds)``: the ``(latent, dim)`` pairs and seeds of every per-run JSON in
+    :func:`out_dir`, so that the table written after a subset of runs still holds all of them
+    (it never drops rows that an earlier call wrote)."""
+    import re
+
+    prefix = ("smoke_" if SMOKE["on"] else "") + "mnist_vae_"
+    pat = re.compile(re.escape(prefix) + r"(" + "|".join(LATENTS) + r")_d(\d+)_s(\d+)\.json")
+    runs, seeds = set(), set()
+    for p in out_dir(args).glob(prefix + "*.json"):
+        m = pat.fullmatch(p.name)
+        if m:
+            runs.add((m[1], int(m[2])))
+            seeds.add(int(m[3]))
+    return runs, seeds
+
+
 def write_table(args, dims, seeds, started):
-    all_dims = sorted(set(dims) | ({d + 1 for d in dims} if args.intrinsic else set()))
+    stored, more_seeds = stored_runs(args)
+    seeds = sorted(set(seeds) | more_seeds)
+    # Table 1's rows are the paper's dims; a spherical run at d + 1 is the intrinsic row of d.
+    dims = sorted(set(dims) | {d for _, d in stored if d in TABLE1_DIMS})
+    latents = [lat for lat in LATENTS if lat in args.latents or any(lat == k for k, _ in stored)]
+    intrinsic = args.intrinsic or any(lat in SPHERICAL and d - 1 in dims for lat, d in stored)
+    all_dims = sorted(set(dims) | ({d + 1 for d in dims} if intrinsic else set()))
     rows, runs = collect(args, all_dims, seeds)
     summary = summarize(rows)
-    print_table(summary, runs, dims, args.latents)
-    spherical = [lat for lat in SPHERICAL if lat in args.latents]
-    if args.intrinsic:
+    print_table(summary, runs, dims, latents)
+    spherical = [lat for lat in SPHERICAL if lat in latents]
+    if intrinsic:
         for lat in spherical:
             print_intrinsic(summary, runs, dims, lat)
     payload = {
@@ -339,9 +362,9 @@ def write_table(args, dims, seeds, started):
         "ours": {lat: {str(d): c for d, c in by.items() if d in dims}
                  for lat, by in summary.items()},
         "intrinsic": {str(d): summary["vmf"][d + 1] for d in dims
-                      if args.intrinsic and d + 1 in summary.get("vmf", {})},
+                      if intrinsic and d + 1 in summary.get("vmf", {})},
         **({"intrinsic_power": {str(d): summary["power"][d + 1] for d in dims
-                                if args.intrinsic and d + 1 in summary.get("power", {})}}
+                                if intrinsic and d + 1 in summary.get("power", {})}}
            if "power" in spherical else {}),
         "paper": {lat: {str(d): PAPER_TABLE1[lat][d] for d in dims if d in PAPER_TABLE1[lat]}
                   for lat in LATENTS if lat in PAPER_TABLE1},

@@ -291,6 +291,66 @@ def test_mnist_vae_resume_eval_only_and_aggregation(tmp_path, capsys):
     assert "(n=1)" in out and (tmp_path / "out" / "smoke_mnist_table1.json").is_file()
 
 
+def test_table1_keeps_the_runs_of_earlier_calls(tmp_path):
+    """A Table 1 written after a call on a subset of dims or latents still lists every stored
+    run: the paper's dims as rows, spherical runs at d + 1 as the intrinsic rows of d."""
+    import argparse
+
+    import mnist_vae as m
+
+    for name in ("normal_d2_s0", "normal_d20_s1", "vmf_d21_s0", "power_d3_s0", "vmf_d7_s0"):
+        (tmp_path / f"mnist_vae_{name}.json").write_text("{}")
+    (tmp_path / "mnist_vae_gamma_d2_s0.json").write_text("{}")  # not a latent of ours
+    args = argparse.Namespace(out_dir=str(tmp_path), refresh=False)
+    runs, seeds = m.stored_runs(args)
+    assert runs == {("normal", 2), ("normal", 20), ("vmf", 21), ("power", 3), ("vmf", 7)}
+    assert seeds == {0, 1}
+
+
+class _StubPosterior(torch.nn.Module):
+    """Posteriors with known spreads and means, for :func:`mnist_vae.posterior_summary`."""
+
+    def __init__(self, kind, spread, means):
+        super().__init__()
+        self.kind, self.spread, self.means = kind, spread, means
+
+    def posterior(self, x):
+        from pyg_spherical.distributions import VonMisesFisher
+
+        rows = self.spread[x[:, 0].long()]
+        if self.kind == "normal":
+            return torch.distributions.Independent(
+                torch.distributions.Normal(torch.zeros_like(rows).expand(-1, 2), rows), 1)
+        loc = torch.nn.functional.normalize(torch.ones(len(x), 3, dtype=torch.float64), dim=-1)
+        return VonMisesFisher(loc, rows.squeeze(-1))
+
+    def embed(self, x):
+        return self.means[x[:, 0].long()]
+
+
+@pytest.mark.parametrize("kind", ["normal", "vmf"])
+def test_posterior_summary_quantiles_and_active_units(kind):
+    """Quantiles against numpy's, and the active-unit count of means whose per-unit variances
+    are known in closed form (alternating +-a over n rows: variance a^2 n / (n - 1)), across
+    the 2000-image chunks the summary encodes in."""
+    import mnist_vae
+    import numpy as np
+
+    n = 2500
+    gen = torch.Generator().manual_seed(0)
+    spread = torch.rand(n, 1, generator=gen, dtype=torch.float64) * 50 + 0.5
+    sign = torch.tensor([1.0, -1.0], dtype=torch.float64).repeat(n // 2)
+    amplitude = torch.tensor([0.0, 0.07, 0.15, 1.0], dtype=torch.float64)  # var 0, .0049, .0225, 1
+    means = sign[:, None] * amplitude
+    x = torch.arange(n, dtype=torch.float64)[:, None]
+    out = mnist_vae.posterior_summary(_StubPosterior(kind, spread, means), x)
+    name = "std" if kind == "normal" else "concentration"
+    values = spread.expand(-1, 2 if kind == "normal" else 1).flatten().numpy()
+    for q, key in ((0.1, "q10"), (0.5, "median"), (0.9, "q90")):
+        assert out[f"{name}_{key}"] == pytest.approx(float(np.quantile(values, q)), rel=1e-12)
+    assert out["active_units"] == 2
+
+
 def test_linkpred_trains_the_power_spherical_latent_too(tmp_path, capsys):
     import json
 
