@@ -291,13 +291,14 @@ def test_mnist_vae_resume_eval_only_and_aggregation(tmp_path, capsys):
     assert "(n=1)" in out and (tmp_path / "out" / "smoke_mnist_table1.json").is_file()
 
 
-def test_table1_keeps_the_runs_of_earlier_calls(tmp_path):
+def test_table1_keeps_the_runs_of_earlier_calls(tmp_path, monkeypatch):
     """A Table 1 written after a call on a subset of dims or latents still lists every stored
     run: the paper's dims as rows, spherical runs at d + 1 as the intrinsic rows of d."""
     import argparse
 
     import mnist_vae as m
 
+    monkeypatch.setitem(m.SMOKE, "on", False)  # an earlier smoke run in this process sets it
     for name in ("normal_d2_s0", "normal_d20_s1", "vmf_d21_s0", "power_d3_s0", "vmf_d7_s0"):
         (tmp_path / f"mnist_vae_{name}.json").write_text("{}")
     (tmp_path / "mnist_vae_gamma_d2_s0.json").write_text("{}")  # not a latent of ours
