@@ -153,7 +153,7 @@ def init_concentration_(model, scaled: bool) -> None:
     if not scaled:
         return
     heads = [(model.latent1, model.z1_scale), (model.latent2, model.z2_scale),
-             (model.latent1, model.pz1_scale)]
+             (model.latent_pz1, model.pz1_scale)]
     for latent, head in heads:
         if latent.kind != "vmf":
             continue
@@ -164,9 +164,11 @@ def init_concentration_(model, scaled: bool) -> None:
 
 
 def build(args, combo, d1, d2, seed, device, *, z2_options=None, kl_warmup_epochs=0,
-          checkpoint_dir="default", max_epochs=None, scaled_init=False, val_elbo=False):
+          checkpoint_dir="default", max_epochs=None, scaled_init=False, val_elbo=False,
+          pz1_latent=None):
     """Model, trainer and loader of one run. ``z2_options`` (z2's latent layer), a linear KL
-    warm-up of z2 over ``kl_warmup_epochs``, ``scaled_init`` (:func:`init_concentration_`) and
+    warm-up of z2 over ``kl_warmup_epochs``, ``scaled_init`` (:func:`init_concentration_`),
+    ``pz1_latent`` (the family of ``p(z1|y,z2)``, see :class:`~pyg_spherical.m1m2.M1M2`) and
     ``val_elbo`` (also record the unlabelled bound ``-U`` of the validation images each epoch)
     are for the ablations; ``checkpoint_dir=None`` keeps the best weights in memory only."""
     from pyg_spherical.m1m2 import COMBINATIONS, M1M2, SemiSupervisedLoader
@@ -175,7 +177,8 @@ def build(args, combo, d1, d2, seed, device, *, z2_options=None, kl_warmup_epoch
     torch.manual_seed(seed)
     z1_latent, z2_latent = COMBINATIONS[combo]
     model = M1M2(z1_latent, d1, z2_latent, d2, hidden=args.hidden,
-                 z2_options=z2_options or z2_options_of(args, combo)).to(device)
+                 z2_options=z2_options or z2_options_of(args, combo),
+                 pz1_latent=pz1_latent).to(device)
     init_concentration_(model, scaled_init)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     alpha = args.alpha
@@ -428,7 +431,7 @@ def model_diagnostics(model, x, y, x_train=None, y_train=None) -> dict:
          "acc_generative": 100 * float((gen == y).double().mean()),
          "agreement": 100 * float((gen == pred).double().mean()),
          "kl_z2_median": float(kl2.median()), "kl_z2_mean": float(kl2.mean()),
-         "q_z1_spread": _spread(q1, k1), "p_z1_spread": _spread(pz1, k1),
+         "q_z1_spread": _spread(q1, k1), "p_z1_spread": _spread(pz1, model.latent_pz1.kind),
          "q_z2_spread": _spread(q2, k2), "test_bound_U": float(bound.double().mean())}
     if k2 == "normal":  # which coordinates of a Gaussian z2 carry information, and how much
         mu, sd = q2.base_dist.loc, q2.base_dist.scale

@@ -139,10 +139,11 @@ def test_semi_supervised_knn_on_separated_clusters():
 
 
 # ------------------------------------------------------------------------------- M1+M2
-def tiny(combo, K=3, D=12, d1=3, d2=2, seed=0):
+def tiny(combo, K=3, D=12, d1=3, d2=2, seed=0, pz1_latent=None):
     torch.manual_seed(seed)
     z1, z2 = COMBINATIONS[combo]
-    return M1M2(z1, d1, z2, d2, num_classes=K, in_features=D, hidden=16).double()
+    return M1M2(z1, d1, z2, d2, num_classes=K, in_features=D, hidden=16,
+                pz1_latent=pz1_latent).double()
 
 
 def binary(n, D, seed=1):
@@ -190,11 +191,14 @@ def _ref_kl_to_prior(dist_kind, loc_raw, scale_raw):
     return float(k * A + log_c + log_area)
 
 
-@pytest.mark.parametrize("combo", ["N+N", "S+S", "S+N"])
-def test_m2_bound_against_closed_forms(combo):
-    """-L2(z1, y) = log p(z1|y,z2) + log p(y) - KL(q(z2|z1,y)||p(z2)) at the mode of z2."""
-    model = tiny(combo)
-    K, kind1, kind2 = 3, model.latent1.kind, model.latent2.kind
+@pytest.mark.parametrize("combo, pz1", [("N+N", None), ("S+S", None), ("S+N", None),
+                                        ("S+S", "normal"), ("S+N", "normal")])
+def test_m2_bound_against_closed_forms(combo, pz1):
+    """-L2(z1, y) = log p(z1|y,z2) + log p(y) - KL(q(z2|z1,y)||p(z2)) at the mode of z2; with
+    ``pz1_latent="normal"`` the likelihood of the spherical z1 is a diagonal Gaussian."""
+    model = tiny(combo, pz1_latent=pz1)
+    K, kind1, kind2 = 3, model.latent_pz1.kind, model.latent2.kind
+    assert kind1 == (pz1 or model.latent1.kind)
     x = binary(5, 12)
     z1 = model.embed(x)
     y = torch.tensor([0, 1, 2, 1, 0])
@@ -549,3 +553,21 @@ def test_table3_marks_every_unmeasured_cell_of_the_paper(tmp_path, capsys, monke
     table = json.loads((tmp_path / "mnist_m1m2_table3.json").read_text())
     assert len(table["not_measured"]) == 26 and "10,5 S+N" not in table["not_measured"]
     assert table["ours"]["10,5"]["S+N"]["mean"] == 95.25
+
+
+def test_gaussian_likelihood_of_a_spherical_z1_decodes_from_the_sphere():
+    """With ``pz1_latent="normal"`` the heads of p(z1|y,z2) have one scale per coordinate, and
+    :meth:`M1M2.generate` projects the Gaussian's centre onto the sphere before decoding."""
+    model = tiny("S+S", d1=4, pz1_latent="normal")
+    assert model.pz1_scale.out_features == 4 and model.z1_scale.out_features == 1
+    z2, y = torch.nn.functional.normalize(torch.randn(5, 2, dtype=torch.float64), dim=-1), torch.arange(5) % 3
+    with torch.no_grad():
+        centre = model.p_z1(z2, model.one_hot(y)).mean
+        want = torch.sigmoid(model.decode(centre / centre.norm(dim=-1, keepdim=True)))
+        torch.testing.assert_close(model.generate(z2, y), want)
+        assert not torch.allclose(centre.norm(dim=-1), torch.ones(5, dtype=torch.float64))
+
+
+def test_spherical_likelihood_of_a_gaussian_z1_is_refused():
+    with pytest.raises(ValueError, match="pz1_latent='vmf' with z1_latent='normal'"):
+        M1M2("normal", 4, "normal", 2, pz1_latent="vmf")
