@@ -353,6 +353,8 @@ def print_table(args, configs, seeds, started):
                     "runs": [{k: r[k] for k in ("seed", "test_acc", "val_acc", "epochs",
                                                  "best_epoch", "finished", "stop_reason",
                                                  "train_time_s", "epoch_time_s")} for r in rs]}
+            elif paper is None:  # a cell beyond the paper's table, not run for this model
+                ours = "-"
             else:
                 ours = "not measured"
                 missing.append(f"{d1},{d2} {c}")
