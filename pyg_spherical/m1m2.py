@@ -89,7 +89,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ._utils import SeededEpochs
-from .nn.latent import LatentLayer, make_latent
+from .nn.latent import LatentLayer, make_latent, resolve_kind
 from .vae import MLP, bernoulli_log_prob, glorot_init_
 
 __all__ = ["COMBINATIONS", "M1M2", "LabelledBound", "SemiSupervisedLoader", "marginalise_labels"]
@@ -182,12 +182,12 @@ class M1M2(nn.Module):
         self.latent2: LatentLayer = make_latent(z2_latent, z2_dim,
                                                 **{**latent_kwargs, **(z2_options or {})})
         self.latent_pz1: LatentLayer = self.latent1
-        if pz1_latent is not None and make_latent(pz1_latent, z1_dim).kind != self.latent1.kind:
-            self.latent_pz1 = make_latent(pz1_latent, z1_dim, **latent_kwargs)
-            if self.latent_pz1.kind != "normal":
+        if pz1_latent is not None and resolve_kind(pz1_latent) != self.latent1.kind:
+            if resolve_kind(pz1_latent) != "normal":
                 raise ValueError(f"M1M2: pz1_latent={pz1_latent!r} with z1_latent="
                                  f"{z1_latent!r}; p(z1|y,z2) is z1's own family or 'normal' "
                                  "(a Gaussian z1 does not lie on a sphere)")
+            self.latent_pz1 = make_latent("normal", z1_dim)
         self.z1_dim, self.z2_dim = int(z1_dim), int(z2_dim)
         self.num_classes, self.in_features, self.hidden = int(num_classes), int(in_features), int(hidden)
         K, D, H, d1, d2 = self.num_classes, self.in_features, self.hidden, self.z1_dim, self.z2_dim
@@ -423,7 +423,7 @@ class M1M2(nn.Module):
         Returns Bernoulli means (``probs=True``, what Figure 10 shows) or logits.
         """
         z1 = self.latent_pz1.point(self.p_z1(z2, self.one_hot(y)))
-        if self.latent_pz1 is not self.latent1 and self.latent1.kind != "normal":
+        if self.latent_pz1 is not self.latent1:  # only a Gaussian p(z1|y,z2) of a spherical z1
             z1 = F.normalize(z1, dim=-1)  # a Gaussian p(z1|y,z2) centred off the sphere
         logits = self.decode(z1)
         return torch.sigmoid(logits) if probs else logits

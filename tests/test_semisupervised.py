@@ -574,3 +574,5 @@ def test_gaussian_likelihood_of_a_spherical_z1_decodes_from_the_sphere():
 def test_spherical_likelihood_of_a_gaussian_z1_is_refused():
     with pytest.raises(ValueError, match="pz1_latent='vmf' with z1_latent='normal'"):
         M1M2("normal", 4, "normal", 2, pz1_latent="vmf")
+    with pytest.raises(ValueError, match="unknown latent 'bogus'"):
+        M1M2("vmf", 4, "vmf", 2, pz1_latent="bogus")
