@@ -23,6 +23,8 @@ Ablations (``--only`` selects a subset by name):
 * ``SS_kappa-min10`` z2's concentration ``softplus(.) + 10`` instead of ``+ 1``: z2 is forced to
   carry information from the first step.
 * ``SS_kl-warmup``   z2's KL weight rises linearly from 0 to 1 over the first 6 epochs.
+* ``SS_z2-2``        z2 on the circle ``S^1``; ``SS_z2-3_kappa-min10``, ``SS_z2-3_kl-warmup``
+  the concentration floor and the warm-up on the best z2 (``S^2``).
 * ``SS_z2-5xS1``, ``SS_z2-3xS2``, ``SS_z2-5xS2``   z2 a product of small spheres,
   ``(S^1)^5``, ``(S^2)^3``, ``(S^2)^5`` (``make_latent("vmf", d, factors=k)``): one concentration
   per factor, a spherical style latent with per-factor precisions.
@@ -101,9 +103,13 @@ ABLATIONS = {
     "SS_z2-3": ("S+S", 10, 3, {}, 0, "S+S, z2 on S^2"),
     "SS_z2-5": ("S+S", 10, 5, {}, 0, "S+S, z2 on S^4"),
     "SS_z2-50": ("S+S", 10, 50, {}, 0, "S+S, z2 on S^49"),
+    "SS_z2-2": ("S+S", 10, 2, {}, 0, "S+S, z2 on S^1"),
     "NS_z2-3": ("N+S", 10, 3, {}, 0, "N+S, z2 on S^2"),
     "SS_kappa-min10": ("S+S", 10, 10, {"min_concentration": 10.0}, 0, "S+S, z2 kappa >= 10"),
     "SS_kl-warmup": ("S+S", 10, 10, {}, 6, "S+S, z2 KL warm-up over 6 epochs"),
+    "SS_z2-3_kappa-min10": ("S+S", 10, 3, {"min_concentration": 10.0}, 0,
+                            "S+S, z2 on S^2, kappa >= 10"),
+    "SS_z2-3_kl-warmup": ("S+S", 10, 3, {}, 6, "S+S, z2 on S^2, KL warm-up over 6 epochs"),
     # a spherical style latent with one concentration per factor
     "SS_z2-5xS1": ("S+S", 10, 10, {"factors": 5}, 0, "S+S, z2 on (S^1)^5"),
     "SS_z2-3xS2": ("S+S", 10, 9, {"factors": 3}, 0, "S+S, z2 on (S^2)^3"),
