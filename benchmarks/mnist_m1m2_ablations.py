@@ -46,6 +46,11 @@ Ablations (``--only`` selects a subset by name):
   The objective is then not a bound on ``log p(x)`` (a density on ``R^{d1}`` for a point of the
   sphere): a test of what the generative classifier gains from per-coordinate scales.
 
+* ``SS_scaled-z2``, ``SS_scaled``, ``SS_z2-3_scaled``   the spherical codes multiplied by
+  ``sqrt(d)`` where they enter the MLPs (z2 only, or z1 and z2): a unit vector's coordinates
+  are ``1/sqrt(d)`` in size, a standard Gaussian code's 1. The model is the same up to the first
+  layers' weights; only the optimisation sees a different scale.
+
 Every run also records, per epoch, the unlabelled bound of the validation images: the table's
 ``test@ELBO`` column is the test accuracy at the epoch of the best validation bound (early
 stopping on the unlabelled ELBO instead of the validation accuracy), and ``sampled`` the test
@@ -138,6 +143,12 @@ ABLATIONS = {
     "NN_equal-weight": ("N+N", 10, 10, {}, 0, "N+N, labelled weight 1",
                         {"labelled_weight": "equal"}),
     # M2's likelihood of z1 with a scale per coordinate
+    "SS_scaled-z2": ("S+S", 10, 10, {}, 0, "S+S, z2 times sqrt(d2) into p(z1|y,z2)",
+                     {"input_scale": "z2"}),
+    "SS_scaled": ("S+S", 10, 10, {}, 0, "S+S, z1 and z2 times sqrt(d) into every MLP",
+                  {"input_scale": "z1z2"}),
+    "SS_z2-3_scaled": ("S+S", 10, 3, {}, 0, "S+S, z2 on S^2, z1 and z2 times sqrt(d)",
+                       {"input_scale": "z1z2"}),
     "SS_pz1-normal": ("S+S", 10, 10, {}, 0, "S+S, Gaussian p(z1|y,z2)", {"pz1_latent": "normal"}),
     "SN_pz1-normal": ("S+N", 10, 10, {}, 0, "S+N, Gaussian p(z1|y,z2)", {"pz1_latent": "normal"}),
     "SS_z2-3_pz1-normal": ("S+S", 10, 3, {}, 0, "S+S, z2 on S^2, Gaussian p(z1|y,z2)",
@@ -146,11 +157,35 @@ ABLATIONS = {
 OUT_DIR = "mnist_m1m2_ablations"
 
 
+class _ScaleLeading(torch.nn.Module):
+    """``net(cat([h[..., :n] * factor, h[..., n:]]))``: a unit vector on ``S^{d-1}`` has
+    coordinates of size ``1/sqrt(d)``, a standard Gaussian code of size 1; this puts a
+    spherical code that enters an MLP on the Gaussian's scale (Glorot init and Adam's step
+    then act on it as on a Gaussian code)."""
+
+    def __init__(self, net, n, factor):
+        super().__init__()
+        self.net, self.n, self.factor = net, n, factor
+
+    def forward(self, h):
+        return self.net(torch.cat([h[..., :self.n] * self.factor, h[..., self.n:]], dim=-1))
+
+
+def scale_spherical_inputs(model, which):
+    """Wrap the MLPs that read ``z2`` (``which = "z2"``) or ``z1`` and ``z2`` (``"z1z2"``)."""
+    d1, d2 = model.z1_dim, model.z2_dim
+    model.m2_decoder = _ScaleLeading(model.m2_decoder, d2, d2 ** 0.5)
+    if which == "z1z2":
+        for name in ("m1_decoder", "classifier", "m2_encoder"):
+            setattr(model, name, _ScaleLeading(getattr(model, name), d1, d1 ** 0.5))
+
+
 def run_ablation(args, name, device):
     combo, d1, d2, z2_options, warmup, what, *rest = ABLATIONS[name]
     extra = dict(rest[0]) if rest else {}
     scaled_init = extra.pop("scaled_init", False)
     pz1_latent = extra.pop("pz1_latent", None)
+    input_scale = extra.pop("input_scale", None)
     run_args = argparse.Namespace(**{**vars(args), **extra})
     started = time.time()
     model, trainer, loader, _ = build(run_args, combo, d1, d2, args.seed, device,
@@ -158,6 +193,9 @@ def run_ablation(args, name, device):
                                       checkpoint_dir=None, max_epochs=args.epochs,
                                       scaled_init=scaled_init, val_elbo=True,
                                       pz1_latent=pz1_latent)
+    if input_scale:
+        # the optimiser holds the same parameter objects: wrapping adds none
+        scale_spherical_inputs(model, input_scale)
 
     def on_epoch_end(tr, rec):
         print(f"[{name}] epoch {rec['epoch']:3d}  bound(u) {rec['train_elbo_u']:8.2f}  "
@@ -185,7 +223,8 @@ def run_ablation(args, name, device):
         "val_elbo_u_curve": [r["val_elbo_u"] for r in trainer.history],
         "best_elbo_epoch": by_elbo["epoch"], "test_acc_at_best_elbo": 100 * by_elbo["val_test_acc"],
         "test_acc_sampled_z1": 100 * sampled, "overrides": {**extra, "scaled_init": scaled_init,
-                                              **({"pz1_latent": pz1_latent} if pz1_latent else {})},
+                                              **({"pz1_latent": pz1_latent} if pz1_latent else {}),
+                                              **({"input_scale": input_scale} if input_scale else {})},
         "epoch_time_s": [r["time_s"] for r in trainer.history],
         "diagnostics_test_subset": n, "diagnostics": diag,
         "paper_full_training": PAPER_TABLE3.get((d1, d2), {}).get(combo),
