@@ -482,6 +482,32 @@ def test_scaled_concentration_init_starts_every_vmf_head_at_its_dimension():
     assert torch.equal(mixed.z2_scale.bias, before)
 
 
+def test_ablation_input_scale_multiplies_only_the_spherical_codes():
+    """``scale_spherical_inputs``: each wrapped MLP sees its leading latent coordinates times
+    sqrt(d) and the one-hot class unchanged; no parameter is added."""
+    from mnist_m1m2_ablations import scale_spherical_inputs
+
+    torch.manual_seed(0)
+    model = M1M2("vmf", 4, "vmf", 3, num_classes=5, in_features=12, hidden=8).double()
+    nets = {n: getattr(model, n) for n in ("m2_decoder", "m1_decoder", "classifier", "m2_encoder")}
+    params = [id(p) for p in model.parameters()]
+    h2 = torch.randn(6, 3 + 5, dtype=torch.double)
+    h1 = torch.randn(6, 4 + 5, dtype=torch.double)
+    z1 = torch.randn(6, 4, dtype=torch.double)
+    scale2 = torch.tensor([3 ** 0.5] * 3 + [1.0] * 5, dtype=torch.double)
+    scale1 = torch.tensor([2.0] * 4 + [1.0] * 5, dtype=torch.double)
+    with torch.no_grad():
+        want = {"m2_decoder": nets["m2_decoder"](h2 * scale2),
+                "m2_encoder": nets["m2_encoder"](h1 * scale1),
+                "m1_decoder": nets["m1_decoder"](2.0 * z1), "classifier": nets["classifier"](2.0 * z1)}
+        scale_spherical_inputs(model, "z1z2")
+        got = {"m2_decoder": model.m2_decoder(h2), "m2_encoder": model.m2_encoder(h1),
+               "m1_decoder": model.m1_decoder(z1), "classifier": model.classifier(z1)}
+    for name, value in want.items():
+        torch.testing.assert_close(got[name], value, msg=name)
+    assert [id(p) for p in model.parameters()] == params
+
+
 def test_power_spherical_latents_in_m1m2():
     torch.manual_seed(0)
     model = M1M2("power", 3, "power", 2, num_classes=3, in_features=12, hidden=16).double()
