@@ -62,7 +62,7 @@ share the work) and the table ``mnist_m1m2_ablations.json``, under ``runs/`` (``
 
 Examples::
 
-    python benchmarks/mnist_m1m2_ablations.py                       # all, 15 epochs each (~35 min)
+    python benchmarks/mnist_m1m2_ablations.py                       # all, 15 epochs each (3-7 min per ablation)
     python benchmarks/mnist_m1m2_ablations.py --only SS SN_iso      # a subset
     python benchmarks/mnist_m1m2_ablations.py --table-only          # the table from the JSON files
 """
