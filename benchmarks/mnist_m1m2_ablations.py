@@ -142,13 +142,14 @@ ABLATIONS = {
                         {"labelled_weight": "equal"}),
     "NN_equal-weight": ("N+N", 10, 10, {}, 0, "N+N, labelled weight 1",
                         {"labelled_weight": "equal"}),
-    # M2's likelihood of z1 with a scale per coordinate
+    # spherical codes on a standard Gaussian code's scale where they enter the MLPs
     "SS_scaled-z2": ("S+S", 10, 10, {}, 0, "S+S, z2 times sqrt(d2) into p(z1|y,z2)",
                      {"input_scale": "z2"}),
     "SS_scaled": ("S+S", 10, 10, {}, 0, "S+S, z1 and z2 times sqrt(d) into every MLP",
                   {"input_scale": "z1z2"}),
     "SS_z2-3_scaled": ("S+S", 10, 3, {}, 0, "S+S, z2 on S^2, z1 and z2 times sqrt(d)",
                        {"input_scale": "z1z2"}),
+    # M2's likelihood of z1 with a scale per coordinate
     "SS_pz1-normal": ("S+S", 10, 10, {}, 0, "S+S, Gaussian p(z1|y,z2)", {"pz1_latent": "normal"}),
     "SN_pz1-normal": ("S+N", 10, 10, {}, 0, "S+N, Gaussian p(z1|y,z2)", {"pz1_latent": "normal"}),
     "SS_z2-3_pz1-normal": ("S+S", 10, 3, {}, 0, "S+S, z2 on S^2, Gaussian p(z1|y,z2)",
