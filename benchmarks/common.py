@@ -473,9 +473,10 @@ CHECKPOINT_SETTINGS = {
 
 def add_resume_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--use-checkpoint-settings", action="store_true",
-                   help="when resuming a run whose checkpoint was started with another "
-                        f"{' / '.join('--' + k for k in CHECKPOINT_SETTINGS)}, continue with the "
-                        "checkpoint's values (without it such a mismatch is an error)")
+                   help="when resuming a run whose checkpoint was started with other "
+                        "settings (--lr, --patience and, where the benchmark has it, --warmup), "
+                        "continue with the checkpoint's values (without it such a mismatch is "
+                        "an error)")
 
 
 def _same(a, b) -> bool:
