@@ -403,8 +403,10 @@ def make_figure(args, device):
 
 # ---------------------------------------------------------------------------- diagnostics
 def _spread(dist, kind):
-    """Median concentration (vMF) or median standard deviation (Gaussian, over all dims)."""
-    return float(dist.concentration.median() if kind == "vmf" else dist.base_dist.scale.median())
+    """Median concentration (vMF, Power Spherical) or median standard deviation (Gaussian, over
+    all dims)."""
+    spherical = kind in ("vmf", "power")
+    return float(dist.concentration.median() if spherical else dist.base_dist.scale.median())
 
 
 @torch.no_grad()

@@ -46,6 +46,12 @@ Ablations (``--only`` selects a subset by name):
   The objective is then not a bound on ``log p(x)`` (a density on ``R^{d1}`` for a point of the
   sphere): a test of what the generative classifier gains from per-coordinate scales.
 
+* ``SP``, ``SP_z2-3``   z2 a Power Spherical on ``S^9`` / ``S^2``: the same one-concentration
+  family as the vMF with an exact reparameterisation, no rejection sampler and no gradient
+  correction term. Does the vMF's sampler or its gradient estimator hold the S+S model back?
+* ``SN_z2-3``, ``SN_iso_z2-3``   S+N with a Gaussian z2 in ``R^3``, diagonal and isotropic: is
+  a single scale enough once the style latent is small, as for z2 on ``S^2``?
+
 * ``SS_scaled-z2``, ``SS_scaled``, ``SS_z2-3_scaled``   the spherical codes multiplied by
   ``sqrt(d)`` where they enter the MLPs (z2 only, or z1 and z2): a unit vector's coordinates
   are ``1/sqrt(d)`` in size, a standard Gaussian code's 1. The model is the same up to the first
@@ -149,6 +155,13 @@ ABLATIONS = {
                   {"input_scale": "z1z2"}),
     "SS_z2-3_scaled": ("S+S", 10, 3, {}, 0, "S+S, z2 on S^2, z1 and z2 times sqrt(d)",
                        {"input_scale": "z1z2"}),
+    # the vMF's rejection sampler and its gradient estimator: the same one-concentration family
+    # with an exact reparameterisation (Power Spherical, De Cao & Aziz 2020)
+    "SP": ("S+P", 10, 10, {}, 0, "S+S, Power Spherical z2 on S^9"),
+    "SP_z2-3": ("S+P", 10, 3, {}, 0, "S+S, Power Spherical z2 on S^2"),
+    # one scale in few dimensions: does a small isotropic Gaussian z2 behave like z2 on S^2?
+    "SN_z2-3": ("S+N", 10, 3, {}, 0, "S+N, Gaussian z2 in R^3"),
+    "SN_iso_z2-3": ("S+N", 10, 3, {"isotropic": True}, 0, "S+N, isotropic Gaussian z2 in R^3"),
     # M2's likelihood of z1 with a scale per coordinate
     "SS_pz1-normal": ("S+S", 10, 10, {}, 0, "S+S, Gaussian p(z1|y,z2)", {"pz1_latent": "normal"}),
     "SN_pz1-normal": ("S+N", 10, 10, {}, 0, "S+N, Gaussian p(z1|y,z2)", {"pz1_latent": "normal"}),

@@ -96,7 +96,7 @@ __all__ = ["COMBINATIONS", "M1M2", "LabelledBound", "SemiSupervisedLoader", "mar
 
 #: the paper's names of the latent combinations -> (z1 latent, z2 latent)
 COMBINATIONS = {"N+N": ("normal", "normal"), "S+S": ("vmf", "vmf"), "S+N": ("vmf", "normal"),
-                "N+S": ("normal", "vmf")}
+                "N+S": ("normal", "vmf"), "S+P": ("vmf", "power")}
 
 
 def marginalise_labels(logits: Tensor, bounds: Tensor) -> Tensor:
