@@ -25,8 +25,10 @@ Ablations (``--only`` selects a subset by name):
 * ``SS_kl-warmup``   z2's KL weight rises linearly from 0 to 1 over the first 6 epochs.
 * ``SS_z2-2``        z2 on the circle ``S^1``; ``SS_z2-3_kappa-min10``, ``SS_z2-3_kl-warmup``
   the concentration floor and the warm-up on the best z2 (``S^2``).
-* ``SS_z2-5xS1``, ``SS_z2-3xS2``, ``SS_z2-5xS2``   z2 a product of small spheres,
-  ``(S^1)^5``, ``(S^2)^3``, ``(S^2)^5`` (``make_latent("vmf", d, factors=k)``): one concentration
+* ``SS_z2-5xS1``, ``SS_z2-3xS2``, ``SS_z2-5xS2``, ``SS_z2-2xS1``, ``SS_z2-3xS1``,
+  ``SS_z2-2xS2``   z2 a product of small spheres, ``(S^1)^5``, ``(S^2)^3``, ``(S^2)^5``,
+  ``(S^1)^2``, ``(S^1)^3``, ``(S^2)^2``; ``SS_z2-3xS1_kl-warmup``, ``SS_z2-3xS2_kl-warmup``
+  the KL warm-up on ``(S^1)^3`` and ``(S^2)^3`` (``make_latent("vmf", d, factors=k)``): one concentration
   per factor, a spherical style latent with per-factor precisions.
 * ``SS_alpha-0.1``, ``SS_alpha-0.5``, ``SS_alpha-10``, ``SS_alpha-50``   the classification
   weight ``alpha`` per labelled image (reference 1; Kingma et al.'s ``0.1 N`` is about 0.1 in
@@ -125,6 +127,14 @@ ABLATIONS = {
     "SS_z2-5xS1": ("S+S", 10, 10, {"factors": 5}, 0, "S+S, z2 on (S^1)^5"),
     "SS_z2-3xS2": ("S+S", 10, 9, {"factors": 3}, 0, "S+S, z2 on (S^2)^3"),
     "SS_z2-5xS2": ("S+S", 10, 15, {"factors": 5}, 0, "S+S, z2 on (S^2)^5"),
+    "SS_z2-2xS1": ("S+S", 10, 4, {"factors": 2}, 0, "S+S, z2 on (S^1)^2"),
+    "SS_z2-3xS1": ("S+S", 10, 6, {"factors": 3}, 0, "S+S, z2 on (S^1)^3"),
+    "SS_z2-2xS2": ("S+S", 10, 6, {"factors": 2}, 0, "S+S, z2 on (S^2)^2"),
+    # do the factors of a product collapse early? the KL warm-up on the products
+    "SS_z2-3xS1_kl-warmup": ("S+S", 10, 6, {"factors": 3}, 6,
+                             "S+S, z2 on (S^1)^3, KL warm-up over 6 epochs"),
+    "SS_z2-3xS2_kl-warmup": ("S+S", 10, 9, {"factors": 3}, 6,
+                             "S+S, z2 on (S^2)^3, KL warm-up over 6 epochs"),
     # the choices of an independent re-implementation, one at a time
     "SS_alpha-0.1": ("S+S", 10, 10, {}, 0, "S+S, alpha 0.1", {"alpha": 0.1}),
     "SS_alpha-0.5": ("S+S", 10, 10, {}, 0, "S+S, alpha 0.5", {"alpha": 0.5}),
