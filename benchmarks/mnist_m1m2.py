@@ -402,11 +402,10 @@ def make_figure(args, device):
 
 
 # ---------------------------------------------------------------------------- diagnostics
-def _spread(dist, kind):
-    """Median concentration (vMF, Power Spherical) or median standard deviation (Gaussian, over
-    all dims)."""
-    spherical = kind in ("vmf", "power")
-    return float(dist.concentration.median() if spherical else dist.base_dist.scale.median())
+def _spread(dist, layer):
+    """Median concentration (a spherical ``layer``: vMF, Power Spherical; over the factors of a
+    product) or median standard deviation (Gaussian, over all dims)."""
+    return float(dist.concentration.median() if layer.spherical else dist.base_dist.scale.median())
 
 
 @torch.no_grad()
@@ -435,8 +434,8 @@ def model_diagnostics(model, x, y, x_train=None, y_train=None) -> dict:
          "acc_generative": 100 * float((gen == y).double().mean()),
          "agreement": 100 * float((gen == pred).double().mean()),
          "kl_z2_median": float(kl2.median()), "kl_z2_mean": float(kl2.mean()),
-         "q_z1_spread": _spread(q1, k1), "p_z1_spread": _spread(pz1, model.latent_pz1.kind),
-         "q_z2_spread": _spread(q2, k2), "test_bound_U": float(bound.double().mean())}
+         "q_z1_spread": _spread(q1, model.latent1), "p_z1_spread": _spread(pz1, model.latent_pz1),
+         "q_z2_spread": _spread(q2, model.latent2), "test_bound_U": float(bound.double().mean())}
     if k2 == "normal":  # which coordinates of a Gaussian z2 carry information, and how much
         mu, sd = q2.base_dist.loc, q2.base_dist.scale
         kl_dim = 0.5 * (sd * sd + mu * mu - 1) - sd.log()
