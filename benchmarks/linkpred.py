@@ -133,6 +133,20 @@ def build_parser() -> Parser:
                    help="restrict the grid's latent dims")
     p.add_argument("--grid-runs", type=positive(int), default=1,
                    help="runs per grid point, seeds --seed + 1000 + r (default 1)")
+    p.add_argument("--grid-epochs", type=positive(int), nargs="+", default=None,
+                   help="epoch budgets as a grid axis (e.g. 200 400 1000 2000): one run to the "
+                        "largest budget gives every budget's best-validation point (default: "
+                        "the protocol's epochs)")
+    p.add_argument("--grid-hidden", type=positive(int), nargs="+", default=None,
+                   help="hidden GCN widths as a grid axis (default: --hidden)")
+    p.add_argument("--grid-scale-init", type=positive(float), nargs="+", default=None,
+                   help="initial decoder scales as a grid axis (spherical models; default: "
+                        "--scale-init)")
+    p.add_argument("--grid-top", type=positive(int), default=None,
+                   help="re-run the K best points of each model with --grid-top-runs seeds in "
+                        "all and select on their mean validation AUC (a less noisy selection)")
+    p.add_argument("--grid-top-runs", type=positive(int), default=3,
+                   help="seeds per point in the --grid-top stage (default 3)")
     p.add_argument("--speed", action="store_true",
                    help="also time training epochs of both models at equal dims {16,32,64}")
     p.add_argument("--scaling", action="store_true",
@@ -240,6 +254,8 @@ class LinkPredRun:
         self._set_rng(outer)
         self.times: list[float] = []
         self.best = {"val_auc": -1.0}
+        #: epoch budget -> the best-validation record within that many epochs (grid epoch axis)
+        self.at_budget: dict[int, dict] = {}
         self.last_loss = None
 
     def _get_rng(self):
@@ -333,8 +349,11 @@ def make_split(data, seed):
     return link_split(data, val_ratio=0.05, test_ratio=0.10, seed=seed)
 
 
-def train_runs(args, data, cfgs: dict, seeds, device, bar=None) -> dict:
-    """Train every model of ``cfgs`` for each seed, side by side; returns per-model run lists."""
+def train_runs(args, data, cfgs: dict, seeds, device, bar=None, budgets=()) -> dict:
+    """Train every model of ``cfgs`` for each seed, side by side; returns per-model run lists.
+
+    ``budgets``: epoch counts at which each run also records its best-validation point so far
+    (``run["at_budget"][b]``), so one run to the largest budget stands for every budget."""
     out = {name: [] for name in cfgs}
     for seed in seeds:
         graph = Graph(data, make_split(data, seed), device)
@@ -346,12 +365,16 @@ def train_runs(args, data, cfgs: dict, seeds, device, bar=None) -> dict:
                 if epoch < tr.cfg["epochs"]:
                     tr.step()
                     post[name] = tr.evaluate(epoch)
+                    if epoch + 1 in budgets:
+                        tr.at_budget[epoch + 1] = dict(tr.best)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({f"{NAMES[k]} val": f"{v:.3f}" for k, v in post.items()})
         for name, tr in trainers.items():
             res = tr.summary()
             res["seed"] = seed
+            if budgets:
+                res["at_budget"] = tr.at_budget
             out[name].append(res)
     return out
 
@@ -368,16 +391,32 @@ def summarize(runs: list[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+def grid_axes(args, base: dict) -> list[dict]:
+    """The grid's points as setting overrides: lr x dropout x dim, and where asked for, hidden
+    width and initial decoder scale (spherical models only) x epoch budgets (last, so that the
+    points of one training run are adjacent)."""
+    axes = {"lr": args.grid_lr or GRID["lr"], "dropout": args.grid_dropout or GRID["dropout"],
+            "dim": args.grid_dim or GRID["dim"]}
+    if args.grid_hidden:
+        axes["hidden"] = args.grid_hidden
+    if args.grid_scale_init and "scale_init" in base:
+        axes["scale_init"] = args.grid_scale_init
+    axes["epochs"] = sorted(args.grid_epochs or [base["epochs"]])
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+GRID_KEYS = ("lr", "dropout", "dim", "hidden", "scale_init", "epochs")
+
+
 def grid_search(args, data, dataset, models, device) -> dict:
     """Every grid point for every model, ``--grid-runs`` seeds each; the point of best mean
-    validation AUC is selected per model. Finished points are appended to a JSON-lines file
-    under runs/ and skipped when the same search is started again (a resumable search)."""
+    validation AUC is selected per model. With ``--grid-top K`` the K best points of each model
+    are run again until they have ``--grid-top-runs`` seeds, and the selection is made on those
+    means. One training run to the largest epoch budget yields every budget's point. Finished
+    (point, seeds) rows are appended to a JSON-lines file under runs/ and skipped when the same
+    search is started again (a resumable search)."""
     import json
 
-    points = list(itertools.product(args.grid_lr or GRID["lr"],
-                                    args.grid_dropout or GRID["dropout"],
-                                    args.grid_dim or GRID["dim"]))
-    seeds = [args.seed + 1000 + r for r in range(args.grid_runs)]
     base = {m: settings(args, dataset, m) for m in models}
     log = ((Path(args.out_dir).resolve() if getattr(args, "out_dir", None) else RUNS) / "grid"
            / f"linkpred_grid_{dataset.lower()}.jsonl")
@@ -386,29 +425,65 @@ def grid_search(args, data, dataset, models, device) -> dict:
     if log.exists():
         for line in log.read_text().splitlines():
             row = json.loads(line)
-            done[row["key"]] = row
-    table = {m: [] for m in models}
-    todo = []
-    for lr, dropout, dim in points:
-        for m in models:
-            cfg = {**base[m], "lr": lr, "dropout": dropout, "dim": dim}
-            key = json.dumps({"model": m, "cfg": cfg, "seeds": seeds}, sort_keys=True)
-            if key in done:
-                table[m].append(done[key]["row"])
-            else:
-                todo.append((m, cfg, key))
-    bar = progress_bar(args, sum(c["epochs"] for _, c, _ in todo) * len(seeds), f"grid {dataset}")
-    for m, cfg, key in todo:
-        runs = train_runs(args, data, {m: cfg}, seeds, device, bar)[m]
-        row = {k: cfg[k] for k in ("lr", "dropout", "dim")}
-        row.update(val_auc=statistics.fmean(r["val_auc"] for r in runs),
-                   test_auc=statistics.fmean(r["test_auc"] for r in runs))
-        table[m].append(row)
-        with log.open("a") as f:
-            f.write(json.dumps({"key": key, "row": row}) + "\n")
-    bar.close()
+            done[row["key"]] = row["row"]
+
+    def key_of(m, cfg, seeds):
+        return json.dumps({"model": m, "cfg": cfg, "seeds": seeds}, sort_keys=True)
+
+    def run_points(stage_points, seeds, label):
+        """``stage_points``: (model, cfg) pairs; trains what the log lacks, one run per
+        (model, cfg without epochs) up to its largest budget; returns {(m, cfg json): row}."""
+        groups = {}
+        for m, cfg in stage_points:
+            trunk = json.dumps({k: v for k, v in cfg.items() if k != "epochs"}, sort_keys=True)
+            groups.setdefault((m, trunk), []).append(cfg)
+        todo = [(m, cfgs) for (m, _), cfgs in groups.items()
+                if any(key_of(m, c, seeds) not in done for c in cfgs)]
+        bar = progress_bar(args, sum(max(c["epochs"] for c in cfgs) for _, cfgs in todo)
+                           * len(seeds), f"grid {dataset} {label}")
+        for m, cfgs in todo:
+            budgets = sorted(c["epochs"] for c in cfgs)
+            cfg = {**cfgs[0], "epochs": budgets[-1]}
+            runs = train_runs(args, data, {m: cfg}, seeds, device, bar, budgets=budgets)[m]
+            with log.open("a") as f:
+                for c in cfgs:
+                    at = [r["at_budget"][c["epochs"]] for r in runs]
+                    row = {k: c[k] for k in GRID_KEYS if k in c}
+                    row.update(val_auc=statistics.fmean(r["val_auc"] for r in at),
+                               test_auc=statistics.fmean(r["test_auc"] for r in at),
+                               best_epoch=statistics.fmean(r["epoch"] for r in at))
+                    done[key_of(m, c, seeds)] = row
+                    f.write(json.dumps({"key": key_of(m, c, seeds), "row": row}) + "\n")
+        bar.close()
+
+    seeds = [args.seed + 1000 + r for r in range(args.grid_runs)]
+    points = [(m, {**base[m], **over}) for m in models for over in grid_axes(args, base[m])]
+    run_points(points, seeds, "")
+    table = {m: [done[key_of(m, c, seeds)] for mm, c in points if mm == m] for m in models}
+    out = {"points": table, "seeds": seeds, "log": str(log)}
     best = {m: max(table[m], key=lambda r: r["val_auc"]) for m in models}
-    return {"points": table, "selected": best, "seeds": seeds, "log": str(log)}
+    if args.grid_top and args.grid_top_runs > args.grid_runs:
+        # the top K points again, with the further seeds; their mean over all seeds decides
+        extra = [args.seed + 1000 + r for r in range(args.grid_runs, args.grid_top_runs)]
+        top = []
+        for m in models:
+            ranked = sorted(zip(table[m], [c for mm, c in points if mm == m]),
+                            key=lambda rc: -rc[0]["val_auc"])[:args.grid_top]
+            top += [(m, c) for _, c in ranked]
+        run_points(top, extra, f"top {args.grid_top}")
+        n0, n1 = len(seeds), len(extra)
+        refined = {m: [] for m in models}
+        for m, c in top:
+            a, b = done[key_of(m, c, seeds)], done[key_of(m, c, extra)]
+            row = {k: a[k] for k in GRID_KEYS if k in a}
+            for k in ("val_auc", "test_auc", "best_epoch"):
+                if k in a and k in b:  # rows of older searches have no best_epoch
+                    row[k] = (n0 * a[k] + n1 * b[k]) / (n0 + n1)
+            refined[m].append(row)
+        out["top"] = {"k": args.grid_top, "seeds": seeds + extra, "points": refined}
+        best = {m: max(refined[m], key=lambda r: r["val_auc"]) for m in models}
+    out["selected"] = best
+    return out
 
 
 def speed_test(args, data, device, dims=(16, 32, 64), epochs=60) -> list[dict]:
@@ -618,13 +693,13 @@ def main(argv=None) -> int:
     if args.grid:
         grid = grid_search(args, data, args.dataset, models, device)
         payload["grid"] = grid
-        cfgs = {m: {**settings(args, args.dataset, m), **{k: grid["selected"][m][k]
-                                                         for k in ("lr", "dropout", "dim")}}
+        cfgs = {m: {**settings(args, args.dataset, m),
+                    **{k: v for k, v in grid["selected"][m].items() if k in GRID_KEYS}}
                 for m in models}
         for m in models:
             s = grid["selected"][m]
-            print(f"grid: {NAMES[m]} selected lr={s['lr']:g} dropout={s['dropout']:g} "
-                  f"dim={s['dim']} (val AUC {100 * s['val_auc']:.2f})")
+            picked = " ".join(f"{k}={s[k]:g}" for k in GRID_KEYS if k in s)
+            print(f"grid: {NAMES[m]} selected {picked} (val AUC {100 * s['val_auc']:.2f})")
     else:
         cfgs = {m: settings(args, args.dataset, m) for m in models}
     payload["config"] = cfgs
