@@ -147,6 +147,9 @@ def build_parser() -> Parser:
                         "all and select on their mean validation AUC (a less noisy selection)")
     p.add_argument("--grid-top-runs", type=positive(int), default=3,
                    help="seeds per point in the --grid-top stage (default 3)")
+    p.add_argument("--grid-only", action="store_true",
+                   help="with --grid: stop after the selection (no --runs runs of the pick); "
+                        "lets the models' searches run in separate processes")
     p.add_argument("--speed", action="store_true",
                    help="also time training epochs of both models at equal dims {16,32,64}")
     p.add_argument("--scaling", action="store_true",
@@ -700,6 +703,11 @@ def main(argv=None) -> int:
             s = grid["selected"][m]
             picked = " ".join(f"{k}={s[k]:g}" for k in GRID_KEYS if k in s)
             print(f"grid: {NAMES[m]} selected {picked} (val AUC {100 * s['val_auc']:.2f})")
+        if args.grid_only:
+            name = args.out or f"linkpred_{args.dataset.lower()}_grid_{args.model}"
+            path = write_json(name, payload, started, out_dir(args))
+            print(f"wrote {shown(path)} ({time.time() - started:.0f} s)")
+            return 0
     else:
         cfgs = {m: settings(args, args.dataset, m) for m in models}
     payload["config"] = cfgs
