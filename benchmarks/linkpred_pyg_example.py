@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 r"""PyG's ``examples/autoencoder.py`` (variational, GCN) with only the model class swapped.
 
+A third row swaps the encoder too: ``SphericalGCNEncoder(in, 32, 16)`` with ``SphericalVGAE``,
+both at their library defaults, in the same loop.
+
 The encoder, split and loop are PyG's example, verbatim in substance: ``VariationalGCNEncoder``
 (GCN layers ``in -> 2d -> (mu, logstd)`` of width ``d = 16``, with bias), ``RandomLinkSplit``
 (5 % validation, 10 % test, undirected), Adam at lr 0.01, loss ``recon_loss + kl_loss / N``.
@@ -50,7 +53,18 @@ class VariationalGCNEncoder(torch.nn.Module):
         return self.conv_mu(x, edge_index), self.conv_logstd(x, edge_index)
 
 
-def run(model_cls, data, seed, epochs, lr, dim, device):
+def example_encoder(in_channels, dim):
+    return VariationalGCNEncoder(in_channels, dim)
+
+
+def our_encoder(in_channels, dim):
+    """``SphericalGCNEncoder(in, 32, dim)`` at its defaults: what a user of our encoder writes."""
+    from pyg_spherical import SphericalGCNEncoder
+
+    return SphericalGCNEncoder(in_channels, 32, dim)
+
+
+def run(model_cls, make_encoder, data, seed, epochs, lr, dim, device):
     """One seed: the example's split, model and loop; test scores at the best validation AUC."""
     import torch_geometric.transforms as T
 
@@ -60,7 +74,7 @@ def run(model_cls, data, seed, epochs, lr, dim, device):
                                          split_labels=True,
                                          add_negative_train_samples=False)(data.clone())
     train, val, test = train.to(device), val.to(device), test.to(device)
-    model = model_cls(VariationalGCNEncoder(data.num_features, dim)).to(device)
+    model = model_cls(make_encoder(data.num_features, dim)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     best = {"val_auc": -1.0}
     for epoch in range(epochs):
@@ -103,13 +117,17 @@ def main(argv=None) -> int:
     device = args.device
     started = time.time()
     data = load_planetoid(args, args.dataset)
-    models = {"VGAE (PyG)": VGAE, "SphericalVGAE": SphericalVGAE}
+    # PyG's VGAE and SphericalVGAE with the example's encoder (only the class swapped), and
+    # SphericalVGAE with our encoder at its defaults
+    models = {"VGAE (PyG)": (VGAE, example_encoder),
+              "SphericalVGAE": (SphericalVGAE, example_encoder),
+              "SphericalVGAE + SphericalGCNEncoder": (SphericalVGAE, our_encoder)}
     runs = {name: [] for name in models}
     for seed in range(args.runs):
-        for name, cls in models.items():
-            runs[name].append(run(cls, data, seed, args.epochs, args.lr, args.dim, device))
+        for name, (cls, enc) in models.items():
+            runs[name].append(run(cls, enc, data, seed, args.epochs, args.lr, args.dim, device))
             r = runs[name][-1]
-            print(f"seed {seed} {name:14s} test AUC {100 * r['test_auc']:.2f} "
+            print(f"seed {seed} {name:35s} test AUC {100 * r['test_auc']:.2f} "
                   f"AP {100 * r['test_ap']:.2f} (best epoch {r['epoch']})", flush=True)
     summary = {}
     print(f"\n{args.dataset}, PyG's autoencoder example, {args.runs} seeds (test %, mean ± s.e.)")
@@ -120,7 +138,7 @@ def main(argv=None) -> int:
             m, se = mean_se([100 * r[key] for r in runs[name]])
             summary[name][key] = {"mean": m, "se": se}
             cells.append(fmt(m, se) if args.runs > 1 else fmt(m))
-        print(f"{name:14s} AUC {cells[0]:>14s}   AP {cells[1]:>14s}")
+        print(f"{name:35s} AUC {cells[0]:>14s}   AP {cells[1]:>14s}")
     path = write_json(f"linkpred_pyg_example_{args.dataset.lower()}",
                       {"meta": run_metadata(args), "runs": runs, "summary": summary}, started,
                       out_dir(args))
