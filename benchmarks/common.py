@@ -149,6 +149,10 @@ def run_metadata(args=None) -> dict:
         "commit": git_commit(),
         "hardware": {"cpu": cpu_model(), "cores": os.cpu_count(),
                      "torch_threads": torch.get_num_threads(),
+                     # float32 results depend on the kernels' vector code path (RESULTS.md,
+                     # reproducibility): the ATen dispatch level and MKL's CNR mode
+                     "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                     "mkl_cbwr": os.environ.get("MKL_CBWR"),
                      "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
