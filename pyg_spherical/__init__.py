@@ -40,6 +40,7 @@ Modules
 -------
 The library core: torch-native, no plotting, no downloads, no prints.
 
+==============  ==================================================================================
 special         log_iv, log_ive, iv_ratio: modified Bessel functions in pure torch, with gradients
 distributions   VonMisesFisher, PowerSpherical, HypersphericalUniform (+ registered KL divergences)
 nn              latent layers (``make_latent("vmf" | "power" | "normal", d)``), GCN encoders
@@ -49,6 +50,7 @@ vae             the MNIST VAE of section 5.2 (ELBO, importance-sampled log-likel
 m1m2            the semi-supervised M1+M2 model of section 5.3
 sampling        a pure-torch neighbour sampler for PyG's link loaders
 minibatch       the mini-batch link-prediction loss and data-parallel helpers
+==============  ==================================================================================
 
 The paper-reproduction kit, ``pyg_spherical.repro``: ``datasets`` (MNIST, Planetoid with the
 packaged Cora and CiteSeer, the link split), ``training``, ``evaluation`` (k-NN), ``synthetic``

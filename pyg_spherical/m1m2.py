@@ -446,7 +446,7 @@ class SemiSupervisedLoader(SeededEpochs):
     fresh permutations of the labelled set (with 100 labels and ``labelled_batch_size = 100``
     every step sees all of them). Images are Bernoulli-binarised per draw (dynamic
     binarisation). The randomness of epoch ``e`` comes from a generator seeded with
-    ``(seed, e)``; :attr:`epoch` is the next epoch's index, so setting it resumes a run (the
+    ``(seed, e)``; ``epoch`` is the next epoch's index, so setting it resumes a run (the
     :class:`~pyg_spherical.repro.training.Trainer` does).
 
     Args:

@@ -51,7 +51,7 @@ def encode_seeds(model, x: Tensor, edge_index: Tensor, num_seeds: int | None = N
     The encoder runs on the whole sampled subgraph, but the latent layer (posterior, sample) only
     on the seed nodes, the only ones decoded: on a sampled subgraph the other nodes' outputs see
     a truncated neighbourhood and are never used. Sets ``model.__mu__`` / ``__logstd__`` (and
-    :attr:`posterior`) to the seeds' values, like ``encode``. ``num_seeds=None``: all nodes.
+    ``posterior``) to the seeds' values, like ``encode``. ``num_seeds=None``: all nodes.
     """
     return model.encode(x, edge_index, num_seeds=num_seeds)
 

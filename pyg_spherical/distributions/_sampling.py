@@ -368,7 +368,7 @@ def _dtheta_quadrature(theta0: Tensor, kappa: Tensor, m: int, rule: tuple,
 
 
 def compile_quadrature(enabled: bool = True, **compile_kwargs) -> None:
-    """Evaluate the quadrature of the vMF's implicit gradient in ``kappa`` (:func:`dtheta_dkappa`)
+    """Evaluate the quadrature of the vMF's implicit gradient in ``kappa`` (``dtheta_dkappa``)
     with ``torch.compile``, or (``enabled=False``, the default state) eagerly.
 
     The compiled code fuses the ~60 elementwise tensor operations (about 20 per quadrature

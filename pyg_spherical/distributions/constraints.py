@@ -13,7 +13,7 @@ def unit_norm_tolerance(dtype: torch.dtype) -> float:
 
 
 class _UnitSphere(constraints.Constraint):
-    """Vectors of unit Euclidean norm along the last dimension: ``S^{m-1} ⊂ R^m``."""
+    """Vectors of unit Euclidean norm along the last dimension, ``S^{m-1} ⊂ R^m``."""
 
     event_dim = 1
 

@@ -76,7 +76,7 @@ class ProductOfSpheres(Distribution):
 
     @property
     def loc(self) -> Tensor:
-        """The factors' mean directions, flattened: ``(..., k m)``."""
+        """The factors' mean directions, flattened, shape ``(..., k m)``."""
         return self.base.loc.flatten(-2)
 
     @property

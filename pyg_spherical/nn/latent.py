@@ -4,13 +4,13 @@ One module type per latent family, shared by the graph (:class:`~pyg_spherical.S
 and image (:class:`~pyg_spherical.vae.VAE`) models, so that switching an S-VAE to an N-VAE is one
 argument (``make_latent("vmf" | "power" | "normal", dim)``):
 
-=================  =======================================  ===============================
-family             posterior                                prior
-=================  =======================================  ===============================
-``"vmf"``          ``vMF(normalize(loc_raw), softplus(c) + k0)``  ``U(S^{dim-1})`` (eq. 5)
-``"power"``        ``PS(normalize(loc_raw), softplus(c) + k0)``   ``U(S^{dim-1})``
-``"normal"``       ``N(loc_raw, diag(exp(logstd))^2)``       ``N(0, I)``
-=================  =======================================  ===============================
+=============  ==============================================  ===========================
+family         posterior                                       prior
+=============  ==============================================  ===========================
+``"vmf"``      ``vMF(normalize(loc_raw), softplus(c) + k0)``   ``U(S^{dim-1})`` (eq. 5)
+``"power"``    ``PS(normalize(loc_raw), softplus(c) + k0)``    ``U(S^{dim-1})``
+``"normal"``   ``N(loc_raw, diag(exp(logstd))^2)``             ``N(0, I)``
+=============  ==============================================  ===========================
 
 Each takes two raw tensors from an encoder: ``loc_raw`` of shape ``(..., dim)`` and ``scale_raw``
 of shape ``(..., 1)`` (vMF / Power Spherical concentration) or ``(..., dim)`` (Gaussian log-std);
@@ -49,6 +49,7 @@ class LatentLayer(nn.Module):
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"{type(self).__name__}: dim must be a positive int, got {dim!r}.")
         self.dim = dim
+        #: the posterior of the last call (``None`` before the first)
         self.posterior: Distribution | None = None
 
     @property
@@ -305,6 +306,7 @@ class GaussianLatent(LatentLayer):
         return f"dim={self.dim}" + (", isotropic=True" if self.isotropic else "")
 
 
+#: the layer class of each latent family, by the name :func:`make_latent` takes
 LATENTS = {"vmf": VMFLatent, "normal": GaussianLatent, "power": PowerSphericalLatent}
 
 

@@ -4,10 +4,12 @@ Kept apart from the core (``special``, ``distributions``, ``nn``, ``models``, ``
 ``sampling``, ``minibatch``), which imports no plotting library, downloads nothing and prints
 nothing. Importing this package imports none of its modules; import them by name:
 
+==========  ======================================================================================
 datasets    MNIST IDX loader (checksums, dynamic binarisation, 50k/10k split); Planetoid loader
             (packaged Cora and CiteSeer, a data root, or PyG's download) and the 85/5/10 link split
 training    a small training loop: KL warm-up, early stopping, resumable checkpoints
 evaluation  k-NN classification of latent codes (geodesic on the sphere), label draws
 synthetic   the circle-recovery experiment of section 5.1 (data, models, metrics)
 plotting    Hammer projection, latent scatter plots, image grids, surface area (Figure 6)
+==========  ======================================================================================
 """

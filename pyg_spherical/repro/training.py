@@ -96,6 +96,7 @@ class EarlyStopping:
 
     @property
     def should_stop(self) -> bool:
+        """``patience`` consecutive epochs without improvement, after at least ``min_epochs``."""
         return self.num_bad >= self.patience and self.seen >= self.min_epochs
 
     def state_dict(self) -> dict:
@@ -290,8 +291,8 @@ class Trainer:
             on_epoch_end: Callable[[Trainer, dict], None] | None = None) -> list[dict]:
         """Train until early stopping, ``max_epochs``, or ``max_new_epochs`` more epochs.
 
-        If the loader has an ``epoch`` attribute (e.g. :class:`~pyg_spherical.repro.datasets.
-        DynamicBinarizedLoader`), it is restored on resume and saved in checkpoints, so that the
+        If the loader has an ``epoch`` attribute (e.g.
+        :class:`~pyg_spherical.repro.datasets.DynamicBinarizedLoader`), it is restored on resume and saved in checkpoints, so that the
         per-epoch binarisation continues where it stopped.
 
         Returns the history (all epochs, including earlier sessions).

@@ -554,7 +554,7 @@ class DynamicBinarizedLoader(SeededEpochs):
     Each ``iter(loader)`` is one epoch: rows are (optionally) shuffled and every
     batch is binarised with one vectorised :func:`torch.bernoulli` call. The
     randomness of epoch ``e`` comes from a generator seeded with ``(seed, e)``, so
-    a run is reproducible and can be resumed by setting :attr:`epoch`.
+    a run is reproducible and can be resumed by setting ``epoch``.
 
     Parameters
     ----------

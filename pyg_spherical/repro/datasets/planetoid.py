@@ -74,7 +74,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parent / "_data" / "planetoid"
 #: PyG's Planetoid mirror (the kimiyoung/planetoid repository), used for downloads
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data"
 
-#: md5 of every canonical raw file: kimiyoung/planetoid, commit af6abf4, folder data/ (the files
+#: md5 of every canonical raw file, from kimiyoung/planetoid, commit af6abf4, folder data/ (the files
 #: PyG downloads). The packaged copy lists the same sums in ``_data/planetoid/MD5SUMS``.
 PLANETOID_MD5: dict[str, dict[str, str]] = {
     "Cora": {
