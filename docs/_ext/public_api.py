@@ -196,10 +196,13 @@ def _resolve_reexport(app, env, node, contnode):
     return None
 
 
-def _skip_namedtuple_fields(app, what, name, obj, skip, options):
-    """A NamedTuple's fields are described by its ``Attributes:`` section, not as members."""
+def _skip_members(app, what, name, obj, skip, options):
+    """Members that would repeat or add noise: a NamedTuple's fields (its ``Attributes:``
+    section describes them) and ``extra_repr``, torch's hook for a module's printed form."""
     doc = getattr(obj, "__doc__", None) or ""
-    return True if doc.startswith("Alias for field number") else None
+    if doc.startswith("Alias for field number") or name == "extra_repr":
+        return True
+    return None
 
 
 def setup(app):
@@ -209,5 +212,5 @@ def setup(app):
     app.connect("env-merge-info", _merge)
     app.connect("env-check-consistency", _check_complete)
     app.connect("missing-reference", _resolve_reexport)
-    app.connect("autodoc-skip-member", _skip_namedtuple_fields)
+    app.connect("autodoc-skip-member", _skip_members)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}
