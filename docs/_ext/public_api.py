@@ -65,6 +65,24 @@ def home(obj, mods: dict[str, ModuleType]) -> str | None:
     return max(listing, key=lambda m: (m.count("."), m))
 
 
+def _private(cls: type) -> bool:
+    return cls.__name__.startswith("_") or any(
+        part.startswith("_") for part in cls.__module__.split("."))
+
+
+def _inherited_from(cls: type) -> str:
+    """The value of ``:inherited-members:`` for a class's entry (empty: none inherited).
+
+    A class documents the public members it inherits from a private base of this package,
+    which has no entry of its own; those from its public bases are documented there, and those
+    from torch or PyG in their documentation. autodoc takes the names of the bases to leave out."""
+    bases = cls.__mro__[1:]
+    if not any(b.__module__.startswith(PACKAGE + ".") and _private(b) for b in bases):
+        return ""
+    return ", ".join(dict.fromkeys(b.__name__ for b in bases if not (
+        b.__module__.startswith(PACKAGE + ".") and _private(b))))
+
+
 class PublicAPI(SphinxDirective):
     """``.. public-api:: MODULE``: the module's docstring, then the names it owns."""
 
@@ -97,7 +115,10 @@ class PublicAPI(SphinxDirective):
         lines += [f".. py:currentmodule:: {modname}", ""]
         for name, obj in owned:
             if inspect.isclass(obj):
-                lines += [f".. autoclass:: {name}", "   :members:", "   :show-inheritance:", ""]
+                lines += [f".. autoclass:: {name}", "   :members:", "   :show-inheritance:"]
+                if inherited := _inherited_from(obj):
+                    lines += [f"   :inherited-members: {inherited}"]
+                lines += [""]
             elif inspect.isroutine(obj):
                 lines += [f".. autofunction:: {name}", ""]
             else:
