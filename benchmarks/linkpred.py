@@ -42,6 +42,7 @@ from common import (
     PAPER_TABLE4,
     PAPER_TABLE7,
     RUNS,
+    SEARCH_SCALE_INIT,
     SELECTED_SETTINGS,
     Parser,
     add_common_args,
@@ -119,7 +120,7 @@ def build_parser() -> Parser:
                    help="S-VGAE decoder: sigmoid(s z_i^T z_j) with a learnable s (default), or "
                         "the plain sigmoid(z_i^T z_j); the N-VGAE always uses the plain one")
     p.add_argument("--scale-init", type=positive(float), default=None,
-                   help="initial decoder scale s (default: the library's DEFAULT_SCALE_INIT)")
+                   help="initial decoder scale s (default 5, the scale of the settings' search)")
     p.add_argument("--grid", action="store_true",
                    help="select lr x dropout x dim on validation AUC over the paper's grid plus "
                         "d = 128 (lr {0.01,0.005,0.001} x dropout {0,...,0.4} x dim "
@@ -182,8 +183,6 @@ def mean_se(values):
 
 def settings(args, dataset: str, model: str) -> dict:
     """The run configuration: flags > selected (or, with ``--paper-settings``, Table 7)."""
-    from pyg_spherical.nn.decoders import DEFAULT_SCALE_INIT
-
     table = PAPER_TABLE7 if getattr(args, "paper_settings", False) else SELECTED_SETTINGS
     # the P-VGAE (Power Spherical latent) runs at the S-VGAE's settings
     # (lr, dropout, dim) or (lr, dropout, dim, epochs); the protocol's 200 (PubMed 400) epochs
@@ -201,7 +200,7 @@ def settings(args, dataset: str, model: str) -> dict:
         cfg["decoder"] = getattr(args, "decoder", "scaled")
         if cfg["decoder"] == "scaled":
             scale = getattr(args, "scale_init", None)
-            cfg["scale_init"] = DEFAULT_SCALE_INIT if scale is None else scale
+            cfg["scale_init"] = SEARCH_SCALE_INIT if scale is None else scale
     return cfg
 
 
