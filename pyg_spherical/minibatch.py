@@ -73,10 +73,18 @@ def link_batch_loss(model, batch, num_nodes: int, *, encode_with: nn.Module | No
     Returns:
         the scalar loss ``recon + kl / num_nodes`` (and ``(recon, kl)`` with ``return_parts``).
 
+    Raises ``ValueError`` for a batch without ``edge_label_index`` (e.g. ``neg_sampling=
+    "triplet"``: binary batches are expected) or without seed edges (its KL mean is undefined).
+
     No host synchronisation: positives and negatives are separated by masks used as weights.
     """
     if num_nodes <= 0:
         raise ValueError(f"num_nodes must be positive, got {num_nodes}.")
+    if getattr(batch, "edge_label_index", None) is None:
+        raise ValueError("link_batch_loss: the batch has no edge_label_index; it expects binary "
+                         "batches (neg_sampling='binary' or none), not 'triplet' ones.")
+    if batch.edge_label_index.size(1) == 0:
+        raise ValueError("link_batch_loss: the batch has no seed edges (empty edge_label_index).")
     s = num_seed_nodes(batch)
     if encode_with is None:
         z = encode_seeds(model, batch.x, batch.edge_index, s)

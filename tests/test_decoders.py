@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -143,3 +144,55 @@ def test_recon_loss_on_logits_matches_pyg_formula():
     loss = model.recon_loss(far, torch.tensor([[0], [1]]), neg)
     loss.backward()
     assert torch.isfinite(loss) and loss > 150 and dec.log_scale.grad.abs() > 1
+
+
+@pytest.mark.parametrize("scale", [1e39, 1e-320])
+def test_scales_outside_the_parameter_dtype_are_refused(scale):
+    """``exp(log s)`` in float32 is inf at 1e39 (NaN logits) and 0 at 1e-320."""
+    with pytest.raises(ValueError, match="float32"):
+        ScaledInnerProductDecoder(scale=scale)
+
+
+@pytest.mark.parametrize("scale", [np.float32(2.0), torch.tensor(2.0), 2])
+def test_any_real_scalar_is_a_scale(scale):
+    assert float(ScaledInnerProductDecoder(scale=scale).scale) == pytest.approx(2.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("scale", [True, "2", torch.ones(2)])
+def test_a_bool_or_non_scalar_scale_is_refused(scale):
+    with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+        ScaledInnerProductDecoder(scale=scale)
+
+
+def test_half_codes_beyond_the_half_range_give_the_float32_logits():
+    """``s = 1e5`` exceeds float16's 65504: the logits are computed in the parameter's dtype,
+    finite and equal to ``s * z_i^T z_j`` evaluated in float64."""
+    z = unit_codes(dtype=torch.float64)
+    ei = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    dec = ScaledInnerProductDecoder(scale=1e5)
+    logits = dec(z.half(), ei, sigmoid=False)
+    assert torch.isfinite(logits).all()
+    expected = 1e5 * (z.half().double()[ei[0]] * z.half().double()[ei[1]]).sum(-1)
+    torch.testing.assert_close(logits.double(), expected, rtol=1e-3, atol=1e-2)
+    assert torch.isfinite(dec.forward_all(z.half(), sigmoid=False)).all()
+
+
+def test_test_ranks_the_logits_not_saturated_probabilities():
+    """At scale 40 the float32 sigmoid of most positive pairs is exactly 1.0; the AUC / AP must
+    still be those of the dot products (a monotone map of the logits), from scikit-learn."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    g = torch.Generator().manual_seed(0)
+    z = F.normalize(torch.randn(600, 8, generator=g), dim=-1)
+    # positives: node i and a noisy copy of it, node 300 + i; negatives: random pairs
+    z[300:] = F.normalize(z[:300] + 0.5 * torch.randn(300, 8, generator=g), dim=-1)
+    pos = torch.stack([torch.arange(300), torch.arange(300, 600)])
+    neg = torch.randint(0, 600, (2, 300), generator=g)
+    model = SphericalVGAE(SphericalGCNEncoder(3, 4, 8), decoder=ScaledInnerProductDecoder(40.0))
+    p = (z[pos[0]] * z[pos[1]]).sum(-1)
+    assert (torch.sigmoid(40 * p) == 1.0).float().mean() > 0.5  # the saturation is real
+    dots = torch.cat([p, (z[neg[0]] * z[neg[1]]).sum(-1)]).double().numpy()
+    y = np.r_[np.ones(300), np.zeros(300)]
+    auc, ap = model.test(z, pos, neg)
+    assert auc == pytest.approx(roc_auc_score(y, dots), abs=1e-12)
+    assert ap == pytest.approx(average_precision_score(y, dots), abs=1e-12)

@@ -666,3 +666,15 @@ def test_gradient_option_is_validated_and_carried_by_the_latent_layer():
     assert q.gradient == "authors" and q.expand((2, 5)).gradient == "authors"
     assert VMFLatent(4).distribution(torch.randn(5, 4), torch.randn(5, 1)).gradient == "implicit"
     assert "gradient='authors'" in repr(VMFLatent(4, gradient="authors"))
+
+
+@pytest.mark.parametrize("kappa", [float("nan"), -1.0, 0.0, float("inf")])
+def test_vmf_rsample_refuses_an_invalid_concentration_even_unvalidated(kappa):
+    q = VonMisesFisher(unit((3, 5)), torch.full((3,), kappa, dtype=F64), validate_args=False)
+    with pytest.raises(RuntimeError, match="VonMisesFisher: concentration"):
+        q.rsample()
+
+
+def test_a_concentration_that_overflows_the_dtype_is_named_as_such():
+    with pytest.raises(ValueError, match="overflows float32"):
+        VonMisesFisher(unit((3, 5), dtype=torch.float32), 1e300)

@@ -451,3 +451,22 @@ def test_gamma_sampler_against_scipy(dtype):
     assert torch.isfinite(x).all()
     for a, xs in ((0.3, x[0::2]), (3.0, x[1::2])):
         assert st.kstest(xs.double().numpy(), st.gamma(a).cdf).pvalue > 1e-3, a
+
+
+@pytest.mark.parametrize("kappa", [float("nan"), -1.0, float("inf")])
+def test_rsample_refuses_an_invalid_concentration_even_unvalidated(kappa):
+    """A NaN, negative or infinite kappa used to give finite points (at -mu for some): a
+    silent wrong answer. The sampler raises, as the vMF's does."""
+    loc = unit((3, 4))
+    q = PowerSpherical(loc, torch.full((3,), kappa, dtype=F64), validate_args=False)
+    with pytest.raises(RuntimeError, match="PowerSpherical: concentration"):
+        q.rsample()
+
+
+@pytest.mark.parametrize("kind", ["power", "vmf"])
+def test_a_nan_raw_scale_raises_in_every_spherical_latent(kind):
+    from pyg_spherical import make_latent
+
+    layer = make_latent(kind, 4).train()
+    with pytest.raises(RuntimeError, match="concentration|kappa"):
+        layer(torch.randn(3, 4), torch.full((3, 1), float("nan")))

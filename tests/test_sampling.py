@@ -228,6 +228,31 @@ def test_batch_loss_is_the_full_batch_formula_on_the_batch(Enc):
     assert torch.allclose(other, loss)
 
 
+def test_a_batch_without_seed_edges_is_an_error_not_nan():
+    """The KL mean over no seed nodes is undefined (it used to come out as NaN)."""
+    data = random_graph(f=8)
+    model = SphericalVGAE(SphericalGCNEncoder(8, 16, 4))
+    empty = data.clone()
+    empty.edge_label_index = torch.empty(2, 0, dtype=torch.long)
+    empty.edge_label = torch.empty(0)
+    with pytest.raises(ValueError, match="no seed edges"):
+        link_batch_loss(model, empty, data.num_nodes)
+    model.encode(data.x, data.edge_index, num_seeds=0)
+    with pytest.raises(ValueError, match="no nodes"):
+        model.kl_loss()
+
+
+def test_a_triplet_batch_is_refused_with_the_reason():
+    data = random_graph(f=8)
+    model = SphericalVGAE(SphericalGCNEncoder(8, 16, 4))
+    pairs = data.edge_index[:, :40]
+    loader = LinkNeighborLoader(data, [3, 2], edge_label_index=pairs, batch_size=16,
+                                neg_sampling="triplet",
+                                neighbor_sampler=TorchNeighborSampler(data, [3, 2]))
+    with pytest.raises(ValueError, match="binary"):
+        link_batch_loss(model, next(iter(loader)), data.num_nodes)
+
+
 def test_minibatch_training_learns_links():
     data = dcsbm_graph(2000, 8.0, 16, num_communities=8, p_in=0.8, signal=0.6, seed=0)
     torch.manual_seed(0)

@@ -380,6 +380,10 @@ class PowerSpherical(Distribution):
         class docstring.
         """
         shape = self._extended_shape(sample_shape)
+        # unvalidated, a NaN, negative or infinite kappa would give finite points (no host sync)
+        k = self.concentration
+        torch._assert_async((torch.isfinite(k) & (k >= 0)).all(), "PowerSpherical: concentration "
+                            "must be finite and >= 0 to sample; found NaN, inf or a negative value.")
         # float16 / bfloat16 are computed in float32 (torch's Gamma gradient has no half kernels)
         loc, kappa = _compute(self.loc), _compute(self.concentration).expand(shape[:-1])
         # g in R^m: g_{2:} / ||g_{2:}|| is the tangent direction, ||g_{2:}||^2 / 2 ~ Gamma(beta)

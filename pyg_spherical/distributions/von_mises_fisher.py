@@ -223,6 +223,9 @@ def _broadcast_args(loc, concentration, name: str) -> tuple[Tensor, Tensor]:
     if m < 2:
         raise ValueError(f"{name}: needs m >= 2 (the sphere S^(m-1) in R^m), got m = {m}.")
     if isinstance(concentration, Number):
+        if math.isfinite(concentration) and abs(concentration) > torch.finfo(loc.dtype).max:
+            raise ValueError(f"{name}: concentration {concentration:g} overflows "
+                             f"{str(loc.dtype).replace('torch.', '')}, the dtype of loc.")
         concentration = torch.tensor(float(concentration), dtype=loc.dtype, device=loc.device)
     elif not isinstance(concentration, Tensor):
         raise TypeError(f"{name}: concentration must be a tensor or a number.")
@@ -403,6 +406,9 @@ class VonMisesFisher(Distribution):
         shape = self._extended_shape(sample_shape)
         m = self._m
         loc, k = _compute(self.loc), _compute(self.concentration)
+        # unvalidated, kappa <= 0 would give points silently (no host sync)
+        torch._assert_async((torch.isfinite(k) & (k > 0)).all(), "VonMisesFisher: concentration "
+                            "must be finite and > 0 to sample; found NaN, inf or a value <= 0.")
         kappa = k.expand(shape[:-1])
         # One standard normal g in R^m: its tangent part g_{2:} gives the direction
         # v = g_{2:} / ||g_{2:}||; g_1 and ||g_{2:}||^2 / 2 ~ Gamma((m-1)/2), both independent of

@@ -71,11 +71,14 @@ class SphericalVGAE(VGAE):
     ``__logstd__`` the raw encoder outputs (``__logstd__`` clamped at 10 for a Gaussian latent, as
     in PyG).
 
+    Test embeddings come from :meth:`embed` (``encode`` in eval mode, without gradients).
+
     Example (PyG's ``examples/autoencoder.py`` with the class name swapped)::
 
         >>> model = SphericalVGAE(VariationalGCNEncoder(in_channels, out_channels))
         >>> z = model.encode(x, train_pos_edge_index)
         >>> loss = model.recon_loss(z, train_pos_edge_index) + model.kl_loss() / num_nodes
+        >>> z = model.embed(x, train_pos_edge_index)      # test embeddings: mean directions
         >>> auc, ap = model.test(z, pos_edge_index, neg_edge_index)
     """
 
@@ -167,6 +170,7 @@ class SphericalVGAE(VGAE):
         Gaussian latent, the pre-softplus concentration for vMF), a missing one taken from the
         last encoding. vMF: ``KL = kappa A_d(kappa) + log C_d(kappa) + log|S^{d-1}|`` (paper
         eq. 5), independent of ``mu``; Gaussian: ``-1/2 sum(1 + 2 log sigma - mu^2 - sigma^2)``.
+        An encoding of no nodes (``num_seeds=0``) raises ``ValueError``: its mean is undefined.
         """
         if mu is None and logstd is None:
             if self.posterior is None:
@@ -178,11 +182,29 @@ class SphericalVGAE(VGAE):
             if mu is None or logstd is None:
                 raise RuntimeError("kl_loss(): no encoding yet to take the missing argument from.")
             q = self._latent_for(mu).distribution(mu, logstd)
-        return self.latent.kl(q).mean()
+        kl = self.latent.kl(q)
+        if kl.numel() == 0:  # e.g. encode(..., num_seeds=0): a mean over no nodes is undefined
+            raise ValueError("kl_loss(): the encoding has no nodes; the mean KL over no nodes "
+                             "is undefined.")
+        return kl.mean()
+
+    @torch.no_grad()
+    def test(self, z: Tensor, pos_edge_index: Tensor, neg_edge_index: Tensor) -> tuple:
+        """PyG's ``(ROC AUC, average precision)`` of the pairs, ranked by the decoder's logits:
+        a large decoder scale saturates the float32 sigmoid to exactly 1, which would tie pairs
+        whose logits differ."""
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        pred = torch.cat([self.decoder(z, pos_edge_index, sigmoid=False),
+                          self.decoder(z, neg_edge_index, sigmoid=False)]).double().cpu().numpy()
+        y = torch.cat([torch.ones(pos_edge_index.size(1)),
+                       torch.zeros(neg_edge_index.size(1))]).numpy()
+        return roc_auc_score(y, pred), average_precision_score(y, pred)
 
     @torch.no_grad()
     def embed(self, *args, **kwargs) -> Tensor:
-        """Deterministic node embeddings (posterior mean direction / mean), without gradients."""
+        """Test embeddings: :meth:`encode` in eval mode (the posterior mean direction / mean),
+        without gradients; the training mode is restored afterwards."""
         was_training = self.training
         self.eval()
         try:

@@ -11,6 +11,7 @@ explained (https://github.com/nicola-decao/s-vae-pytorch/issues/12):
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor, nn
@@ -32,7 +33,8 @@ class ScaledInnerProductDecoder(nn.Module):
 
     Same API as :class:`torch_geometric.nn.InnerProductDecoder`: ``forward(z, edge_index,
     sigmoid=True)`` scores the pairs of ``edge_index``; ``forward_all(z, sigmoid=True)`` the dense
-    ``(N, N)`` matrix.
+    ``(N, N)`` matrix. Logits are computed in the codes' dtype promoted to the parameters' and
+    to at least float32 (float16 codes would overflow above ``s = 65504``).
 
     Args:
         scale (float): initial value of ``s`` (default :data:`DEFAULT_SCALE_INIT`).
@@ -43,9 +45,19 @@ class ScaledInnerProductDecoder(nn.Module):
     def __init__(self, scale: float = DEFAULT_SCALE_INIT, learn_scale: bool = True,
                  bias: bool = False):
         super().__init__()
-        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        if isinstance(scale, Tensor) and scale.numel() == 1:
+            scale = scale.item()
+        if (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
+                or not (math.isfinite(scale) and scale > 0)):
             raise ValueError(f"ScaledInnerProductDecoder: scale must be a finite number > 0, "
                              f"got {scale!r}.")
+        # s is stored as log s: exp(log s) must come back finite and non-zero in that dtype
+        dtype = torch.get_default_dtype()
+        back = torch.tensor(math.log(scale), dtype=dtype).exp()
+        if not (torch.isfinite(back) and back > 0):
+            raise ValueError(f"ScaledInnerProductDecoder: scale {scale:g} is outside the range of "
+                             f"the parameter's dtype {str(dtype).replace('torch.', '')} "
+                             f"({torch.finfo(dtype).tiny:g} to {torch.finfo(dtype).max:g}).")
         self.scale_init = float(scale)
         self.log_scale = nn.Parameter(torch.empty(()), requires_grad=learn_scale)
         self.bias = nn.Parameter(torch.empty(())) if bias else None
@@ -64,9 +76,11 @@ class ScaledInnerProductDecoder(nn.Module):
         return self.log_scale.exp()
 
     def _affine(self, dots: Tensor) -> Tensor:
-        # The parameters live in the model's dtype; cast so float64 codes stay float64.
-        out = dots * self.log_scale.to(dots.dtype).exp()
-        return out if self.bias is None else out + self.bias.to(dots.dtype)
+        # In float64 for float64 codes, else in at least float32: s > 65504 overflows float16
+        dtype = torch.promote_types(torch.promote_types(dots.dtype, self.log_scale.dtype),
+                                    torch.float32)
+        out = dots.to(dtype) * self.log_scale.to(dtype).exp()
+        return out if self.bias is None else out + self.bias.to(dtype)
 
     def forward(self, z: Tensor, edge_index: Tensor, sigmoid: bool = True) -> Tensor:
         """Scores of the pairs ``edge_index (2, E)`` from codes ``z (N, d)``: shape ``(E,)``."""
