@@ -22,6 +22,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import NoReturn
 
@@ -420,7 +421,11 @@ def load_planetoid(args, dataset: str):
     download = not args.no_download
     try:
         source = planetoid_source(dataset, args.root, download=download)
-        data = load_planetoid(dataset, args.root, download=download)
+        with warnings.catch_warnings(record=True) as caught:  # a rebuilt cache: one line
+            warnings.simplefilter("always")
+            data = load_planetoid(dataset, args.root, download=download)
+        for w in caught:
+            sys.stderr.write(f"note: {w.message}\n")
     except DataNotFoundError as e:
         fail(_data_advice(e, f"DIR/{dataset}/raw/ind.{dataset.lower()}.*"))
     except (OSError, ValueError) as e:  # a corrupt raw file (named in the message)

@@ -24,10 +24,14 @@ up to ``num_neighbors[h]`` incoming neighbours, uniformly without replacement (o
 replacement if ``replace=True``; ``-1`` takes all of them), of each node first reached at hop
 ``h - 1``. The output lists the seed nodes first (in the order given), then the nodes new at
 each hop; ``row``/``col`` hold the sampled edges (source = neighbour, target = the node it was
-sampled for) in local indices.
+sampled for) in local indices. As in PyG's sampler, repeated seeds are kept (a
+``NeighborLoader`` batch starts with its input nodes) and each occurrence draws its own
+neighbours; a repeated node reached again as a neighbour maps to its first occurrence. Fanouts
+must be ints (PyG's sampler refuses others too).
 """
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -59,7 +63,10 @@ def pyg_sampler_available() -> bool:
 
 
 def _fanouts(num_neighbors) -> list[int]:
-    if isinstance(num_neighbors, int) or not isinstance(num_neighbors, Sequence):
+    # ints only, as PyG's sampler (whose C++ op takes a list of ints): 1.7 is not truncated
+    if (isinstance(num_neighbors, (int, str)) or not isinstance(num_neighbors, Sequence)
+            or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool)
+                       for k in num_neighbors)):
         raise TypeError(f"num_neighbors must be a list of ints (one per hop), got "
                         f"{num_neighbors!r}.")
     out = [int(k) for k in num_neighbors]
@@ -153,6 +160,8 @@ class TorchNeighborSampler(BaseSampler):
             self.perm = torch.argsort(col, stable=True)
             self.row = row[self.perm].long()
             col = col[self.perm]
+        if ei.numel() and ei.min() < 0:
+            raise ValueError(f"edge_index has a negative node id ({int(ei.min())}).")
         counts = torch.bincount(col, minlength=self.num_nodes)
         if counts.numel() > self.num_nodes:
             raise ValueError(f"edge_index refers to node {counts.numel() - 1} but the graph has "
@@ -184,13 +193,17 @@ class TorchNeighborSampler(BaseSampler):
         if seed_time is not None:
             raise ValueError("TorchNeighborSampler does not support temporal sampling.")
         seed = seed.long()
+        if seed.numel() and not (0 <= seed.min() and seed.max() < self.num_nodes):
+            raise ValueError(f"TorchNeighborSampler: seed node ids must be in [0, "
+                             f"{self.num_nodes}), got {int(seed.min())} to {int(seed.max())}.")
         if self._table is None:
             self._table = torch.full((self.num_nodes,), -1, dtype=torch.long)
         table = self._table
         nodes, rows, cols, edges = [seed], [], [], []
         num_nodes_hop, num_edges_hop = [seed.numel()], []
         try:
-            table[seed] = torch.arange(seed.numel())
+            # a repeated seed maps to its first occurrence (deterministic, unlike table[seed] = ...)
+            table.scatter_reduce_(0, seed, torch.arange(seed.numel()), "amin", include_self=False)
             frontier, offset = seed, 0  # frontier's local ids are offset + arange(len)
             total = seed.numel()
             for k in self.num_neighbors:
@@ -275,9 +288,9 @@ def make_neighbor_sampler(data, num_neighbors, *, replace: bool = False,
 
     ``backend="auto"`` gives PyG's :class:`~torch_geometric.sampler.NeighborSampler` when
     ``pyg-lib`` or ``torch-sparse`` is installed and :class:`TorchNeighborSampler` otherwise;
-    ``"pyg"`` / ``"torch"`` force one. With ``encoder`` (or a model with ``.encoder``) the fanout
-    list is checked against its depth (:func:`check_fanout`). Extra keyword arguments go to the
-    chosen sampler.
+    ``"pyg"`` / ``"torch"`` force one (``"pyg"`` raises ``ImportError`` without a backend).
+    With ``encoder`` (or a model with ``.encoder``) the fanout list is checked against its depth
+    (:func:`check_fanout`). Extra keyword arguments go to the chosen sampler.
     """
     fan = check_fanout(num_neighbors, encoder) if encoder is not None else _fanouts(num_neighbors)
     if backend not in ("auto", "pyg", "torch"):
@@ -285,6 +298,10 @@ def make_neighbor_sampler(data, num_neighbors, *, replace: bool = False,
     if data.edge_index is None or data.edge_index.numel() == 0:
         raise ValueError("make_neighbor_sampler: the graph has no edges; neighbour sampling "
                          "needs at least one edge.")
+    if backend == "pyg" and not pyg_sampler_available():
+        raise ImportError("make_neighbor_sampler(backend='pyg'): PyG's NeighborSampler needs "
+                          "pyg-lib or torch-sparse, and neither is installed; use backend='auto' "
+                          "or 'torch' for the pure-torch sampler.")
     if backend == "pyg" or (backend == "auto" and pyg_sampler_available()):
         from torch_geometric.sampler import NeighborSampler
 

@@ -323,3 +323,24 @@ def test_link_split_of_a_tiny_graph_names_the_problem(edges):
         link_split(Data(edge_index=ei, num_nodes=edges + 1), seed=0)
     ei = to_undirected(torch.stack([torch.arange(20), torch.arange(20) + 1]))
     assert link_split(Data(edge_index=ei, num_nodes=21), seed=0).val_pos_edge_index.shape == (2, 1)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_an_unreadable_processed_cache_is_rebuilt_from_the_raw_files(tmp_path, damage, capsys):
+    """The processed file is derived from md5-checked raw files (its folder is keyed by their
+    sums), so an unreadable one is rebuilt, with one line saying so, never an unpickling error."""
+    from common import load_planetoid as load
+
+    first = load_planetoid("Cora")
+    [processed] = (tmp_path / "cache" / "planetoid").glob("Cora-*/processed/data.pt")
+    blob = processed.read_bytes()
+    processed.write_bytes(blob[: len(blob) // 2] if damage == "truncated" else b"\x80\x04junk")
+    with pytest.warns(UserWarning, match=r"processed cache .* was unreadable .* rebuilt"):
+        again = load_planetoid("Cora")
+    assert torch.equal(again.x, first.x) and torch.equal(again.edge_index, first.edge_index)
+    processed.write_bytes(b"")
+    load(argparse.Namespace(root=None, no_download=True), "Cora")
+    out = capsys.readouterr()
+    assert [line for line in out.err.splitlines() if line] == [
+        line for line in out.err.splitlines() if line.startswith("note: Cora: the processed cache")]
+    assert len(out.err.strip().splitlines()) == 1

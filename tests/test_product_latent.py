@@ -137,3 +137,21 @@ def test_models_train_with_a_product_latent(latent):
     assert losses[-1] < losses[0] - 50, losses[::10]
     m = M1M2(z1_latent="vmf", z1_dim=4, z2_latent=latent, z2_dim=6, z2_options={"factors": 3})
     assert m.latent2.factors == 3 and m.latent1.factors == 1
+
+
+def test_log_prob_of_a_value_of_the_wrong_width_is_one_clear_error():
+    base = VonMisesFisher(torch.eye(3)[:2], torch.ones(2))
+    q = ProductOfSpheres(base, validate_args=False)  # as the latent layers build it
+    with pytest.raises(ValueError, match="last dimension 5, expected 6 \\(2 factors of 3\\)"):
+        q.log_prob(torch.randn(4, 5))
+    with pytest.raises(ValueError, match="event_shape"):  # torch's check, when validating
+        ProductOfSpheres(base, validate_args=True).log_prob(torch.randn(4, 5))
+
+
+def test_a_wrong_scale_head_width_names_the_widths_accepted():
+    layer = make_latent("vmf", 6, factors=3)
+    with pytest.raises(ValueError, match=r"width 3 \(one per factor\) or 6") as e:
+        layer(torch.randn(4, 6), torch.randn(4, 1))
+    assert "1 or dim" not in str(e.value)
+    with pytest.raises(ValueError, match=r"width 1 or 6"):
+        make_latent("vmf", 6)(torch.randn(4, 6), torch.randn(4, 2))

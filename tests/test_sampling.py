@@ -178,6 +178,74 @@ def test_matches_pyg_sampler_statistics():  # pragma: no cover - backend not ins
     assert theirs.num_sampled_edges[0] == int(deg[seeds].clamp(max=3).sum())
 
 
+def star_with_tail():
+    """Undirected edges 0-1, 0-3, 3-2: node 0 has in-neighbours {1, 3}, node 3 has {0, 2}."""
+    ei = to_undirected(torch.tensor([[0, 0, 3], [1, 3, 2]]))
+    return Data(edge_index=ei, num_nodes=4)
+
+
+def test_duplicate_seeds_are_kept_in_order_and_each_draws_its_neighbours():
+    """PyG's samplers keep the seeds as given (a NeighborLoader batch starts with its input
+    nodes, repeats included) and sample for every occurrence; a repeated node reached again as
+    a neighbour maps to its first occurrence."""
+    data = star_with_tail()
+    out = TorchNeighborSampler(data, [-1])._sample(torch.tensor([0, 0, 3]))
+    assert out.node.tolist() == [0, 0, 3, 1, 2] and out.num_sampled_nodes == [3, 2]
+    pairs = sorted(zip(out.col.tolist(), out.row.tolist()))
+    assert pairs == [(0, 2), (0, 3), (1, 2), (1, 3), (2, 0), (2, 4)]
+    batch = next(iter(NeighborLoader(data, [-1], input_nodes=torch.tensor([0, 0, 3]),
+                                     batch_size=3, neighbor_sampler=TorchNeighborSampler(data, [-1]))))
+    assert batch.n_id[:3].tolist() == [0, 0, 3] and batch.batch_size == 3
+
+
+@pytest.mark.parametrize("fanout", [[1.7], [2.0], [True], ["3"]])
+def test_a_fanout_that_is_not_an_int_is_refused(fanout):
+    """PyG's sampler refuses them too (its C++ op takes a list of ints); 1.7 used to become 1."""
+    with pytest.raises(TypeError, match="ints"):
+        TorchNeighborSampler(random_graph(), fanout)
+    with pytest.raises(TypeError, match="ints"):
+        make_neighbor_sampler(random_graph(), fanout, backend="torch")
+
+
+def test_node_ids_out_of_range_are_one_clear_error():
+    data = random_graph()
+    sampler = TorchNeighborSampler(data, [3])
+    for bad in ([-1], [0, data.num_nodes]):
+        with pytest.raises(ValueError, match="node ids must be in"):
+            sampler._sample(torch.tensor(bad))
+    neg = Data(edge_index=torch.tensor([[0, -1], [1, 0]]), num_nodes=3)
+    with pytest.raises(ValueError, match="negative node id"):
+        TorchNeighborSampler(neg, [2])
+
+
+@pytest.mark.skipif(pyg_sampler_available(), reason="pyg-lib or torch-sparse is installed")
+def test_the_pyg_backend_is_refused_when_missing():
+    with pytest.raises(ImportError, match="pyg-lib or torch-sparse"):
+        make_neighbor_sampler(random_graph(), [3], backend="pyg")
+
+
+@pytest.mark.skipif(not pyg_sampler_available(), reason="needs pyg-lib or torch-sparse")
+def test_duplicate_seeds_and_fractional_fanouts_as_pyg_sampler():  # pragma: no cover
+    """The same seeds, in order, and the same edges for each seed position (all neighbours, so
+    that nothing is random); a fractional fanout fails in PyG's sampler too."""
+    from torch_geometric.sampler import NeighborSampler
+
+    data = random_graph()
+    seeds = torch.tensor([5, 5, 7, 9, 7])
+    ours, theirs = TorchNeighborSampler(data, [-1]), NeighborSampler(data, [-1])
+    a, b = ours._sample(seeds), theirs._sample(seeds)
+    assert torch.equal(a.node[:5], b.node[:5])
+
+    def by_seed(sampler, out):
+        perm = sampler.edge_permutation
+        edge = out.edge if perm is None else perm[out.edge]
+        return sorted(zip(out.col.tolist(), edge.tolist()))
+
+    assert by_seed(ours, a) == by_seed(theirs, b)
+    with pytest.raises((TypeError, RuntimeError)):
+        NeighborSampler(data, [1.7])._sample(seeds)
+
+
 def test_factory_and_bad_input():
     data = random_graph()
     s = make_neighbor_sampler(data, [3, 3])

@@ -613,7 +613,7 @@ def test_power_latent_follows_the_latent_contract():
     q = layer.distribution(loc_raw, scale_raw)
     kappa = torch.nn.functional.softplus(scale_raw.mean(-1)) + 1
     torch.testing.assert_close(q.concentration, kappa)
-    with pytest.raises(ValueError, match="scale head of width 1 or dim"):
+    with pytest.raises(ValueError, match="scale head of width 1 or 4"):
         layer.distribution(loc_raw, scale_raw[:, :2])
     for k0 in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="min_concentration"):
@@ -702,7 +702,7 @@ def test_pyg_vgae_unit_test_lambda_encoder():
 
 def test_scale_head_of_another_width_is_one_clear_error():
     model = SphericalVGAE(encoder=lambda x: (x, x[:, :2]))
-    with pytest.raises(ValueError, match="scale head of width 1 or dim"):
+    with pytest.raises(ValueError, match="scale head of width 1 or 5"):
         model.encode(torch.randn(4, 5))
 
 

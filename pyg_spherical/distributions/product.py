@@ -46,7 +46,12 @@ class ProductOfSpheres(Distribution):
                                 validate_args=False)
 
     def _split(self, value: Tensor) -> Tensor:
-        return value.unflatten(-1, (self.factors, self.factor_dim))
+        k, m = self.factors, self.factor_dim
+        if value.dim() == 0 or value.shape[-1] != k * m:
+            raise ValueError(f"ProductOfSpheres: value has last dimension "
+                             f"{value.shape[-1] if value.dim() else None}, expected {k * m} "
+                             f"({k} factors of {m}).")
+        return value.unflatten(-1, (k, m))
 
     def rsample(self, sample_shape=torch.Size()) -> Tensor:
         """Reparameterised draws, shape ``sample_shape + batch_shape + (k m,)``."""

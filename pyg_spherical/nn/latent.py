@@ -97,7 +97,9 @@ class LatentLayer(nn.Module):
             raise ValueError(f"{type(self).__name__}: loc_raw has last dim {loc_raw.shape[-1]}, "
                              f"expected dim = {self.dim}.")
         if scale_raw.shape[-1] != self.scale_dim:
-            widths = "1 or dim" if self.spherical else str(self.scale_dim)
+            k = self.scale_dim
+            widths = (f"{k}{' (one per factor)' if k > 1 else ''} or {self.dim}"
+                      if self.spherical else str(k))
             raise ValueError(f"{type(self).__name__}: scale_raw has last dim "
                              f"{scale_raw.shape[-1]}; return a scale head of width {widths} "
                              f"(dim = {self.dim}).")

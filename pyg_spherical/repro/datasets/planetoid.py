@@ -44,6 +44,7 @@ import random
 import shutil
 import tempfile
 import urllib.error
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -265,6 +266,9 @@ def load_planetoid(name: str, root: PathLike | None = None, *, cache: PathLike |
         features unnormalised. Sizes: Cora 2708 nodes / 5278 undirected edges / 1433 features,
         CiteSeer 3327 / 4552 / 3703, PubMed 19717 / 44324 / 500.
 
+    An unreadable processed file in the cache (truncated, corrupt) is rebuilt from the raw files,
+    with a warning.
+
     Raises:
         ValueError: unknown ``name``; a raw file PyG cannot parse (the message names it).
         ChecksumError: a raw file differs from the canonical one (the message names it).
@@ -297,12 +301,22 @@ def load_planetoid(name: str, root: PathLike | None = None, *, cache: PathLike |
         def processed_dir(self) -> str:
             return str(processed)
 
-    try:
+    def build():
         # PyG logs "Processing..." to stderr on first use; the library stays silent.
         with contextlib.redirect_stderr(io.StringIO()):
-            ds = _Planetoid(str(processed.parent), name)
+            return _Planetoid(str(processed.parent), name)
+
+    try:
+        ds = build()
     except Exception as e:
         bad = _first_unreadable(raw, name)
+        if bad is None and processed.is_dir():
+            # the raw files are fine, so the processed file (derived from them, in a folder
+            # keyed by their sums) is what is damaged: rebuild it
+            shutil.rmtree(processed)
+            warnings.warn(f"{name}: the processed cache {processed} was unreadable "
+                          f"({type(e).__name__}); rebuilt it from the raw files.", stacklevel=2)
+            return build()[0]
         if bad is None:
             raise
         path, err = bad
