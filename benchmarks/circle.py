@@ -46,6 +46,7 @@ import time
 import numpy as np
 import torch
 from common import (
+    REPO,
     Parser,
     add_common_args,
     non_negative,
@@ -57,6 +58,7 @@ from common import (
     set_threads,
     shown,
     write_json,
+    wrote,
 )
 
 #: panel -> (key, title, latent kind or None, KL weight: None = --beta-low)
@@ -300,8 +302,8 @@ def main(argv=None) -> int:
     path = write_json(args.out, payload, started, out_dir(args))
     for s in by_sigma.values():
         for f in s["figures"].values():
-            print(f"wrote {f}")
-    print(f"wrote {shown(path)} ({time.time() - started:.0f} s)")
+            wrote(REPO / f)
+    wrote(path, f" ({time.time() - started:.0f} s)")
     return 0
 
 

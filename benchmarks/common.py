@@ -14,6 +14,7 @@ the tests get it from pytest's ``pythonpath`` setting (pyproject.toml).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -173,8 +174,16 @@ def write_json(name: str, payload: dict, started: float | None = None,
         payload["wall_time_s"] = round(time.time() - started, 2)
     path = directory / name if name.endswith(".json") else directory / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    # written aside, then renamed: an interrupted run never leaves a half-written result
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    os.replace(tmp, path)
     return path
+
+
+def wrote(path, note: str = "") -> None:
+    """Print ``wrote <absolute path><note>``: usable from any working directory."""
+    print(f"wrote {Path(path).resolve()}{note}", flush=True)
 
 
 def _jsonable(o):
@@ -204,10 +213,55 @@ def fmt_runs(mean: float, err: float | None, n: int, digits: int = 2) -> str:
 # The command-line interface
 # ---------------------------------------------------------------------------------------------
 class Parser(argparse.ArgumentParser):
-    """argparse with a single ``error: ...`` line (no usage text) and exit code 2 on bad input."""
+    """argparse with a single ``error: ...`` line (no usage text) and exit code 2 on bad input.
+
+    Checked before any work starts: ``--out`` is a name (no folder part) and ``--out-dir`` is
+    not a file (it would fail only when the results are written)."""
 
     def error(self, message):
         self.exit(2, f"error: {message}\n")
+
+    def parse_args(self, args=None, namespace=None):
+        ns = super().parse_args(args, namespace)
+        name = getattr(ns, "out", None)
+        if isinstance(name, str) and (not name or "/" in name or os.sep in name
+                                      or name in (".", "..")):
+            self.error(f"argument --out: a file name, without a folder, got {name!r}; "
+                       "--out-dir DIR picks the folder")
+        if getattr(ns, "out_dir", None):
+            d = Path(ns.out_dir).expanduser().resolve()
+            for q in (d, *d.parents):
+                if q.exists():
+                    if not q.is_dir():
+                        self.error(f"argument --out-dir: {q} is a file, not a folder")
+                    break
+        return ns
+
+
+def warn_ignored(p: argparse.ArgumentParser, args, dests, why: str) -> None:
+    """One ``warning: --flag does nothing <why>`` line per flag of ``dests`` set to anything
+    but its default: a flag the chosen mode ignores is never dropped silently."""
+    for dest in dests:
+        if getattr(args, dest, None) != p.get_default(dest):
+            sys.stderr.write(f"warning: --{dest.replace('_', '-')} does nothing {why}\n")
+
+
+def interruptible(kept: str):
+    """Decorate a CLI's ``main``: Ctrl-C ends it with one ``interrupted: <kept>`` line (what the
+    run left behind) and exit code 130, instead of a traceback; only rank 0 of a ``torchrun``
+    job prints it."""
+    def wrap(main):
+        @functools.wraps(main)
+        def run(*args, **kwargs):
+            try:
+                return main(*args, **kwargs)
+            except KeyboardInterrupt:
+                if os.environ.get("RANK", "0") == "0":
+                    end_bar = "\n" if sys.stderr.isatty() else ""  # after a progress bar
+                    sys.stderr.write(f"{end_bar}interrupted: {kept}\n")
+                raise SystemExit(130) from None
+        return run
+    return wrap
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -222,6 +276,24 @@ def _number(kind, value):
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a{'n' if kind is int else ''} "
                                          f"{kind.__name__}, got {value!r}") from None
+
+
+def at_least(kind, low):
+    """``argparse`` type: a finite number ``>= low`` of type ``kind``."""
+    def parse(value):
+        v = _number(kind, value)
+        if not v >= low or (isinstance(v, float) and not math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return v
+    return parse
+
+
+def fraction(value) -> float:
+    """``argparse`` type: a number in ``[0, 1]``."""
+    v = _number(float, value)
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return v
 
 
 def positive(kind):
@@ -299,8 +371,13 @@ def device_arg(name) -> torch.device:
         fail(f"argument --device: {e}")
 
 
+#: every CLI runs one torch thread unless --threads says otherwise (the README's policy): small
+#: models gain little from more, and on a shared machine more threads than free cores is slower
+THREADS_DEFAULT = 1
+
+
 def add_common_args(p: argparse.ArgumentParser, *, data: bool = True, device_default="auto",
-                    threads_default: int | None = 1, seed_default: int | None = 0,
+                    threads_default: int | None = THREADS_DEFAULT, seed_default: int | None = 0,
                     seed_help: str = "base seed (default 0)", outputs: bool = True) -> None:
     """The flags every benchmark shares: ``--root --no-download`` (``data``), ``--device``
     (unless ``device_default`` is ``None``), ``--threads``, ``--seed`` (unless ``seed_default``

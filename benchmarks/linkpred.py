@@ -41,6 +41,7 @@ import torch
 from common import (
     PAPER_TABLE4,
     PAPER_TABLE7,
+    REPO,
     RUNS,
     SEARCH_SCALE_INIT,
     SELECTED_SETTINGS,
@@ -48,6 +49,7 @@ from common import (
     add_common_args,
     fmt,
     fmt_runs,
+    interruptible,
     load_planetoid,
     out_dir,
     positive,
@@ -55,7 +57,9 @@ from common import (
     run_metadata,
     set_threads,
     shown,
+    warn_ignored,
     write_json,
+    wrote,
 )
 from torch import Tensor
 
@@ -88,13 +92,6 @@ def probability(value):
     return v
 
 
-def latent_dim(value):
-    v = positive(int)(value)
-    if v < 2:
-        raise argparse.ArgumentTypeError(f"--dim must be >= 2 (S-VGAE codes live on S^(dim-1)), got {v}")
-    return v
-
-
 def build_parser() -> Parser:
     p = Parser(description=__doc__.split("\n\n")[0] + " See the module docstring for the protocol.",
                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,7 +108,7 @@ def build_parser() -> Parser:
                         "model; --paper-settings: Table 7)")
     p.add_argument("--dropout", type=probability, default=None,
                    help="dropout on every GCN input (default: selected / Table 7)")
-    p.add_argument("--dim", type=latent_dim, default=None,
+    p.add_argument("--dim", type=positive(int), default=None,
                    help="latent dimension (default: selected / Table 7)")
     p.add_argument("--hidden", type=positive(int), default=32, help="hidden GCN units (default 32)")
     p.add_argument("--paper-settings", action="store_true",
@@ -130,7 +127,7 @@ def build_parser() -> Parser:
                    help="restrict the grid's learning rates (a documented subset, e.g. PubMed)")
     p.add_argument("--grid-dropout", type=probability, nargs="+", default=None,
                    help="restrict the grid's dropout values")
-    p.add_argument("--grid-dim", type=latent_dim, nargs="+", default=None,
+    p.add_argument("--grid-dim", type=positive(int), nargs="+", default=None,
                    help="restrict the grid's latent dims")
     p.add_argument("--grid-runs", type=positive(int), default=1,
                    help="runs per grid point, seeds --seed + 1000 + r (default 1)")
@@ -679,11 +676,67 @@ def print_table(dataset, summaries, cfgs, speed=None):
             for r in speed))
 
 
+#: flags -> result-name parts: what differs from the default run is in the default name, so a
+#: run with other flags never overwrites another's result
+NAMED = ("lr", "dropout", "dim", "hidden", "epochs", "scale_init", "runs", "seed", "grid_lr",
+         "grid_dropout", "grid_dim", "grid_runs", "grid_epochs", "grid_hidden", "grid_scale_init",
+         "grid_top", "grid_top_runs")
+
+
+def result_name(p: Parser, args) -> str:
+    """``linkpred_<dataset>[_<model>][_plain_decoder][_table7][_<flag><value>...][_grid]
+    [_speed]``, e.g. ``linkpred_cora`` (both models, 5 runs, selected settings),
+    ``linkpred_cora_pvgae``, ``linkpred_cora_svgae_table7``, ``linkpred_cora_runs1``."""
+    parts = [f"linkpred_{args.dataset.lower()}"]
+    parts += [args.model] if args.model != "both" else []
+    parts += ["plain_decoder"] if args.decoder == "plain" else []
+    parts += ["table7"] if args.paper_settings else []
+    for dest in NAMED:
+        v = getattr(args, dest)
+        if v != p.get_default(dest):
+            vals = v if isinstance(v, list) else [v]
+            parts.append(dest.replace("_", "") + "-".join(f"{x:g}" for x in vals))
+    parts += ["grid"] if args.grid else []
+    parts += ["speed"] if args.speed else []
+    return "_".join(parts)
+
+
+def check_args(p: Parser, args) -> None:
+    """One ``error:`` line for flags that cannot work together, one ``warning:`` line for each
+    flag the chosen mode ignores."""
+    models = list(MODELS) if args.model == "both" else [args.model]
+    spherical = [NAMES[m] for m in models if LATENT_OF[m] != "normal"]
+    dims = ([args.dim] if args.dim is not None else []) + (args.grid_dim or [])
+    if spherical and not (args.scaling or args.plot) and dims and min(dims) < 2:
+        p.error(f"--dim {min(dims)}: the {' and '.join(spherical)} codes live on the sphere "
+                "S^(dim-1), which needs dim >= 2")
+    grid_flags = [a.dest for a in p._actions if a.dest.startswith("grid_")]
+    run_flags = ["dataset", "model", "runs", "epochs", "lr", "dropout", "dim", "paper_settings",
+                 "decoder", "scale_init", "grid", "speed", "plot"]
+    if args.scaling:
+        warn_ignored(p, args, run_flags + grid_flags, "with --scaling (it times epochs only)")
+        return
+    if args.plot:
+        warn_ignored(p, args, ["model", "runs", "dim", "grid", "speed"] + grid_flags,
+                     "with --plot (Figure 3: both models, dim 3, one run)")
+        return
+    if not args.grid:
+        warn_ignored(p, args, grid_flags, "without --grid")
+    if args.model == "vgae":
+        warn_ignored(p, args, ["decoder", "scale_init"], "with --model vgae (the N-VGAE has the "
+                     "plain decoder)")
+    elif args.decoder == "plain":
+        warn_ignored(p, args, ["scale_init"], "with --decoder plain (no scale)")
+
+
+@interruptible("nothing half-written: a run writes its result when it ends (--grid keeps the "
+               "points it finished under grid/ in the output folder, for the next call)")
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
     if args.grid_datasets and not (args.grid and args.grid_only):
-        parser.error("--grid-datasets needs --grid --grid-only")
+        p.error("--grid-datasets needs --grid --grid-only")
+    check_args(p, args)
     set_threads(args)
     device = args.device
     started = time.time()
@@ -699,7 +752,7 @@ def main(argv=None) -> int:
                   f"{r['svgae_ms']:10.1f} {r['vgae_ms']:10.1f} {r['ratio']:6.2f}")
         path = write_json(args.out or "linkpred_scaling", {"meta": meta, "scaling": res}, started,
                           out_dir(args))
-        print(f"wrote {shown(path)}")
+        wrote(path)
         return 0
 
     if args.grid_datasets:
@@ -716,13 +769,13 @@ def main(argv=None) -> int:
         name = args.out or f"linkpred_grid_joint_{args.model}"
         path = write_json(name, {"meta": meta, "datasets": args.grid_datasets, "grids": grids,
                                  "joint": joint}, started, out_dir(args))
-        print(f"wrote {shown(path)} ({time.time() - started:.0f} s)")
+        wrote(path, f" ({time.time() - started:.0f} s)")
         return 0
 
     data = load_planetoid(args, args.dataset)
     if args.plot:
         res = run_plot(args, data, device)
-        print(f"wrote {res['png']}")
+        wrote(REPO / res["png"])
         for m, b in res["best"].items():
             print(f"{m}: best val AUC {100 * b['val_auc']:.1f} at epoch {b['epoch']}, "
                   f"test AUC {100 * b['test_auc']:.1f} / AP {100 * b['test_ap']:.1f} (3-d latent)")
@@ -747,7 +800,7 @@ def main(argv=None) -> int:
         if args.grid_only:
             name = args.out or f"linkpred_{args.dataset.lower()}_grid_{args.model}"
             path = write_json(name, payload, started, out_dir(args))
-            print(f"wrote {shown(path)} ({time.time() - started:.0f} s)")
+            wrote(path, f" ({time.time() - started:.0f} s)")
             return 0
     else:
         cfgs = {m: settings(args, args.dataset, m) for m in models}
@@ -768,9 +821,8 @@ def main(argv=None) -> int:
         speed = speed_test(args, data, device)
         payload["speed_equal_dims"] = speed
     print_table(args.dataset, summaries, cfgs, speed)
-    name = args.out or f"linkpred_{args.dataset.lower()}" + ("_grid" if args.grid else "")
-    path = write_json(name, payload, started, out_dir(args))
-    print(f"wrote {shown(path)} ({time.time() - started:.0f} s)")
+    path = write_json(args.out or result_name(p, args), payload, started, out_dir(args))
+    wrote(path, f" ({time.time() - started:.0f} s)")
     return 0
 
 

@@ -65,8 +65,8 @@ from common import (
     progress_bar,
     run_metadata,
     set_threads,
-    shown,
     write_json,
+    wrote,
 )
 from linkpred import Graph, LinkPredRun, dataset_name, make_split, settings, summarize
 
@@ -235,7 +235,7 @@ def main(argv=None):
     for name, f in failed.items():
         print(f"{name:26s} failed: {f['error']}")
     path = write_json(name_out, payload, started, out_dir(args))
-    print(f"wrote {shown(path)}")
+    wrote(path)
     return 0
 
 

@@ -41,9 +41,8 @@ Examples::
 Output: ``linkpred_large/<name>.json`` under ``runs/`` (ignored by git), under the committed
 ``results/`` with ``--refresh``, under ``DIR`` with ``--out-dir DIR``; ``<name>`` is
 ``n<nodes>_<model>_w<processes>_s<seed>`` (``pubmed_...`` on PubMed). ``--out NAME`` replaces
-``linkpred_large/<name>`` (a name under that folder, not a path). The committed synthetic results
-carry the default names (``--refresh``); the PubMed ones were named
-``--refresh --out linkpred_large/pubmed_minibatch_svgae_s<seed>``.
+``<name>`` (a file name, not a path). The committed synthetic results carry the default names
+(``--refresh``); the PubMed ones were named ``--refresh --out pubmed_minibatch_svgae_s<seed>``.
 """
 from __future__ import annotations
 
@@ -56,14 +55,16 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from common import (
     PAPER_TABLE7,
     Parser,
     add_common_args,
+    at_least,
     fail,
+    fraction,
+    interruptible,
     load_planetoid,
     non_negative,
     out_dir,
@@ -71,8 +72,8 @@ from common import (
     progress_bar,
     run_metadata,
     set_threads,
-    shown,
     write_json,
+    wrote,
 )
 
 MODELS = {"svgae": "S-VGAE", "vgae": "N-VGAE"}
@@ -104,11 +105,13 @@ def probability(value):
 def build_parser() -> Parser:
     p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=("synthetic", "PubMed"), default="synthetic")
-    p.add_argument("--nodes", type=positive(int), default=100_000, help="synthetic: nodes (default 1e5)")
+    p.add_argument("--nodes", type=at_least(int, 2), default=100_000,
+                   help="synthetic: nodes (default 1e5)")
     p.add_argument("--avg-degree", type=positive(float), default=10.0, help="synthetic: average degree")
     p.add_argument("--features", type=positive(int), default=128, help="synthetic: feature size")
     p.add_argument("--communities", type=positive(int), default=100, help="synthetic: communities")
-    p.add_argument("--p-in", type=float, default=0.7, help="synthetic: intra-community edge share")
+    p.add_argument("--p-in", type=fraction, default=0.7,
+                   help="synthetic: intra-community edge share, in [0, 1] (default 0.7)")
     p.add_argument("--eval-edges", type=positive(int), default=10_000,
                    help="synthetic: held-out positive edges per split (default 10000)")
     p.add_argument("--model", choices=tuple(MODELS), default="svgae")
@@ -133,23 +136,11 @@ def build_parser() -> Parser:
     p.add_argument("--sampler", choices=("auto", "torch", "pyg"), default="auto",
                    help="neighbour sampler backend (default auto)")
     p.add_argument("--out", default=None, metavar="NAME",
-                   help=f"result name under the output folder (default {FOLDER}/<name>, see "
-                        "the module docstring)")
+                   help=f"result name in {FOLDER}/ under the output folder (default: see the "
+                        "module docstring)")
     add_common_args(p, seed_help="seed of the graph, split, initialisation and sampling "
                                  "(default 0)")
     return p
-
-
-def check_out(p: Parser, name: str | None) -> None:
-    """``--out`` names a file under the output folder; a path such as
-    ``results/linkpred_large/x.json`` would land in ``runs/results/...``: one ``error:`` line."""
-    if name is None:
-        return
-    parts = Path(name).parts
-    if Path(name).is_absolute() or ".." in parts or parts[:1] in (("results",), ("runs",)):
-        p.error(f"argument --out: a name under the output folder, not a path (got {name}); "
-                f"e.g. --refresh --out {FOLDER}/n100000_svgae_w1_s0 writes "
-                f"results/{FOLDER}/n100000_svgae_w1_s0.json, --out-dir DIR writes elsewhere")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,6 +264,9 @@ def synthetic_split(args) -> Split:
                        "raise --nodes or --avg-degree")
     n_val = min(args.eval_edges, int(0.05 * num_pairs))
     n_test = min(args.eval_edges, int(0.10 * num_pairs))
+    if n_val == 0:
+        raise CLIError(f"the graph has {num_pairs} undirected edges, too few to hold out 5 % for "
+                       "validation (20 at least); raise --nodes or --avg-degree")
     gen = torch.Generator().manual_seed(args.seed + 1)
     held = torch.randperm(num_pairs, generator=gen)[: n_val + n_test]
     keep = torch.ones(num_pairs, dtype=torch.bool)
@@ -356,13 +350,14 @@ class Evaluator:
             if self.args.eval == "full":
                 d = self.split.data
                 z = model.encode(d.x.to(self.device), d.edge_index.to(self.device))
-                s = model.decoder(z, pairs.to(self.device), sigmoid=True).cpu()
+                s = model.decoder(z, pairs.to(self.device), sigmoid=False).cpu()
             else:
                 out = []
                 for b in self.loaders[name][4]:
                     b = b.to(self.device)
                     z = encode_seeds(model, b.x, b.edge_index, num_seed_nodes(b))
-                    out.append(model.decoder(z, b.edge_label_index, sigmoid=True).cpu())
+                    # logits: a large decoder scale saturates the sigmoid, tying the ranks
+                    out.append(model.decoder(z, b.edge_label_index, sigmoid=False).cpu())
                 s = torch.cat(out)
         finally:
             model.train()
@@ -550,15 +545,20 @@ def run(args, dist: Dist) -> dict:
 
 
 def default_name(args, world: int) -> str:
-    """``linkpred_large/<graph>_<model>_w<processes>_s<seed>`` (without ``.json``)."""
+    """``<graph>_<model>_w<processes>_s<seed>``, the name in ``linkpred_large/`` (no ``.json``)."""
     size = "pubmed" if args.dataset == "PubMed" else f"n{args.nodes}"
-    return f"{FOLDER}/{size}_{args.model}_w{world}_s{args.seed}"
+    return f"{size}_{args.model}_w{world}_s{args.seed}"
 
 
+@interruptible("nothing half-written: the result is written when the run ends")
 def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    check_out(p, args.out)
+    from pyg_spherical.sampling import pyg_sampler_available
+
+    if args.sampler == "pyg" and not pyg_sampler_available():
+        p.error("argument --sampler: pyg needs pyg-lib or torch-sparse, and neither is "
+                "installed; use --sampler auto or torch")
     set_threads(args)
     dist = Dist()
     started = time.time()
@@ -573,8 +573,8 @@ def main(argv=None) -> int:
     if not dist.main:  # only rank 0 prints and writes
         return 0
     meta["world_size"] = dist.world
-    path = write_json(args.out or default_name(args, dist.world), {"meta": meta, **res}, started,
-                      out_dir(args))
+    path = write_json(f"{FOLDER}/{args.out or default_name(args, dist.world)}",
+                      {"meta": meta, **res}, started, out_dir(args))
     tr, ev, mem = res["train"], res["eval"]["best"], res["memory"]
     print(f"{MODELS[args.model]} on {args.dataset} N={res['graph']['nodes']} "
           f"({res['world_size']} process(es), {res['sampler']}): "
@@ -584,7 +584,7 @@ def main(argv=None) -> int:
              else f"no timed steps (--steps <= --warmup {args.warmup}); ")
           + f"peak RSS {mem['peak_rss_mb']:.0f} MB, "
           f"minus graph {mem['peak_rss_minus_graph_mb']:.0f} MB")
-    print(f"wrote {shown(path)}")
+    wrote(path)
     return 0
 
 

@@ -1,18 +1,19 @@
 #!/usr/bin/env python
 """Mini-batch S-VGAE link prediction with PyG's ``LinkNeighborLoader`` (no pyg-lib needed).
 
-    python benchmarks/linkpred_minibatch.py [--dataset Cora] [--epochs 20]
+    python benchmarks/linkpred_minibatch.py [--dataset Cora] [--epochs 20] [--device cpu]
 
 The loop is PyG's: the loader samples a subgraph around each batch of training edges and
 draws one negative pair per positive; ``link_batch_loss`` encodes the subgraph, decodes
 ``edge_label_index`` and adds the KL of the batch's seed nodes divided by the number of nodes
 of the graph (the full-batch weighting). Inference here embeds the whole (small) graph.
 ``benchmarks/linkpred_large.py`` is the same loop for large graphs, with timing and DDP.
+It prints and writes nothing else.
 """
 import sys
 
 import torch
-from common import Parser, load_planetoid, positive, seed_int, set_threads
+from common import Parser, add_common_args, load_planetoid, positive, progress_bar, set_threads
 from torch_geometric.loader import LinkNeighborLoader
 
 from pyg_spherical import SphericalGCNEncoder, SphericalVGAE
@@ -25,12 +26,10 @@ def main(argv=None) -> int:
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=("Cora", "CiteSeer", "PubMed"), default="Cora")
     p.add_argument("--epochs", type=positive(int), default=20, help="(default 20)")
-    p.add_argument("--root", default=None, help="data root (default $PYG_SPHERICAL_DATA)")
-    p.add_argument("--no-download", action="store_true", help="never download missing data")
-    p.add_argument("--seed", type=seed_int, default=0, help="(default 0)")
-    p.add_argument("--threads", type=positive(int), default=1, help="torch CPU threads")
+    add_common_args(p, outputs=False)
     args = p.parse_args(argv)
     set_threads(args)
+    device = args.device
 
     torch.manual_seed(args.seed)
     data = load_planetoid(args, args.dataset)
@@ -40,24 +39,32 @@ def main(argv=None) -> int:
     seeds = train.edge_index[:, train.edge_index[0] < train.edge_index[1]]  # each edge once
 
     fanout = [10, 5]  # one per GCN layer
-    model = SphericalVGAE(SphericalGCNEncoder(data.num_features, 32, 16))
+    model = SphericalVGAE(SphericalGCNEncoder(data.num_features, 32, 16)).to(device)
     sampler = make_neighbor_sampler(train, fanout, encoder=model)  # PyG's if pyg-lib is there
     loader = LinkNeighborLoader(train, fanout, edge_label_index=seeds, neg_sampling="binary",
                                 batch_size=256, shuffle=True, neighbor_sampler=sampler)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    x, ei = train.x.to(device), train.edge_index.to(device)
 
+    bar = progress_bar(args, args.epochs * len(loader), args.dataset)
     for epoch in range(1, args.epochs + 1):
         model.train()
         for batch in loader:
+            batch = batch.to(device)
             opt.zero_grad()
             loss = link_batch_loss(model, batch, train.num_nodes)
             loss.backward()
             opt.step()
-        z = model.embed(train.x, train.edge_index)
-        auc, ap = model.test(z, split.val_pos_edge_index, split.val_neg_edge_index)
-        print(f"epoch {epoch:3d}  loss {loss.item():.4f}  val AUC {auc:.4f}  AP {ap:.4f}")
-    z = model.embed(train.x, train.edge_index)
-    auc, ap = model.test(z, split.test_pos_edge_index, split.test_neg_edge_index)
+            bar.update(1)
+        z = model.embed(x, ei)
+        auc, ap = model.test(z, split.val_pos_edge_index.to(device),
+                             split.val_neg_edge_index.to(device))
+        bar.write(f"epoch {epoch:3d}  loss {loss.item():.4f}  val AUC {auc:.4f}  AP {ap:.4f}",
+                  file=sys.stdout)
+    bar.close()
+    z = model.embed(x, ei)
+    auc, ap = model.test(z, split.test_pos_edge_index.to(device),
+                         split.test_neg_edge_index.to(device))
     print(f"test AUC {auc:.4f}  AP {ap:.4f}")
     return 0
 

@@ -32,8 +32,8 @@ from common import (
     positive,
     run_metadata,
     set_threads,
-    shown,
     write_json,
+    wrote,
 )
 
 
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     path = write_json(f"linkpred_pyg_example_{args.dataset.lower()}",
                       {"meta": run_metadata(args), "runs": runs, "summary": summary}, started,
                       out_dir(args))
-    print(f"wrote {shown(path)}")
+    wrote(path)
     return 0
 
 

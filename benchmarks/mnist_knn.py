@@ -52,6 +52,7 @@ from common import (
     set_threads,
     shown,
     write_json,
+    wrote,
 )
 
 LATENTS = ("normal", "vmf", "power")
@@ -235,7 +236,7 @@ def main(argv=None):
         "meta": run_metadata(args),
     }
     path = write_json(args.output, payload, started, out_dir(args))
-    print(f"wrote {shown(path)}")
+    wrote(path)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ from common import (
     shown,
     tqdm_factory,
     write_json,
+    wrote,
 )
 
 COMBOS = ("N+N", "S+S", "S+N")
@@ -367,7 +368,7 @@ def print_table(args, configs, seeds, started):
                "meta": run_metadata(args_for_json(args))}
     path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_m1m2_table3" + VARIANT["tag"], payload,
                       started, out_dir(args))
-    print(f"wrote {shown(path)}")
+    wrote(path)
 
 
 # --------------------------------------------------------------------------------- figure
@@ -398,7 +399,7 @@ def make_figure(args, device):
     fig.tight_layout()
     fig_dir = out_dir(args) / ("smoke_figures" if SMOKE["on"] else "figures")
     path = save_figure(fig, fig_dir / f"mnist_m1m2_fig10_{run_name(combo, d1, d2, seed)}.png")
-    print(f"wrote {shown(path)}")
+    wrote(path)
 
 
 # ---------------------------------------------------------------------------- diagnostics
@@ -487,7 +488,7 @@ def diagnose(args, configs, seeds, device):
     payload = {"runs": out, "meta": run_metadata(args_for_json(args))}
     path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_m1m2_diagnostics", payload,
                       started, out_dir(args))
-    print(f"wrote {shown(path)}")
+    wrote(path)
 
 
 # ------------------------------------------------------------------------------------ main
@@ -526,8 +527,10 @@ def parse_args(argv=None):
     p.add_argument("--combos", nargs="+", default=list(COMBOS), metavar="C",
                    help="latent pairs z1+z2 among N+N S+S S+N (default: all three)")
     pos_int = positive(int)
-    p.add_argument("--z1-dims", type=int, nargs="+", default=[10], help="dims of z1 (paper: 5 10 50)")
-    p.add_argument("--z2-dims", type=int, nargs="+", default=[10], help="dims of z2 (paper: 5 10 50)")
+    p.add_argument("--z1-dims", type=pos_int, nargs="+", default=[10],
+                   help="dims of z1 (paper: 5 10 50)")
+    p.add_argument("--z2-dims", type=pos_int, nargs="+", default=[10],
+                   help="dims of z2 (paper: 5 10 50)")
     add_protocol_args(p)
     p.add_argument("--z2-factors", type=positive(int), default=1, metavar="K",
                    help="a vMF z2 as a product of K spheres, one concentration each (z2's dim "
@@ -546,8 +549,8 @@ def parse_args(argv=None):
     p.add_argument("--diagnose", action="store_true",
                    help="only print/write diagnostics of the trained runs (no training)")
     p.add_argument("--fig-combo", default="S+N", help="model of Figure 10 (default S+N)")
-    p.add_argument("--fig-z1", type=int, default=10)
-    p.add_argument("--fig-z2", type=int, default=10)
+    p.add_argument("--fig-z1", type=pos_int, default=10)
+    p.add_argument("--fig-z2", type=pos_int, default=10)
     p.add_argument("--fig-rows", type=pos_int, default=10, help="test images in Figure 10")
     add_mnist_run_args(p, REPO / "checkpoints" / "mnist_m1m2",
                        seed_help="seed of the model and the labelled draw (default 0)")
@@ -557,9 +560,13 @@ def parse_args(argv=None):
     bad = [c for c in args.combos + [args.fig_combo] if c not in COMBOS]
     if bad:
         p.error(f"unknown combination(s) {bad}; choose among {list(COMBOS)}")
-    for d in args.z1_dims + args.z2_dims + [args.fig_z1, args.fig_z2]:
-        if d < 2:
-            p.error(f"latent dims must be >= 2 (a vMF needs the circle S^1 at least), got {d}")
+    # dims >= 2 where the latent is a vMF (the circle S^1 at least); a Gaussian takes any
+    runs = [(c, args.z1_dims, args.z2_dims) for c in args.combos]
+    for c, z1, z2 in runs + ([(args.fig_combo, [args.fig_z1], [args.fig_z2])] if args.figure else []):
+        for which, dims, kind in (("z1", z1, c[0]), ("z2", z2, c[2])):
+            if kind == "S" and min(dims) < 2:
+                p.error(f"--{which}-dims {min(dims)}: the {c} run's {which} is spherical (vMF), "
+                        "which needs dim >= 2 (the circle S^1)")
     check_protocol_args(p, args)
     if args.z2_factors > 1:
         for d in args.z2_dims:

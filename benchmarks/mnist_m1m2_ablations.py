@@ -94,6 +94,7 @@ from common import (
     shown,
     tqdm_factory,
     write_json,
+    wrote,
 )
 from mnist_m1m2 import (
     SMOKE,
@@ -257,7 +258,7 @@ def run_ablation(args, name, device):
     prefix = "smoke_" if SMOKE["on"] else ""
     path = write_json(f"{prefix}{OUT_DIR}/{name}", out, started, out_dir(args))
     print(f"[{name}] best val {out['best_val_acc']:.2f}% at epoch {out['best_epoch']}, test "
-          f"{out['test_acc_at_best']:.2f}%; wrote {shown(path)}", flush=True)
+          f"{out['test_acc_at_best']:.2f}%; wrote {path.resolve()}", flush=True)
     return out
 
 
@@ -295,7 +296,7 @@ def print_table(args, started):
     payload = {"ablations": {k: {f: r[f] for f in keep if f in r} for k, r in rows.items()},
                "meta": run_metadata(args_for_json(args))}
     path = write_json(f"{prefix}{OUT_DIR}", payload, started, out_dir(args))
-    print(f"wrote {shown(path)}")
+    wrote(path)
 
 
 def parse_args(argv=None):

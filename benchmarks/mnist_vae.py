@@ -64,6 +64,7 @@ from common import (
     shown,
     tqdm_factory,
     write_json,
+    wrote,
 )
 
 LATENTS = ("normal", "vmf", "power")
@@ -373,7 +374,7 @@ def write_table(args, dims, seeds, started):
     }
     path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_table1", payload, started,
                       out_dir(args))
-    print(f"wrote {shown(path)}")
+    wrote(path)
 
 
 # --------------------------------------------------------------------------------- figures
@@ -458,7 +459,7 @@ def make_figures(args, device):
         fig.tight_layout()
         written.append(save_figure(fig, fig_dir / "mnist_fig9_circle.png"))
     for w in written:
-        print(f"wrote {shown(w)}")
+        wrote(w)
     if not written:
         print("no checkpoints found for the figures (train normal d=2, vmf d=3 / d in --fig-dims)")
 
@@ -519,7 +520,7 @@ def speed(args, device):
         path = write_json("mnist_speed", {"speed": out, "steps_per_epoch": steps_per_epoch,
                                           "meta": run_metadata(args_for_json(args))},
                           started, out_dir(args))
-        print(f"wrote {shown(path)}")
+        wrote(path)
 
 
 # ------------------------------------------------------------------------------------ main

@@ -38,8 +38,8 @@ from common import (
     progress_bar,
     run_metadata,
     set_threads,
-    shown,
     write_json,
+    wrote,
 )
 
 from pyg_spherical import PowerSpherical, VonMisesFisher
@@ -125,10 +125,13 @@ def main(argv=None):
                         "(pyg_spherical.distributions.compile_quadrature); compiled in the "
                         "warm-up, not timed")
     p.add_argument("--out", default="sampler", help="result name (sampler)")
-    add_common_args(p, data=False, device_default="cpu", threads_default=None, seed_default=None)
+    add_common_args(p, data=False, device_default="cpu", seed_default=None)
     args = p.parse_args(argv)
     if min(args.dims) < 2:
         p.error(f"--dims must be >= 2 (the sphere S^(m-1) in R^m), got {min(args.dims)}")
+    top = torch.finfo(getattr(torch, args.dtype)).max
+    if max(args.kappas) > top:
+        p.error(f"argument --kappas: {max(args.kappas):g} overflows {args.dtype} (max {top:.3g})")
     set_threads(args)
     if args.compile:
         from pyg_spherical.distributions import compile_quadrature
@@ -181,7 +184,7 @@ def main(argv=None):
             print(f"target {name} faster than power-spherical: worst ratio {worst:.2f} "
                   f"({'met' if worst < 1 else 'missed'})")
     path = write_json(args.out, {"meta": meta, "rows": rows}, started, out_dir(args))
-    print(f"wrote {shown(path)}")
+    wrote(path)
 
 
 if __name__ == "__main__":

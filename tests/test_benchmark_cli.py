@@ -62,6 +62,11 @@ SINGLE = ["--latent", "vmf", "--dim", "5"]
     ("circle", ["--seed", "-1"], "argument --seed: must be an integer"),
     ("sampler", ["--device", "foo"], "argument --device: unknown device"),
     ("sampler", ["--dims", "1"], "--dims must be >= 2"),
+    ("sampler", ["--kappas", "1e300"], "argument --kappas: 1e+300 overflows float32"),
+    ("mnist_m1m2", ["--combos", "S+N", "--z1-dims", "1"], "the S+N run's z1 is spherical"),
+    ("mnist_m1m2", ["--combos", "S+S", "--z2-dims", "1"], "the S+S run's z2 is spherical"),
+    ("mnist_m1m2", ["--z1-dims", "0"], "argument --z1-dims: must be > 0"),
+    ("linkpred_minibatch", ["--device", "foo"], "argument --device: unknown device"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(module, argv, message, capsys):
     code, err = run_main(module, argv, capsys)
@@ -190,9 +195,16 @@ def test_sampler_times_power_too_and_writes_to_runs(monkeypatch, tmp_path, capsy
 
     monkeypatch.setattr(common, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
-    sampler.main(["--batch", "64", "--repeats", "1", "--dims", "3", "--kappas", "2",
-                  "--no-progress"])
-    row = json.loads((tmp_path / "runs" / "sampler.json").read_text())["rows"][0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:  # one thread by default, as every CLI (the README's policy)
+        sampler.main(["--batch", "64", "--repeats", "1", "--dims", "3", "--kappas", "2",
+                      "--no-progress"])
+    finally:
+        torch.set_num_threads(threads)
+    out = json.loads((tmp_path / "runs" / "sampler.json").read_text())
+    assert out["meta"]["hardware"]["torch_threads"] == 1
+    row = out["rows"][0]
     assert {"vmf", "power", "gauss"} <= set(row["ms"]) and "power_over_gauss" in row
     assert "power/gauss" in capsys.readouterr().out and not (tmp_path / "results").exists()
 
@@ -362,11 +374,109 @@ def test_linkpred_trains_the_power_spherical_latent_too(tmp_path, capsys):
 
     assert linkpred.main(["--dataset", "Cora", "--model", "pvgae", "--runs", "1", "--epochs", "3",
                           "--no-progress", "--out-dir", str(tmp_path)]) == 0
-    out = json.loads((tmp_path / "linkpred_cora.json").read_text())
+    # its own name: the two-model five-run result (linkpred_cora.json) is not overwritten
+    path = tmp_path / "linkpred_cora_pvgae_epochs3_runs1.json"
+    out = json.loads(path.read_text())
     assert set(out["runs"]) == {"pvgae"} and out["paper"] == {}
     run = out["runs"]["pvgae"][0]
     assert run["final_kappa_median"] > 0 and run["final_decoder_scale"] > 0
-    assert "P-VGAE" in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert "P-VGAE" in stdout and f"wrote {path} (" in stdout
+
+
+@pytest.mark.parametrize("argv, name", [
+    ([], "linkpred_cora"),
+    (["--dataset", "citeseer", "--model", "pvgae"], "linkpred_citeseer_pvgae"),
+    (["--model", "svgae", "--paper-settings"], "linkpred_cora_svgae_table7"),
+    (["--runs", "1"], "linkpred_cora_runs1"),
+    (["--model", "svgae", "--lr", "0.005", "--dim", "32", "--seed", "3"],
+     "linkpred_cora_svgae_lr0.005_dim32_seed3"),
+    (["--decoder", "plain", "--grid", "--grid-dim", "16", "32"],
+     "linkpred_cora_plain_decoder_griddim16-32_grid"),
+])
+def test_linkpred_result_names_say_what_differs_from_the_default_run(argv, name):
+    """The committed names (results/linkpred_cora.json, ..._pvgae, ..._svgae_table7) are what
+    these flags give; any other flag adds itself, so no run overwrites another's result."""
+    import linkpred
+
+    p = linkpred.build_parser()
+    assert linkpred.result_name(p, p.parse_args(argv)) == name
+
+
+@pytest.mark.parametrize("argv, warning", [
+    (["--grid-lr", "0.01"], "--grid-lr does nothing without --grid"),
+    (["--model", "vgae", "--scale-init", "3"], "--scale-init does nothing with --model vgae"),
+    (["--decoder", "plain", "--scale-init", "3"], "--scale-init does nothing with --decoder plain"),
+    (["--plot", "--speed"], "--speed does nothing with --plot"),
+])
+def test_linkpred_flags_the_mode_ignores_get_one_warning_line(argv, warning, capsys):
+    import linkpred
+
+    p = linkpred.build_parser()
+    linkpred.check_args(p, p.parse_args(argv))
+    assert capsys.readouterr().err.splitlines() == [f"warning: {warning}" + (
+        " (the N-VGAE has the plain decoder)" if "vgae" in warning else
+        " (no scale)" if "plain" in warning else
+        " (Figure 3: both models, dim 3, one run)" if "plot" in warning else "")]
+    p.parse_args([])  # the defaults warn about nothing
+    linkpred.check_args(p, p.parse_args([]))
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("module", ["linkpred", "linkpred_large", "sampler", "circle",
+                                    "linkpred_diagnostics"])
+@pytest.mark.parametrize("out", ["../../x", "a/b", "/tmp/x"])
+def test_out_is_a_file_name_not_a_path(module, out, capsys):
+    code, err = run_main(module, ["--out", out], capsys)
+    assert code == 2 and len(err) == 1 and "argument --out: a file name, without a folder" in err[0]
+
+
+@pytest.mark.parametrize("module", ["linkpred", "linkpred_large", "mnist_vae", "sampler"])
+def test_an_out_dir_that_is_a_file_fails_before_any_work(module, tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    for bad in (tmp_path / "f", tmp_path / "f" / "sub"):
+        code, err = run_main(module, ["--out-dir", str(bad)], capsys)
+        expected = f"error: argument --out-dir: {tmp_path / 'f'} is a file, not a folder"
+        assert code == 2 and err == [expected], err
+
+
+def test_ctrl_c_in_linkpred_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
+    import linkpred
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(linkpred, "train_runs", interrupt)
+    code, err = run_main("linkpred", ["--runs", "1", "--no-progress", "--out-dir", str(tmp_path)],
+                         capsys)
+    assert code == 130 and len(err) == 1 and err[0].startswith("interrupted: nothing half-written")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sigint_during_a_linkpred_run_leaves_one_line(tmp_path):
+    """A real SIGINT in the middle of training: exit 130, one line, no traceback, no file."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "linkpred.py"),
+                             "--no-progress", "--out-dir", str(tmp_path)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("data: Cora")
+    time.sleep(2)  # into the training loop
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert err.splitlines() == [("interrupted: nothing half-written: a run writes its result when "
+                                 "it ends (--grid keeps the points it finished under grid/ in the "
+                                 "output folder, for the next call)")], err[-2000:]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrote_lines_show_absolute_paths(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    common.wrote("runs/x.json", " (3 s)")
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'runs' / 'x.json'} (3 s)\n"
 
 
 SCRIPTS = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py")

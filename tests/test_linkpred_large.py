@@ -14,6 +14,8 @@ import common
 import pytest
 import torch
 
+from pyg_spherical.sampling import pyg_sampler_available
+
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = ["--nodes", "1500", "--avg-degree", "12", "--features", "16", "--communities", "6",
@@ -39,8 +41,12 @@ def run_cli(argv, capsys):
     (["--steps", "5", "--epochs", "1"], "not allowed with argument"),
     (["--model", "gat"], "invalid choice"),
     (["--warmup", "-1"], "argument --warmup: must be >= 0"),
-    (["--out", "results/linkpred_large/x.json"], "argument --out: a name under the output folder"),
-    (["--out", "/tmp/x.json"], "argument --out: a name under the output folder"),
+    (["--out", "results/linkpred_large/x.json"], "argument --out: a file name, without a folder"),
+    (["--out", "/tmp/x.json"], "argument --out: a file name, without a folder"),
+    (["--out", "../../x"], "argument --out: a file name, without a folder"),
+    (["--nodes", "1"], "argument --nodes: must be >= 2"),
+    (["--p-in", "2"], "argument --p-in: must be in [0, 1]"),
+    (["--nodes", "30", "--avg-degree", "2"], "too few to hold out 5 % for validation"),
 ])
 def test_bad_input_is_one_error_line(argv, message, capsys):
     assert message in run_cli(argv, capsys)
@@ -84,7 +90,7 @@ def test_refresh_writes_results_under_the_given_name(tmp_path, monkeypatch):
 
     monkeypatch.setattr(common, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
-    assert linkpred_large.main(TINY + ["--steps", "6", "--refresh", "--out", "linkpred_large/x"]) == 0
+    assert linkpred_large.main(TINY + ["--steps", "6", "--refresh", "--out", "x"]) == 0
     assert (tmp_path / "results" / "linkpred_large" / "x.json").is_file()
     assert not (tmp_path / "runs").exists()
 
@@ -101,11 +107,10 @@ def test_committed_results_keep_their_names():
         if "linkpred_large.py" not in meta["command"]:
             continue
         found += 1
-        name = f"linkpred_large/{path.stem}"
-        linkpred_large.check_out(p, name)
+        assert p.parse_args(["--out", path.stem]).out == path.stem
         if meta["args"]["dataset"] == "synthetic":
             args = argparse.Namespace(**meta["args"])
-            assert linkpred_large.default_name(args, meta["world_size"]) == name
+            assert linkpred_large.default_name(args, meta["world_size"]) == path.stem
     assert found > 0
 
 
@@ -117,7 +122,7 @@ def test_a_piped_run_from_elsewhere_has_no_progress_refreshes(tmp_path):
                          capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "\r" not in res.stderr and "\r" not in res.stdout
-    assert (tmp_path / "piped.json").is_file()
+    assert (tmp_path / "linkpred_large" / "piped.json").is_file()
 
 
 @pytest.mark.slow
@@ -166,8 +171,9 @@ def _worker(rank, world, port, out):
 def test_two_gloo_processes_keep_identical_parameters_and_learn(tmp_path):
     torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2,
                                 join=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.json"]  # rank 0 alone writes
-    r = json.loads((tmp_path / "ddp.json").read_text())
+    out = tmp_path / "linkpred_large"
+    assert sorted(p.name for p in out.iterdir()) == ["ddp.json"]  # rank 0 alone writes
+    r = json.loads((out / "ddp.json").read_text())
     assert r["world_size"] == 2 and r["backend"] == "gloo"
     assert r["ddp_max_param_diff"] == 0.0  # DDP keeps the replicas in lockstep
     losses = [loss for _, loss in r["train"]["loss_history"]]
@@ -186,3 +192,24 @@ def test_generator_keeps_intra_edges_inside_their_community_when_some_are_empty(
     data = dcsbm_graph(200, avg_degree=6, num_features=4, num_communities=200, p_in=1.0, seed=0)
     assert torch.bincount(data.y, minlength=200)[0] == 0  # community 0 is empty (seed 0)
     assert intra_fraction(data.edge_index, data.y) == 1.0
+
+
+@pytest.mark.skipif(pyg_sampler_available(), reason="pyg-lib or torch-sparse is installed")
+def test_the_pyg_sampler_without_its_backend_is_refused_before_any_work(capsys):
+    msg = run_cli(TINY + ["--sampler", "pyg"], capsys)
+    assert "argument --sampler: pyg needs pyg-lib or torch-sparse" in msg
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
+    import linkpred_large
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(linkpred_large, "run", interrupt)
+    with pytest.raises(SystemExit) as e:
+        linkpred_large.main(TINY + ["--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 130 and err == [
+        "interrupted: nothing half-written: the result is written when the run ends"], err
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []

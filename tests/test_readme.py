@@ -30,3 +30,8 @@ def test_readme_snippet_runs(index, capsys):
         # the drop-in trains: 100 epochs on Cora land far above chance (0.5)
         auc = float(re.search(r"AUC ([0-9.]+)", out).group(1))
         assert auc > 0.85, out
+    if "VAE(" in SNIPPETS[index]:
+        # the MNIST snippet prints what it computes, which adds up: ELBO = RE - KL
+        elbo, rec, kl, ll = map(float, re.search(
+            r"ELBO (\S+) = RE (\S+) - KL (\S+), log p\(x\) (\S+) ", out).groups())
+        assert elbo == pytest.approx(rec - kl, abs=0.011) and kl > 0 and ll < 0, out

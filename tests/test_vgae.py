@@ -526,7 +526,9 @@ def test_cora_integration(tmp_path):
     (["--dataset", "Karate"], "unknown dataset"),
     (["--runs", "0"], "must be > 0"),
     (["--dropout", "1"], "dropout must be in [0, 1)"),
-    (["--dim", "1"], "--dim must be >= 2"),
+    (["--dim", "1"], "--dim 1: the S-VGAE codes live on the sphere S^(dim-1)"),
+    (["--model", "pvgae", "--dim", "1"], "--dim 1: the P-VGAE codes live"),
+    (["--model", "svgae", "--grid", "--grid-dim", "1", "8"], "--dim 1: the S-VGAE codes live"),
     (["--no-such-flag"], "unrecognized arguments"),
 ])
 def test_linkpred_cli_bad_input_is_one_error_line(argv, message, capsys):
