@@ -492,3 +492,13 @@ def test_every_benchmark_imports_and_prints_its_help(script, capsys):
     with pytest.raises(SystemExit) as exc:
         module.main(["--help"])
     assert exc.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_a_gaussian_latent_may_have_one_dimension():
+    """Only a spherical latent needs dim >= 2: N+N at z2 = 1 and the N-VGAE at dim 1 parse."""
+    import linkpred
+    import mnist_m1m2
+
+    assert mnist_m1m2.parse_args(["--combos", "N+N", "--z2-dims", "1"]).z2_dims == [1]
+    p = linkpred.build_parser()
+    linkpred.check_args(p, p.parse_args(["--model", "vgae", "--dim", "1"]))
