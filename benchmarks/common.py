@@ -176,8 +176,11 @@ def write_json(name: str, payload: dict, started: float | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     # written aside, then renamed: an interrupted run never leaves a half-written result
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -502,3 +502,17 @@ def test_a_gaussian_latent_may_have_one_dimension():
     assert mnist_m1m2.parse_args(["--combos", "N+N", "--z2-dims", "1"]).z2_dims == [1]
     p = linkpred.build_parser()
     linkpred.check_args(p, p.parse_args(["--model", "vgae", "--dim", "1"]))
+
+
+def test_an_interrupted_write_leaves_the_previous_result_whole(tmp_path, monkeypatch):
+    """The JSON is written aside and renamed: a Ctrl-C while writing keeps the old file."""
+    common.write_json("r", {"old": 1}, directory=tmp_path)
+
+    def interrupt(o):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(common, "_jsonable", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        common.write_json("r", {"new": object()}, directory=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+    assert (tmp_path / "r.json").read_text() == '{\n  "old": 1\n}\n'
