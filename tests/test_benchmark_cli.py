@@ -507,12 +507,15 @@ def test_a_gaussian_latent_may_have_one_dimension():
 def test_an_interrupted_write_leaves_the_previous_result_whole(tmp_path, monkeypatch):
     """The JSON is written aside and renamed: a Ctrl-C while writing keeps the old file."""
     common.write_json("r", {"old": 1}, directory=tmp_path)
+    write = Path.write_text
 
-    def interrupt(o):
+    def half_then_interrupt(self, text, *a, **k):
+        write(self, text[: len(text) // 2], *a, **k)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(common, "_jsonable", interrupt)
+    monkeypatch.setattr(Path, "write_text", half_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        common.write_json("r", {"new": object()}, directory=tmp_path)
+        common.write_json("r", {"new": list(range(100))}, directory=tmp_path)
+    monkeypatch.undo()
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
     assert (tmp_path / "r.json").read_text() == '{\n  "old": 1\n}\n'
