@@ -200,13 +200,13 @@ def test_factory_and_bad_input():
 
 # ------------------------------------------------------------------------------ the batch loss
 @pytest.mark.parametrize("Enc", [SphericalGCNEncoder, GCNEncoder])
-def test_batch_loss_is_the_full_batch_formula_on_the_batch(Enc):
+def test_batch_loss_is_the_full_batch_formula_on_the_batch(Enc, device):
     """recon = recon_loss(z, batch positives, batch negatives); KL = kl_loss over the seeds / N."""
     data = random_graph(f=8)
     torch.manual_seed(0)
-    model = SphericalVGAE(Enc(8, 16, 4))
+    model = SphericalVGAE(Enc(8, 16, 4)).to(device)
     loader, _ = link_loader(data, [4, 3], batch_size=32)
-    batch = next(iter(loader))
+    batch = next(iter(loader)).to(device)
     s, n_pos = num_seed_nodes(batch), batch.input_id.numel()
     torch.manual_seed(3)
     loss, (recon, kl) = link_batch_loss(model, batch, data.num_nodes, return_parts=True)
