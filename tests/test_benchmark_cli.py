@@ -70,13 +70,36 @@ def test_bad_input_is_one_error_line_and_exit_2(module, argv, message, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
-@pytest.mark.parametrize("module", ["linkpred", "linkpred_large", "mnist_vae"])
+@pytest.mark.parametrize("module", ["sampler", "linkpred", "linkpred_minibatch", "linkpred_large",
+                                    "mnist_vae", "mnist_m1m2"])
 def test_cuda_without_cuda_is_exit_2(module, capsys):
     argv = ["--device", "cuda"] + (SINGLE if module == "mnist_vae" else [])
     code, err = run_main(module, argv, capsys)
     expected = ("error: argument --device: cuda requested but CUDA is not available "
                 "(use --device cpu or auto)")
     assert code == 2 and err == [expected], err
+
+
+def test_run_metadata_names_the_gpu_and_the_cuda_versions(monkeypatch):
+    cpu = common.run_metadata(argparse.Namespace(device=torch.device("cpu")))
+    assert cpu["hardware"]["device"] == "cpu" and cpu["hardware"]["gpu"] is None
+    assert cpu["versions"]["cuda"] == torch.version.cuda
+    import torch_geometric
+
+    assert cpu["versions"]["torch_geometric"] == torch_geometric.__version__
+
+    class Props:  # what torch reports for a GPU
+        name, total_memory, major, minor = "NVIDIA H200", 141 * 2**30, 9, 0
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: Props)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    gpu = common.run_metadata(argparse.Namespace(device=torch.device("cuda", 0)))
+    assert gpu["hardware"]["device"] == "cuda:0"
+    assert (gpu["hardware"]["gpu"], gpu["hardware"]["gpu_memory_gb"],
+            gpu["hardware"]["gpu_capability"]) == ("NVIDIA H200", 141.0, "9.0")
+    assert gpu["versions"]["cuda"] == "12.8"
 
 
 def test_mnist_vae_errors_are_not_printed_under_the_usage_text():
