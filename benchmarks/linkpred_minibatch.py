@@ -1,18 +1,20 @@
 #!/usr/bin/env python
 """Mini-batch S-VGAE link prediction with PyG's ``LinkNeighborLoader`` (no pyg-lib needed).
 
-    python benchmarks/linkpred_minibatch.py [--dataset Cora] [--epochs 20]
+    python benchmarks/linkpred_minibatch.py [--dataset Cora] [--epochs 20] [--device cuda]
 
 The loop is PyG's: the loader samples a subgraph around each batch of training edges and
 draws one negative pair per positive; ``link_batch_loss`` encodes the subgraph, decodes
 ``edge_label_index`` and adds the KL of the batch's seed nodes divided by the number of nodes
-of the graph (the full-batch weighting). Inference here embeds the whole (small) graph.
+of the graph (the full-batch weighting). The sampling runs on the CPU (where the graph is);
+each batch goes to ``--device``, from pinned memory on CUDA. Inference here embeds the whole
+(small) graph.
 ``benchmarks/linkpred_large.py`` is the same loop for large graphs, with timing and DDP.
 """
 import sys
 
 import torch
-from common import Parser, load_planetoid, positive, seed_int, set_threads
+from common import Parser, device_type, load_planetoid, positive, seed_int, set_threads
 from torch_geometric.loader import LinkNeighborLoader
 
 from pyg_spherical import SphericalGCNEncoder, SphericalVGAE
@@ -29,8 +31,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-download", action="store_true", help="never download missing data")
     p.add_argument("--seed", type=seed_int, default=0, help="(default 0)")
     p.add_argument("--threads", type=positive(int), default=1, help="torch CPU threads")
+    p.add_argument("--device", type=device_type, default="auto",
+                   help="auto, cpu, cuda[:N] or mps (default auto)")
     args = p.parse_args(argv)
     set_threads(args)
+    device = args.device
 
     torch.manual_seed(args.seed)
     data = load_planetoid(args, args.dataset)
@@ -40,24 +45,30 @@ def main(argv=None) -> int:
     seeds = train.edge_index[:, train.edge_index[0] < train.edge_index[1]]  # each edge once
 
     fanout = [10, 5]  # one per GCN layer
-    model = SphericalVGAE(SphericalGCNEncoder(data.num_features, 32, 16))
+    model = SphericalVGAE(SphericalGCNEncoder(data.num_features, 32, 16)).to(device)
     sampler = make_neighbor_sampler(train, fanout, encoder=model)  # PyG's if pyg-lib is there
+    cuda = device.type == "cuda"
     loader = LinkNeighborLoader(train, fanout, edge_label_index=seeds, neg_sampling="binary",
-                                batch_size=256, shuffle=True, neighbor_sampler=sampler)
+                                batch_size=256, shuffle=True, neighbor_sampler=sampler,
+                                pin_memory=cuda)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    x, edge_index = train.x.to(device), train.edge_index.to(device)  # for inference
+    val = (split.val_pos_edge_index.to(device), split.val_neg_edge_index.to(device))
+    test = (split.test_pos_edge_index.to(device), split.test_neg_edge_index.to(device))
 
     for epoch in range(1, args.epochs + 1):
         model.train()
         for batch in loader:
+            batch = batch.to(device, non_blocking=cuda)  # pinned: no wait for the copy
             opt.zero_grad()
             loss = link_batch_loss(model, batch, train.num_nodes)
             loss.backward()
             opt.step()
-        z = model.embed(train.x, train.edge_index)
-        auc, ap = model.test(z, split.val_pos_edge_index, split.val_neg_edge_index)
+        z = model.embed(x, edge_index)
+        auc, ap = model.test(z, *val)
         print(f"epoch {epoch:3d}  loss {loss.item():.4f}  val AUC {auc:.4f}  AP {ap:.4f}")
-    z = model.embed(train.x, train.edge_index)
-    auc, ap = model.test(z, split.test_pos_edge_index, split.test_neg_edge_index)
+    z = model.embed(x, edge_index)
+    auc, ap = model.test(z, *test)
     print(f"test AUC {auc:.4f}  AP {ap:.4f}")
     return 0
 
