@@ -200,7 +200,7 @@ def posterior_summary(model, x) -> dict:
         spreads.append(base.concentration if model.kind != "normal" else base.scale)
         means.append(model.embed(xb))
     spread = torch.cat(spreads).double().flatten()
-    qs = torch.quantile(spread, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+    qs = torch.quantile(spread, spread.new_tensor([0.1, 0.5, 0.9]))  # on spread's device
     active = int((torch.cat(means).double().var(dim=0) > 0.01).sum())
     name = "concentration" if model.kind != "normal" else "std"
     return {f"{name}_q10": float(qs[0]), f"{name}_median": float(qs[1]),
