@@ -569,7 +569,8 @@ def parse_args(argv=None):
     add_mnist_run_args(p, REPO / "checkpoints" / "mnist_vae")
     p.add_argument("--print-every", type=pos_int, default=10, help="epoch log line every N epochs")
     args = p.parse_args(argv)
-    single = args.latent is not None or args.dim is not None
+    # with --speed, --dim alone picks the timed dimension
+    single = args.latent is not None or (args.dim is not None and not args.speed)
     if not (args.table1 or args.figures or args.speed or single):
         p.error("give --latent and --dim, or --table1, or --figures, or --speed")
     if single and (args.latent is None or args.dim is None):
