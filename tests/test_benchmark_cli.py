@@ -405,3 +405,53 @@ def test_every_benchmark_imports_and_prints_its_help(script, capsys):
     with pytest.raises(SystemExit) as exc:
         module.main(["--help"])
     assert exc.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- the GPU check
+GPU_CHECK = REPO / "benchmarks" / "gpu_check.sh"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_gpu_check_refuses_bad_usage_in_one_line(tmp_path):
+    run = lambda *args, **env: subprocess.run(  # noqa: E731
+        ["bash", str(GPU_CHECK), *args], capture_output=True, text=True, timeout=120,
+        check=False, env={**os.environ, **env})
+    res = run(str(tmp_path / "out"))
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        "error: usage: bash benchmarks/gpu_check.sh OUTDIR DATAROOT"], res.stderr
+    res = run(str(tmp_path / "out"), str(tmp_path / "no-such-root"))
+    assert res.returncode == 2 and res.stderr.startswith("error: no data root"), res.stderr
+    res = run(str(tmp_path / "out"), str(tmp_path))  # DEVICE=cuda by default
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        "error: DEVICE=cuda but this torch sees no CUDA device"], res.stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_on_the_cpu(tmp_path):
+    """The script's steps, shortened, on the CPU: every step succeeds, at most 8 files land in
+    OUTDIR and nothing in the checkout."""
+    import json
+
+    from pyg_spherical.repro.datasets import resolve_root
+
+    _mnist_or_skip()
+    status = lambda: subprocess.run(["git", "status", "--porcelain"], cwd=REPO,  # noqa: E731
+                                    capture_output=True, text=True, check=False).stdout
+    before = status()
+    out = tmp_path / "out"
+    res = subprocess.run(["bash", str(GPU_CHECK), str(out), str(resolve_root())],
+                         capture_output=True, text=True, timeout=900, check=False,
+                         env={**os.environ, "DEVICE": "cpu", "QUICK": "1"})
+    assert res.returncode == 0, (res.stdout[-3000:], (out / "gpu_check.log").read_text()[-3000:])
+    files = {p.name for p in out.iterdir()}
+    assert len(files) <= 8 and {"gpu_check.log", "summary.json", "sampler.json",
+                                "sampler_syncs.json", "linkpred_cora.json",
+                                "mnist_speed.json"} <= files, files
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["steps"]) == {"tests", "sampler", "syncs", "linkpred", "mnist_speed",
+                                     "mnist_run"}
+    assert all(s["exit"] == 0 for s in summary["steps"].values()), summary["steps"]
+    assert " passed" in summary["tests"] and "failed" not in summary["tests"]
+    assert summary["syncs_max_per_step"]["MNIST VAE step, batch 64 / normal"] == 0
+    assert set(summary["mnist_step_over_normal"]["5"]) == {"vmf", "power"}
+    assert status() == before
