@@ -189,7 +189,7 @@ class HostSyncCounter:
     def _record(self, op: str) -> None:
         self.events.append(HostSync(op, *_caller()))
 
-    def __enter__(self) -> HostSyncCounter:
+    def __enter__(self):
         self.events = []
         stack = contextlib.ExitStack()
         if self.device.type == "cuda":

@@ -413,7 +413,7 @@ GPU_CHECK = REPO / "benchmarks" / "gpu_check.sh"
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_gpu_check_refuses_bad_usage_in_one_line(tmp_path):
-    run = lambda *args, **env: subprocess.run(  # noqa: E731
+    run = lambda *args, **env: subprocess.run(
         ["bash", str(GPU_CHECK), *args], capture_output=True, text=True, timeout=120,
         check=False, env={**os.environ, **env})
     res = run(str(tmp_path / "out"))
@@ -435,7 +435,7 @@ def test_gpu_check_quick_on_the_cpu(tmp_path):
     from pyg_spherical.repro.datasets import resolve_root
 
     _mnist_or_skip()
-    status = lambda: subprocess.run(["git", "status", "--porcelain"], cwd=REPO,  # noqa: E731
+    status = lambda: subprocess.run(["git", "status", "--porcelain"], cwd=REPO,
                                     capture_output=True, text=True, check=False).stdout
     before = status()
     out = tmp_path / "out"
