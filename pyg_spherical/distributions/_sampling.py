@@ -114,9 +114,9 @@ def _sample_wood(kappa: Tensor, m: int,
     first round draws one proposal per entry (four for batches under 16k, which are bound by
     per-op overhead); later rounds draw two for each entry still pending and re-draw only those,
     one host read per round. Off the CPU, where each such read waits for the device, the first
-    round draws :func:`unchecked_proposals` per entry (in blocks), which leaves an entry
-    pending with probability ``~1e-3`` per call: then one host sync, and the later rounds only
-    when one is left.
+    round draws :func:`unchecked_proposals` per entry (in blocks), which leaves some entry
+    without an accepted proposal with probability ``~1e-3`` per call: then one host sync, and
+    the later rounds only when an entry is left.
 
     ``given = (Z, G)`` (each shaped like ``kappa``) supplies the normal and the Gamma((m-1)/2)
     variate of every entry's first proposal, e.g. from a Gaussian draw made for another purpose
