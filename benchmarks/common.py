@@ -147,8 +147,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def gpu_info(device) -> dict:
+    """The GPU a run used (``device`` a CUDA device): name, memory, compute capability;
+    ``{"gpu": None}`` for any other device."""
+    device = torch.device(device) if device is not None else None
+    if device is None or device.type != "cuda" or not torch.cuda.is_available():
+        return {"gpu": None}
+    props = torch.cuda.get_device_properties(device)
+    return {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 2**30, 1),
+            "gpu_capability": f"{props.major}.{props.minor}"}
+
+
 def run_metadata(args=None) -> dict:
-    """What produced a result: command, commit, hardware, versions, start time."""
+    """What produced a result: command, commit, hardware (with the run's device and, on CUDA,
+    its GPU), versions (torch and the CUDA / cuDNN it was built with), start time."""
+    device = getattr(args, "device", None)
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {
         "command": "python " + " ".join(sys.argv),
         "args": dict(vars(args)) if args is not None else None,  # a snapshot, not the live namespace
@@ -159,10 +173,20 @@ def run_metadata(args=None) -> dict:
                      # reproducibility): the ATen dispatch level and MKL's CNR mode
                      "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                      "mkl_cbwr": os.environ.get("MKL_CBWR"),
-                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                     "device": str(device) if device is not None else None, **gpu_info(device)},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "cuda": torch.version.cuda, "cudnn": cudnn,
+                     "torch_geometric": _version("torch_geometric")},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return __import__(package).__version__
+    except ImportError:
+        return None
 
 
 def write_json(name: str, payload: dict, started: float | None = None,

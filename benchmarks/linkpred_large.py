@@ -162,15 +162,23 @@ class Dist:
             import torch.distributed as dist
 
             backend = "nccl" if device.type == "cuda" else "gloo"
+            if device.type == "cuda":
+                torch.cuda.set_device(device)  # this rank's GPU for NCCL's communicator
             dist.init_process_group(backend, rank=self.rank, world_size=self.world)
             self.active = True
-            self.backend = backend
+            self.backend, self.device = backend, device
+
+    def _on_backend(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` where the backend can reach it (NCCL: the rank's GPU only)."""
+        return t.to(self.device) if self.backend == "nccl" else t
 
     def all_reduce(self, t: torch.Tensor, op: str = "sum") -> torch.Tensor:
         if self.active:
             import torch.distributed as dist
 
-            dist.all_reduce(t, op=getattr(dist.ReduceOp, op.upper()))
+            out = self._on_backend(t)
+            dist.all_reduce(out, op=getattr(dist.ReduceOp, op.upper()))
+            t = out.to(t.device)
         return t
 
     def all_gather(self, t: torch.Tensor) -> torch.Tensor:
@@ -179,9 +187,10 @@ class Dist:
             return t
         import torch.distributed as dist
 
-        out = [torch.empty_like(t) for _ in range(self.world)]
-        dist.all_gather(out, t.contiguous())
-        return torch.cat(out)
+        src = self._on_backend(t).contiguous()
+        out = [torch.empty_like(src) for _ in range(self.world)]
+        dist.all_gather(out, src)
+        return torch.cat(out).to(t.device)
 
     def close(self) -> None:
         if self.active:

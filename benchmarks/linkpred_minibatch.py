@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """Mini-batch S-VGAE link prediction with PyG's ``LinkNeighborLoader`` (no pyg-lib needed).
 
-    python benchmarks/linkpred_minibatch.py [--dataset Cora] [--epochs 20] [--device cpu]
+    python benchmarks/linkpred_minibatch.py [--dataset Cora] [--epochs 20] [--device cuda]
 
 The loop is PyG's: the loader samples a subgraph around each batch of training edges and
 draws one negative pair per positive; ``link_batch_loss`` encodes the subgraph, decodes
 ``edge_label_index`` and adds the KL of the batch's seed nodes divided by the number of nodes
-of the graph (the full-batch weighting). Inference here embeds the whole (small) graph.
+of the graph (the full-batch weighting). The sampling runs on the CPU (where the graph is);
+each batch goes to ``--device``, from pinned memory on CUDA. Inference here embeds the whole
+(small) graph.
 ``benchmarks/linkpred_large.py`` is the same loop for large graphs, with timing and DDP.
 It prints and writes nothing else.
 """
@@ -41,30 +43,32 @@ def main(argv=None) -> int:
     fanout = [10, 5]  # one per GCN layer
     model = SphericalVGAE(SphericalGCNEncoder(data.num_features, 32, 16)).to(device)
     sampler = make_neighbor_sampler(train, fanout, encoder=model)  # PyG's if pyg-lib is there
+    cuda = device.type == "cuda"
     loader = LinkNeighborLoader(train, fanout, edge_label_index=seeds, neg_sampling="binary",
-                                batch_size=256, shuffle=True, neighbor_sampler=sampler)
+                                batch_size=256, shuffle=True, neighbor_sampler=sampler,
+                                pin_memory=cuda)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    x, ei = train.x.to(device), train.edge_index.to(device)
+    x, edge_index = train.x.to(device), train.edge_index.to(device)  # for inference
+    val = (split.val_pos_edge_index.to(device), split.val_neg_edge_index.to(device))
+    test = (split.test_pos_edge_index.to(device), split.test_neg_edge_index.to(device))
 
     bar = progress_bar(args, args.epochs * len(loader), args.dataset)
     for epoch in range(1, args.epochs + 1):
         model.train()
         for batch in loader:
-            batch = batch.to(device)
+            batch = batch.to(device, non_blocking=cuda)  # pinned: no wait for the copy
             opt.zero_grad()
             loss = link_batch_loss(model, batch, train.num_nodes)
             loss.backward()
             opt.step()
             bar.update(1)
-        z = model.embed(x, ei)
-        auc, ap = model.test(z, split.val_pos_edge_index.to(device),
-                             split.val_neg_edge_index.to(device))
+        z = model.embed(x, edge_index)
+        auc, ap = model.test(z, *val)
         bar.write(f"epoch {epoch:3d}  loss {loss.item():.4f}  val AUC {auc:.4f}  AP {ap:.4f}",
                   file=sys.stdout)
     bar.close()
-    z = model.embed(x, ei)
-    auc, ap = model.test(z, split.test_pos_edge_index.to(device),
-                         split.test_neg_edge_index.to(device))
+    z = model.embed(x, edge_index)
+    auc, ap = model.test(z, *test)
     print(f"test AUC {auc:.4f}  AP {ap:.4f}")
     return 0
 

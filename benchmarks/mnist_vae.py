@@ -201,7 +201,7 @@ def posterior_summary(model, x) -> dict:
         spreads.append(base.concentration if model.kind != "normal" else base.scale)
         means.append(model.embed(xb))
     spread = torch.cat(spreads).double().flatten()
-    qs = torch.quantile(spread, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+    qs = torch.quantile(spread, spread.new_tensor([0.1, 0.5, 0.9]))  # on spread's device
     active = int((torch.cat(means).double().var(dim=0) > 0.01).sum())
     name = "concentration" if model.kind != "normal" else "std"
     return {f"{name}_q10": float(qs[0]), f"{name}_median": float(qs[1]),
@@ -570,7 +570,8 @@ def parse_args(argv=None):
     add_mnist_run_args(p, REPO / "checkpoints" / "mnist_vae")
     p.add_argument("--print-every", type=pos_int, default=10, help="epoch log line every N epochs")
     args = p.parse_args(argv)
-    single = args.latent is not None or args.dim is not None
+    # with --speed, --dim alone picks the timed dimension
+    single = args.latent is not None or (args.dim is not None and not args.speed)
     if not (args.table1 or args.figures or args.speed or single):
         p.error("give --latent and --dim, or --table1, or --figures, or --speed")
     if single and (args.latent is None or args.dim is None):

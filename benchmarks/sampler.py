@@ -11,21 +11,32 @@ Side by side, in one run and on the same inputs (batch 100k by default):
                ``pip install power-spherical``): the reference implementation of the
                Power Spherical distribution
 - ``scipy``    scipy.stats.vonmises_fisher(mu, kappa).rvs(batch): sampling only, no gradient,
-               one shared mean direction (its API takes a single mu)
+               one shared mean direction (its API takes a single mu); CPU runs only
 
 Each cell is the median over ``--repeats`` timed calls (after a warm-up), the methods
 interleaved so that background load affects them alike; compare the ratios, which are measured
 in the same process. Targets at m = 10: vmf within 5x of gauss (4x: stretch), power within 2.5x;
 power and vmf faster than powersph in every cell.
 
+``--syncs`` counts host-device synchronisations instead, per call of the samplers above and per
+training step (an MNIST VAE step, a full-batch S-VGAE / N-VGAE step on Cora, a mini-batch
+link-prediction step on Cora), and writes ``sampler_syncs.json``. On CUDA they are what
+``torch.cuda.set_sync_debug_mode("warn")`` reports; elsewhere a proxy counts the operations that
+would synchronise on an accelerator, on the accelerator's code path
+(``pyg_spherical._utils.HostSyncCounter``). Targets: at most one per step on the vMF path,
+none on the Gaussian path.
+
     python benchmarks/sampler.py                       # full table, writes runs/sampler.json
     python benchmarks/sampler.py --batch 10000 --repeats 3 --dims 3 10 --kappas 1 100
     python benchmarks/sampler.py --out-dir /tmp/bench       # anywhere else
     python benchmarks/sampler.py --compile                 # vmf with the compiled quadrature
+    python benchmarks/sampler.py --syncs --device cuda     # host syncs per training step
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import statistics
 import time
 
@@ -83,7 +94,7 @@ def make_methods(batch, m, kappa, device, dtype):
         methods["powersph"] = powersph
     except ImportError:
         pass
-    try:
+    if device.type == "cpu":  # a CPU sampler: no reference for another device's timings
         from scipy.stats import vonmises_fisher
 
         mu_np = loc0[0].double().cpu().numpy()
@@ -92,8 +103,6 @@ def make_methods(batch, m, kappa, device, dtype):
             vonmises_fisher(mu_np, kappa).rvs(batch, random_state=1)
 
         methods["scipy"] = scipy_rvs
-    except ImportError:  # pragma: no cover
-        pass
     return methods
 
 
@@ -111,6 +120,175 @@ def time_methods(methods, repeats, device):
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
+# ----------------------------------------------------------------------------------- syncs
+def _forever(loader):
+    while True:
+        yield from loader
+
+
+def vae_step(latent, device, batch=64):
+    """An MNIST VAE training step (the paper's architecture, d = 5) on random images: the next
+    batch of a :class:`DynamicBinarizedLoader` on the device, the loss and its backward."""
+    from pyg_spherical.repro.datasets import DynamicBinarizedLoader
+    from pyg_spherical.vae import VAE
+
+    torch.manual_seed(0)
+    model = VAE(latent, 5).to(device)
+    images = torch.rand(8 * batch, 784, generator=torch.Generator().manual_seed(0))
+    batches = _forever(DynamicBinarizedLoader(images, batch_size=batch, shuffle=True, seed=0,
+                                              device=device))
+
+    def step():
+        loss, _, _ = model.loss(next(batches), 1.0)
+        loss.backward()
+
+    return model, step
+
+
+def _graph(data=None):
+    """``data`` (default: Cora, the packaged copy) and its link split."""
+    from pyg_spherical.repro.datasets import link_split, load_planetoid
+
+    data = load_planetoid("Cora") if data is None else data
+    return data, link_split(data, seed=0)
+
+
+def vgae_step(latent, device, negatives="device", data=None):
+    """A full-batch VGAE epoch on Cora (or ``data``) as ``benchmarks/linkpred.py`` trains it
+    (sparse features, cached GCN normalisation): encode, reconstruction with one negative pair
+    per edge (uniform pairs drawn on the device, or PyG's ``negative_sampling``:
+    ``negatives="pyg"``), KL / N, and the backward pass."""
+    from pyg_spherical import SphericalVGAE
+    from pyg_spherical.nn import GCNLatentEncoder
+
+    data, split = _graph(data)
+    x = data.x.to(device)
+    x = x if device.type == "mps" else x.to_sparse()
+    ei, n = split.train_pos_edge_index.to(device), data.num_nodes
+    torch.manual_seed(0)
+    enc = GCNLatentEncoder(data.num_features, 32, 16, 0.0, latent=latent, cached=True)
+    model = SphericalVGAE(enc).to(device)
+
+    def step():
+        z = model.encode(x, ei)
+        neg = torch.randint(0, n, ei.shape, device=device) if negatives == "device" else None
+        loss = model.recon_loss(z, ei, neg) + model.kl_loss() / n
+        loss.backward()
+
+    return model, step
+
+
+def minibatch_step(latent, device, batch_size=256, data=None):
+    """A mini-batch link-prediction step on Cora (or ``data``): a ``LinkNeighborLoader`` batch
+    (pure-torch sampler, fanouts [10, 5], binary negatives) already copied to the device, then
+    :func:`~pyg_spherical.minibatch.link_batch_loss` and its backward."""
+    from torch_geometric.loader import LinkNeighborLoader
+
+    from pyg_spherical import SphericalVGAE
+    from pyg_spherical.minibatch import link_batch_loss
+    from pyg_spherical.nn import GCNLatentEncoder
+    from pyg_spherical.sampling import TorchNeighborSampler
+
+    data, split = _graph(data)
+    train = data.clone()
+    train.edge_index = split.train_pos_edge_index
+    seeds = train.edge_index[:, train.edge_index[0] < train.edge_index[1]]
+    torch.manual_seed(0)
+    loader = LinkNeighborLoader(train, [10, 5], edge_label_index=seeds, neg_sampling="binary",
+                                batch_size=batch_size, shuffle=True,
+                                neighbor_sampler=TorchNeighborSampler(train, [10, 5]))
+    batches = itertools.cycle([b.to(device) for b in itertools.islice(loader, 4)])
+    enc = GCNLatentEncoder(data.num_features, 32, 16, 0.0, latent=latent)
+    model = SphericalVGAE(enc).to(device)
+
+    def step():
+        link_batch_loss(model, next(batches), train.num_nodes).backward()
+
+    return model, step
+
+
+def sampler_call(latent, device, batch=100_000, m=10, kappa=100.0):
+    """``rsample`` + backward of one sampler of the timing table (m = 10, kappa = 100)."""
+    torch.manual_seed(0)
+    name = "gauss" if latent == "normal" else latent
+    return None, make_methods(batch, m, kappa, device, torch.float32)[name]
+
+
+#: (label, latent, builder, counts toward the targets) of every row of the ``--syncs`` table;
+#: PyG's negative_sampling (benchmarks/linkpred.py's default) is shown for reference: it moves
+#: the edges to the host and back, for either latent
+SYNC_CASES = [
+    *(("rsample+backward m=10, batch 100k", lat, sampler_call, True)
+      for lat in ("vmf", "power", "normal")),
+    *(("MNIST VAE step, batch 64", lat, vae_step, True) for lat in ("vmf", "power", "normal")),
+    *(("full-batch VGAE step, Cora", lat, vgae_step, True) for lat in ("vmf", "normal")),
+    *(("  with PyG's negative_sampling", lat,
+       lambda lat, dev: vgae_step(lat, dev, negatives="pyg"), False) for lat in ("vmf", "normal")),
+    *(("mini-batch step, Cora, batch 256", lat, minibatch_step, True)
+      for lat in ("vmf", "normal")),
+]
+
+
+def count_step_syncs(model, step, device, steps: int) -> list:
+    """The :class:`HostSyncCounter` of each of ``steps`` training steps after a warm-up step
+    (lazy initialisation, caches). The optimiser's step is counted on CUDA only: on the CPU,
+    Adam reads its step counters with ``item()``, which on CUDA stay on the host."""
+    from pyg_spherical._utils import HostSyncCounter
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3) if model is not None else None
+    counted = []
+    for i in range(steps + 1):
+        counter = HostSyncCounter(device)
+        with counter if i else contextlib.nullcontext():
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+            step()
+            if opt is not None and device.type == "cuda":
+                opt.step()
+        if opt is not None and device.type != "cuda":
+            opt.step()
+        if i:
+            counted.append(counter)
+    return counted
+
+
+def run_syncs(args, device) -> dict:
+    rows = []
+    for label, latent, build, target in SYNC_CASES:
+        model, step = build(latent, device)
+        counters = count_step_syncs(model, step, device, args.sync_steps)
+        counts = [c.count for c in counters]
+        packages = {}
+        for c in counters:
+            for k, v in c.by_package().items():
+                packages[k] = max(packages.get(k, 0), v)
+        rows.append({"step": label.strip(), "latent": latent, "target": target,
+                     "max": max(counts),
+                     "median": statistics.median(counts), "counts": counts,
+                     "max_by_package": packages,
+                     "origins": sorted({f"{e.op} @ {e.origin}" for c in counters
+                                        for e in c.events})})
+    how = ("torch.cuda.set_sync_debug_mode" if device.type == "cuda" else
+           "the CPU proxy (what would synchronise on an accelerator, on its code path)")
+    print(f"\nhost-device syncs per step, {device}, counted by {how}; max (median) over "
+          f"{args.sync_steps} steps after a warm-up step")
+    header = (f"{'step':34s} {'latent':>7s} {'syncs':>6s} {'median':>7s} {'pyg_spherical':>14s} "
+              f"{'torch_geometric':>16s} {'other':>6s}")
+    print(header)
+    print("-" * len(header))
+    for (label, *_), r in zip(SYNC_CASES, rows):
+        pk = r["max_by_package"]
+        other = sum(v for k, v in pk.items() if k not in ("pyg_spherical", "torch_geometric"))
+        print(f"{label:34s} {r['latent']:>7s} {r['max']:>6d} {r['median']:>7g} "
+              f"{pk.get('pyg_spherical', 0):>14d} {pk.get('torch_geometric', 0):>16d} "
+              f"{other:>6d}")
+    for latent, limit in (("vmf", 1), ("normal", 0)):
+        worst = max(r["max"] for r in rows if r["latent"] == latent and r["target"])
+        print(f"target at most {limit} per step on the {latent} path: worst {worst} "
+              f"({'met' if worst <= limit else 'missed'}; PyG's negative_sampling row excluded)")
+    return {"rows": rows, "counted_by": how}
+
+
 def main(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -124,6 +302,11 @@ def main(argv=None):
                    help="vmf: the torch.compile'd implicit-gradient quadrature "
                         "(pyg_spherical.distributions.compile_quadrature); compiled in the "
                         "warm-up, not timed")
+    p.add_argument("--syncs", action="store_true",
+                   help="count host-device syncs per sampler call and training step instead of "
+                        "timing (writes <out>_syncs.json)")
+    p.add_argument("--sync-steps", type=positive(int), default=5,
+                   help="with --syncs: counted steps per row after a warm-up (default 5)")
     p.add_argument("--out", default="sampler", help="result name (sampler)")
     add_common_args(p, data=False, device_default="cpu", seed_default=None)
     args = p.parse_args(argv)
@@ -141,6 +324,11 @@ def main(argv=None):
     dtype = getattr(torch, args.dtype)
     started = time.time()
     meta = run_metadata(args)
+    if args.syncs:
+        res = run_syncs(args, device)
+        path = write_json(f"{args.out}_syncs", {"meta": meta, **res}, started, out_dir(args))
+        print(f"wrote {shown(path)}")
+        return
     rows = []
     grid = [(m, k) for m in args.dims for k in args.kappas]
     bar = progress_bar(args, len(grid), "sampler")

@@ -139,10 +139,11 @@ def shard_edges(edge_index: Tensor, rank: int, world_size: int, *,
                          f"({e}): every rank needs at least one edge.")
     per = e // world_size
     if seed is None:
-        idx = torch.arange(rank, per * world_size, world_size)
-    else:
+        idx = torch.arange(rank, per * world_size, world_size, device=edge_index.device)
+    else:  # the same permutation on every rank, whatever its device
         g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(e, generator=g)[rank:per * world_size:world_size]
+        idx = torch.randperm(e, generator=g, device="cpu")[rank:per * world_size:world_size]
+        idx = idx.to(edge_index.device)
     return edge_index[:, idx]
 
 
@@ -180,6 +181,8 @@ class RandomBatchSampler(torch.utils.data.Sampler):
         return (self.num_items + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
-        perm = torch.randperm(self.num_items, generator=self.generator)
+        # on the host, like the index lists the loader takes
+        device = "cpu" if self.generator is None else self.generator.device
+        perm = torch.randperm(self.num_items, generator=self.generator, device=device)
         for i in range(len(self)):
             yield perm[i * self.batch_size:(i + 1) * self.batch_size].tolist()

@@ -166,7 +166,7 @@ class TorchNeighborSampler(BaseSampler):
         if counts.numel() > self.num_nodes:
             raise ValueError(f"edge_index refers to node {counts.numel() - 1} but the graph has "
                              f"{self.num_nodes} nodes.")
-        self.colptr = torch.zeros(self.num_nodes + 1, dtype=torch.long)
+        self.colptr = torch.zeros(self.num_nodes + 1, dtype=torch.long, device=ei.device)
         torch.cumsum(counts, 0, out=self.colptr[1:])
         self._table: Tensor | None = None
 
@@ -196,14 +196,16 @@ class TorchNeighborSampler(BaseSampler):
         if seed.numel() and not (0 <= seed.min() and seed.max() < self.num_nodes):
             raise ValueError(f"TorchNeighborSampler: seed node ids must be in [0, "
                              f"{self.num_nodes}), got {int(seed.min())} to {int(seed.max())}.")
+        dev = self.colptr.device  # the graph's, on the host
         if self._table is None:
-            self._table = torch.full((self.num_nodes,), -1, dtype=torch.long)
+            self._table = torch.full((self.num_nodes,), -1, dtype=torch.long, device=dev)
         table = self._table
         nodes, rows, cols, edges = [seed], [], [], []
         num_nodes_hop, num_edges_hop = [seed.numel()], []
         try:
             # a repeated seed maps to its first occurrence (deterministic, unlike table[seed] = ...)
-            table.scatter_reduce_(0, seed, torch.arange(seed.numel()), "amin", include_self=False)
+            table.scatter_reduce_(0, seed, torch.arange(seed.numel(), device=dev), "amin",
+                                  include_self=False)
             frontier, offset = seed, 0  # frontier's local ids are offset + arange(len)
             total = seed.numel()
             for k in self.num_neighbors:
@@ -212,7 +214,7 @@ class TorchNeighborSampler(BaseSampler):
                 lid = table[src]
                 new = torch.unique(src[lid < 0])
                 nodes.append(new)
-                table[new] = torch.arange(total, total + new.numel())
+                table[new] = torch.arange(total, total + new.numel(), device=dev)
                 rows.append(table[src])
                 cols.append(dst + offset)
                 edges.append(pos)
@@ -236,20 +238,20 @@ class TorchNeighborSampler(BaseSampler):
     def _hop(self, frontier: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """One hop: ``(dst, pos)``, the frontier index (``0..len-1``) and the CSC position of
         every sampled incoming edge."""
-        n = frontier.numel()
+        n, dev = frontier.numel(), self.colptr.device
         start = self.colptr[frontier]
         deg = self.colptr[frontier + 1] - start
         if k < 0 or n == 0:  # every neighbour
-            dst = torch.repeat_interleave(torch.arange(n), deg)
+            dst = torch.repeat_interleave(torch.arange(n, device=dev), deg)
             first = torch.cumsum(deg, 0) - deg
-            pos = torch.arange(dst.numel()) - first[dst] + start[dst]
+            pos = torch.arange(dst.numel(), device=dev) - first[dst] + start[dst]
             return dst, pos
         if k == 0:
             e = frontier.new_empty(0)
             return e, e
-        slots = torch.arange(k)
+        slots = torch.arange(k, device=dev)
         if self.replace:
-            u = torch.rand(n, k, generator=self.generator, dtype=torch.float64)
+            u = torch.rand(n, k, generator=self.generator, dtype=torch.float64, device=dev)
             local = (u * deg.unsqueeze(1)).long()
             valid = (deg > 0).unsqueeze(1).expand(n, k)
         else:
@@ -259,15 +261,15 @@ class TorchNeighborSampler(BaseSampler):
                 local[big] = self._floyd(deg[big], k)
             valid = slots.unsqueeze(0) < deg.unsqueeze(1)
         pos = (start.unsqueeze(1) + local)[valid]
-        dst = torch.arange(n).unsqueeze(1).expand(n, k)[valid]
+        dst = torch.arange(n, device=dev).unsqueeze(1).expand(n, k)[valid]
         return dst, pos
 
     def _floyd(self, d: Tensor, k: int) -> Tensor:
         """``k`` distinct uniform draws from ``range(d_i)`` for each row (all ``d_i > k``):
         Floyd's algorithm, vectorised over rows (loop over the ``k`` slots)."""
         m = d.numel()
-        u = torch.rand(m, k, generator=self.generator, dtype=torch.float64)
-        out = torch.empty(m, k, dtype=torch.long)
+        u = torch.rand(m, k, generator=self.generator, dtype=torch.float64, device=d.device)
+        out = torch.empty(m, k, dtype=torch.long, device=d.device)
         for i in range(k):
             j = d - k + i  # draw t in [0, j]; if taken, take j (never taken before)
             t = torch.minimum((u[:, i] * (j + 1)).long(), j)

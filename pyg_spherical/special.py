@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from ._debye import debye_tables
+from ._utils import host_reads_are_free
 
 __all__ = ["iv_ratio", "log_iv", "log_ive"]
 
@@ -119,7 +120,8 @@ def _debye(w, x: Tensor, want_grad: bool, want_log: bool = True) -> _Bessel:
     """Debye's expansion at order ``w >= V0`` (DLMF 10.41.3-4), written without cancellation."""
     _, K = _params(x.dtype)
     U, VmU = debye_tables(K)
-    wt = w if isinstance(w, Tensor) else torch.as_tensor(float(w), dtype=x.dtype, device=x.device)
+    # a fill, not a tensor made from host data (a blocking copy on an accelerator)
+    wt = w if isinstance(w, Tensor) else torch.full((), float(w), dtype=x.dtype, device=x.device)
     s = torch.hypot(wt, x)
     p = wt / s
     t = 1.0 / w
@@ -154,6 +156,12 @@ def _debye(w, x: Tensor, want_grad: bool, want_log: bool = True) -> _Bessel:
 _SERIES_X = 2.0  # below this, and for v < V0, the power series is used
 
 
+def _lgamma1p(v: Order):
+    """``lgamma(v + 1)``: a number for a number order (no tensor made from host data, which
+    would be a blocking copy on an accelerator)."""
+    return torch.lgamma(v + 1.0) if isinstance(v, Tensor) else math.lgamma(v + 1.0)
+
+
 def _series(v: Order, x: Tensor, want_grad: bool) -> _Bessel:
     """Power series (DLMF 10.25.2) with positive terms; used for ``x <= 2`` and ``v < V0``.
 
@@ -172,8 +180,7 @@ def _series(v: Order, x: Tensor, want_grad: bool) -> _Bessel:
         sum_v, sum_p = sum_v + t_v, sum_p + t_p
     ell = torch.log1p(sum_v)
     half = x / 2
-    lgam = torch.lgamma(torch.as_tensor(v + 1.0, dtype=x.dtype, device=x.device))
-    log_ive = v * torch.log(half) - lgam + ell - x
+    log_ive = v * torch.log(half) - _lgamma1p(v) + ell - x
     R = half * (1 + sum_v) / (v + sum_m)
     R_next = half * (1 + sum_p) / ((v + 1) * (1 + sum_v))
     dlog_iv = R_next + v / x
@@ -208,7 +215,7 @@ def _core(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = True) -
 def _skippable(mask: Tensor) -> bool:
     """True if no element needs a branch. Only decided on the CPU, where asking costs nothing;
     on accelerators both branches are computed (no host sync)."""
-    return mask.device.type == "cpu" and not bool(mask.any())
+    return host_reads_are_free(mask) and not bool(mask.any())
 
 
 def _core_large(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = True) -> _Bessel:
@@ -256,8 +263,7 @@ def _core_large(v: Order, x: Tensor, want_grad: bool = False, want_log: bool = T
     log_ive = lnorm = None
     if want_log:
         log_ive = top.log_ive - logsum
-        lgam = torch.lgamma(torch.as_tensor(v + 1.0, dtype=x.dtype, device=x.device))
-        lnorm = log_ive - v * torch.log(x / 2) + lgam
+        lnorm = log_ive - v * torch.log(x / 2) + _lgamma1p(v)
     # d/dx log iv_v = R_{v+1} + v/x; for ive subtract 1 as v/x - (1 - R_{v+1}).
     out = _Bessel(log_ive, v / x - comp_up, R_up + v / x, lnorm, R, comp, dR, R_up, comp_up,
                   dR_up if want_grad else None, None if lnorm is None else lnorm + x)

@@ -75,13 +75,36 @@ def test_bad_input_is_one_error_line_and_exit_2(module, argv, message, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
-@pytest.mark.parametrize("module", ["linkpred", "linkpred_large", "mnist_vae"])
+@pytest.mark.parametrize("module", ["sampler", "linkpred", "linkpred_minibatch", "linkpred_large",
+                                    "mnist_vae", "mnist_m1m2"])
 def test_cuda_without_cuda_is_exit_2(module, capsys):
     argv = ["--device", "cuda"] + (SINGLE if module == "mnist_vae" else [])
     code, err = run_main(module, argv, capsys)
     expected = ("error: argument --device: cuda requested but CUDA is not available "
                 "(use --device cpu or auto)")
     assert code == 2 and err == [expected], err
+
+
+def test_run_metadata_names_the_gpu_and_the_cuda_versions(monkeypatch):
+    cpu = common.run_metadata(argparse.Namespace(device=torch.device("cpu")))
+    assert cpu["hardware"]["device"] == "cpu" and cpu["hardware"]["gpu"] is None
+    assert cpu["versions"]["cuda"] == torch.version.cuda
+    import torch_geometric
+
+    assert cpu["versions"]["torch_geometric"] == torch_geometric.__version__
+
+    class Props:  # what torch reports for a GPU
+        name, total_memory, major, minor = "NVIDIA H200", 141 * 2**30, 9, 0
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: Props)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    gpu = common.run_metadata(argparse.Namespace(device=torch.device("cuda", 0)))
+    assert gpu["hardware"]["device"] == "cuda:0"
+    assert (gpu["hardware"]["gpu"], gpu["hardware"]["gpu_memory_gb"],
+            gpu["hardware"]["gpu_capability"]) == ("NVIDIA H200", 141.0, "9.0")
+    assert gpu["versions"]["cuda"] == "12.8"
 
 
 def test_mnist_vae_errors_are_not_printed_under_the_usage_text():
@@ -519,3 +542,53 @@ def test_an_interrupted_write_leaves_the_previous_result_whole(tmp_path, monkeyp
     monkeypatch.undo()
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
     assert (tmp_path / "r.json").read_text() == '{\n  "old": 1\n}\n'
+
+
+# ------------------------------------------------------------------------------- the GPU check
+GPU_CHECK = REPO / "benchmarks" / "gpu_check.sh"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_gpu_check_refuses_bad_usage_in_one_line(tmp_path):
+    run = lambda *args, **env: subprocess.run(
+        ["bash", str(GPU_CHECK), *args], capture_output=True, text=True, timeout=120,
+        check=False, env={**os.environ, **env})
+    res = run(str(tmp_path / "out"))
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        "error: usage: bash benchmarks/gpu_check.sh OUTDIR DATAROOT"], res.stderr
+    res = run(str(tmp_path / "out"), str(tmp_path / "no-such-root"))
+    assert res.returncode == 2 and res.stderr.startswith("error: no data root"), res.stderr
+    res = run(str(tmp_path / "out"), str(tmp_path))  # DEVICE=cuda by default
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        "error: DEVICE=cuda but this torch sees no CUDA device"], res.stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_on_the_cpu(tmp_path):
+    """The script's steps, shortened, on the CPU: every step succeeds, at most 8 files land in
+    OUTDIR and nothing in the checkout."""
+    import json
+
+    from pyg_spherical.repro.datasets import resolve_root
+
+    _mnist_or_skip()
+    status = lambda: subprocess.run(["git", "status", "--porcelain"], cwd=REPO,
+                                    capture_output=True, text=True, check=False).stdout
+    before = status()
+    out = tmp_path / "out"
+    res = subprocess.run(["bash", str(GPU_CHECK), str(out), str(resolve_root())],
+                         capture_output=True, text=True, timeout=900, check=False,
+                         env={**os.environ, "DEVICE": "cpu", "QUICK": "1"})
+    assert res.returncode == 0, (res.stdout[-3000:], (out / "gpu_check.log").read_text()[-3000:])
+    files = {p.name for p in out.iterdir()}
+    assert len(files) <= 8 and {"gpu_check.log", "summary.json", "sampler.json",
+                                "sampler_syncs.json", "linkpred_cora.json",
+                                "mnist_speed.json"} <= files, files
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["steps"]) == {"tests", "sampler", "syncs", "linkpred", "mnist_speed",
+                                     "mnist_run"}
+    assert all(s["exit"] == 0 for s in summary["steps"].values()), summary["steps"]
+    assert " passed" in summary["tests"] and "failed" not in summary["tests"]
+    assert summary["syncs_max_per_step"]["MNIST VAE step, batch 64 / normal"] == 0
+    assert set(summary["mnist_step_over_normal"]["5"]) == {"vmf", "power"}
+    assert status() == before

@@ -6,6 +6,7 @@ CDF, E[exp(a^T z)] = C_m(kappa) / C_m(||kappa mu + a||)) and Monte Carlo. Monte 
 fixed seeds and tolerances of 4 standard errors (gradients: 3.5);
 two-sample KS tests use p > 1e-3 per case.
 """
+import contextlib
 import math
 import shutil
 
@@ -17,7 +18,8 @@ import torch
 from torch.distributions import kl_divergence
 
 from pyg_spherical import HypersphericalUniform, VonMisesFisher
-from pyg_spherical.distributions import log_sphere_area, sphere
+from pyg_spherical._utils import HostSyncCounter, accelerator_path
+from pyg_spherical.distributions import _sampling, log_sphere_area, sphere
 from pyg_spherical.distributions._sampling import dtheta_dkappa, dw_dkappa, sample_theta, sample_w
 from pyg_spherical.special import iv_ratio
 
@@ -62,11 +64,11 @@ def test_log_prob_and_entropy_match_scipy(m, kappa):
 
 @pytest.mark.parametrize("dtype,rtol", [(F64, 1e-10), (torch.float32, 2e-5)])
 @pytest.mark.parametrize("m", [2, 3, 10, 100, 1000])
-def test_kl_uniform_matches_eq5_over_the_whole_range(m, dtype, rtol):
+def test_kl_uniform_matches_eq5_over_the_whole_range(m, dtype, rtol, device):
     kappas = [1e-6, 1e-3, 0.5, 1.0, 2.0, 2.5, 30.0, 1e3, 1e6]
-    k = torch.tensor(kappas, dtype=dtype, requires_grad=True)
-    q = VonMisesFisher(unit(m, dtype=dtype).expand(len(kappas), m), k)
-    kl = kl_divergence(q, HypersphericalUniform(m, dtype=dtype))
+    k = torch.tensor(kappas, dtype=dtype, device=device, requires_grad=True)
+    q = VonMisesFisher(unit(m, dtype=dtype).to(device).expand(len(kappas), m), k)
+    kl = kl_divergence(q, HypersphericalUniform(m, dtype=dtype, device=device))
     (g,) = torch.autograd.grad(kl.sum(), k)
     assert kl.dtype == dtype and torch.isfinite(kl).all() and torch.isfinite(g).all()
     assert (kl >= 0).all()
@@ -110,10 +112,11 @@ def test_kl_vmf_vmf_closed_form_vs_monte_carlo():
 # sampling
 @pytest.mark.parametrize("m,kappa", [(2, 0.7), (2, 50.0), (3, 3.0), (4, 1.0), (10, 20.0),
                                      (64, 200.0), (100, 5.0)])
-def test_omega_two_sample_ks_against_scipy(m, kappa):
+def test_omega_two_sample_ks_against_scipy(m, kappa, device):
     torch.manual_seed(m)
     mu = unit(m, seed=3)
-    z = VonMisesFisher(mu, torch.tensor(kappa, dtype=F64)).sample((20_000,))
+    z = VonMisesFisher(mu.to(device), torch.tensor(kappa, dtype=F64, device=device))
+    z = z.sample((20_000,)).cpu()
     ref = st.vonmises_fisher(mu.numpy(), kappa).rvs(20_000, random_state=m)
     assert st.ks_2samp((z @ mu).numpy(), ref @ mu.numpy()).pvalue > 1e-3
 
@@ -131,12 +134,12 @@ def test_s2_sampler_matches_exact_cdf():
 @pytest.mark.parametrize("dtype", [F64, torch.float32])
 @pytest.mark.parametrize("m", [2, 3, 7, 100, 4096])
 @pytest.mark.parametrize("kappa", [1e-6, 1.0, 1e3, 1e6])
-def test_mean_resultant_length_over_the_range(m, kappa, dtype):
+def test_mean_resultant_length_over_the_range(m, kappa, dtype, device):
     """E[1 - mu^T z] = 1 - A_m(kappa) for every m in [2, 4096], kappa in [1e-6, 1e6]."""
     torch.manual_seed(0)
     n = 4000 if m == 4096 else 20_000
-    mu = unit(m, seed=1, dtype=dtype)
-    z = VonMisesFisher(mu, torch.tensor(kappa, dtype=dtype)).sample((n,))
+    mu = unit(m, seed=1, dtype=dtype).to(device)
+    z = VonMisesFisher(mu, torch.tensor(kappa, dtype=dtype, device=device)).sample((n,))
     assert z.dtype == dtype and z.shape == (n, m)
     norm_err = (torch.linalg.vector_norm(z, dim=-1) - 1).abs().max().item()
     assert norm_err < 50 * torch.finfo(dtype).eps
@@ -182,10 +185,10 @@ def test_loc_at_plus_minus_e1(m, sign):
 
 # ------------------------------------------------------------------------------------------
 # gradients
-def _mc_grad(m, kappa, n, f, seed=0):
+def _mc_grad(m, kappa, n, f, seed=0, device="cpu"):
     torch.manual_seed(seed)
-    mu = unit(m, 7)
-    k = torch.full((n,), kappa, dtype=F64, requires_grad=True)
+    mu = unit(m, 7).to(device)
+    k = torch.full((n,), kappa, dtype=F64, device=device, requires_grad=True)
     z = VonMisesFisher(mu.expand(n, m), k).rsample()
     (g,) = torch.autograd.grad(f(z, mu).sum(), k)
     return g.mean().item(), g.std().item() / math.sqrt(n)
@@ -193,9 +196,9 @@ def _mc_grad(m, kappa, n, f, seed=0):
 
 @pytest.mark.parametrize("m,kappa", [(2, 2.0), (3, 0.5), (3, 30.0), (5, 3.0), (10, 1.0),
                                      (10, 100.0), (50, 20.0)])
-def test_concentration_gradient_is_unbiased(m, kappa):
+def test_concentration_gradient_is_unbiased(m, kappa, device):
     """d/dkappa E[mu^T z] = A_m'(kappa) (the accepted-proposal-only gradient fails this)."""
-    g, se = _mc_grad(m, kappa, 100_000, lambda z, mu: z @ mu)
+    g, se = _mc_grad(m, kappa, 100_000, lambda z, mu: z @ mu, device=device)
     ref = float(mp.diff(lambda t: mp_A(m, t), mp.mpf(kappa)))
     assert abs(g - ref) < 3.5 * se, (g, ref, se)
 
@@ -412,14 +415,51 @@ def test_hyperspherical_uniform():
     assert HypersphericalUniform(3, batch_shape=(2,)).expand((4, 2)).sample().shape == (4, 2, 3)
 
 
-def test_rejection_attempts_match_wood_acceptance_rate():
+@pytest.mark.parametrize("path", ["device's", "accelerator's"])
+def test_rejection_attempts_match_wood_acceptance_rate(device, path):
     """Mean attempts = 1 / P(accept); compare with the paper's Table 5 (1000-sample MC there)."""
     torch.manual_seed(0)
     for m, kappa, paper in ((5, 10.0, 1.268), (10, 100.0, 1.411), (100, 1.0, 1.000)):
-        att = VonMisesFisher(unit(m), torch.tensor(kappa)).rejection_attempts((20_000,)).double()
+        q = VonMisesFisher(unit(m).to(device), torch.tensor(kappa, device=device))
+        with accelerator_path() if path == "accelerator's" else contextlib.nullcontext():
+            att = q.rejection_attempts((20_000,)).double()
         # the paper's estimate has its own MC error (1000 samples): allow 4 SE of each
         se = math.sqrt(att.var().item() / 20_000 + att.var().item() / 1000)
         assert abs(att.mean().item() - paper) < 4 * se + 1e-9
+
+
+def test_a_proposal_is_rejected_with_probability_below_the_bound_of_the_fixed_rounds():
+    """Off the CPU the sampler draws a fixed number of proposals before its first check, sized
+    by a bound on the rejection probability: it holds where the rejection is largest (large
+    kappa, small m), with 5 standard errors to spare."""
+    torch.manual_seed(0)
+    n = 200_000
+    for m in (2, 4, 10, 100):
+        kappa = torch.full((n,), 1e5, dtype=F64)
+        att = VonMisesFisher(unit(m).expand(n, m), kappa).rejection_attempts().double()
+        rejected = 1 - n / att.sum().item()  # rejections per proposal
+        se = math.sqrt(rejected * (1 - rejected) / att.sum().item())
+        assert rejected + 5 * se < _sampling._REJECTION, (m, rejected)
+
+
+@pytest.mark.parametrize("m,kappa", [(2, 1e4), (5, 10.0), (64, 200.0)])
+def test_accelerator_path_draws_the_same_distribution_with_one_check(m, kappa, monkeypatch):
+    """The accelerator's path (a fixed number of proposals, then one host read) samples the
+    vMF (KS against scipy), checks once per call, and still finishes every entry when the
+    fixed proposals leave some pending (then it reads again)."""
+    torch.manual_seed(m)
+    mu = unit(m, seed=3)
+    q = VonMisesFisher(mu.expand(20_000, m), torch.full((20_000,), kappa, dtype=F64))
+    ref = st.vonmises_fisher(mu.numpy(), kappa).rvs(20_000, random_state=m) @ mu.numpy()
+    with HostSyncCounter() as syncs:
+        z = q.sample()
+    assert syncs.count == 1 and syncs.events[0].op == "aten::nonzero"
+    assert st.ks_2samp((z @ mu).numpy(), ref).pvalue > 1e-3
+    monkeypatch.setattr(_sampling, "unchecked_proposals", lambda size: 1)
+    with HostSyncCounter() as syncs:
+        z = q.sample()
+    assert syncs.count > 1
+    assert st.ks_2samp((z @ mu).numpy(), ref).pvalue > 1e-3
 
 
 @pytest.mark.parametrize("dtype", [F64, torch.float32])

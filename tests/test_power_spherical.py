@@ -94,11 +94,11 @@ def test_density_on_s2_integrates_to_one_with_the_right_moments(kappa):
 # closed forms over the whole range
 @pytest.mark.parametrize("dtype,rtol", [(F64, 1e-12), (torch.float32, 3e-7)])
 @pytest.mark.parametrize("m", [2, 3, 10, 100, 1000, 4096])
-def test_kl_entropy_normalizer_over_the_whole_range(m, dtype, rtol):
+def test_kl_entropy_normalizer_over_the_whole_range(m, dtype, rtol, device):
     kappas = [1e-6, 1e-3, 0.1, 0.24 * (m - 1) / 2, 0.26 * (m - 1) / 2, 1.0, 9.9, 10.1, 1e3, 1e6]
-    k = torch.tensor(kappas, dtype=dtype, requires_grad=True)
-    q = PowerSpherical(unit(m, dtype=dtype).expand(len(kappas), m), k)
-    kl = kl_divergence(q, HypersphericalUniform(m, dtype=dtype))
+    k = torch.tensor(kappas, dtype=dtype, device=device, requires_grad=True)
+    q = PowerSpherical(unit(m, dtype=dtype).to(device).expand(len(kappas), m), k)
+    kl = kl_divergence(q, HypersphericalUniform(m, dtype=dtype, device=device))
     ent, log_n = q.entropy(), q.log_normalizer()
     (g_kl,) = torch.autograd.grad(kl.sum(), k, retain_graph=True)
     (g_n,) = torch.autograd.grad(log_n.sum(), k)
@@ -144,10 +144,11 @@ def test_kappa_zero_is_the_uniform_distribution():
 # sampling
 @pytest.mark.parametrize("m", [2, 3, 10, 300])
 @pytest.mark.parametrize("kappa", [1e-6, 0.5, 20.0, 1e5])
-def test_t_is_a_shifted_beta(m, kappa):
+def test_t_is_a_shifted_beta(m, kappa, device):
     torch.manual_seed(m)
     mu = unit(m, m)
-    z = PowerSpherical(mu, torch.tensor(kappa, dtype=F64)).sample((5000,))
+    z = PowerSpherical(mu.to(device), torch.tensor(kappa, dtype=F64, device=device))
+    z = z.sample((5000,)).cpu()
     torch.testing.assert_close(z.norm(dim=-1), torch.ones(5000, dtype=F64))
     b = (m - 1) / 2
     # (1 + t) / 2 = 1 - ||z - mu||^2 / 4 ~ Beta(alpha, beta); test the complement, which keeps
@@ -157,12 +158,13 @@ def test_t_is_a_shifted_beta(m, kappa):
 
 
 @pytest.mark.parametrize("m,kappa", [(3, 2.0), (5, 0.7), (50, 30.0)])
-def test_monte_carlo_moments(m, kappa):
+def test_monte_carlo_moments(m, kappa, device):
     torch.manual_seed(1)
     mu = unit(m, 2)
-    q = PowerSpherical(mu, torch.tensor(kappa, dtype=F64))
+    q = PowerSpherical(mu.to(device), torch.tensor(kappa, dtype=F64, device=device))
     n = 100_000
-    z = q.sample((n,))
+    z = q.sample((n,)).cpu()
+    q = PowerSpherical(mu, torch.tensor(kappa, dtype=F64))  # the moments' closed forms
     se = z.std(0) / math.sqrt(n)
     assert ((z.mean(0) - q.mean).abs() < 4 * se).all()
     sq = z**2
@@ -433,6 +435,7 @@ def test_agrees_with_the_power_spherical_package(m, kappa):
     assert st.ks_2samp(t_ours, t_ref).pvalue > 1e-3
 
 
+@pytest.mark.cpu_only("the Marsaglia-Tsang sampler runs on the CPU only (torch's elsewhere)")
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_gamma_sampler_against_scipy(dtype):
     """The Marsaglia-Tsang Gamma sampler behind rsample, over the shapes alpha = kappa + beta

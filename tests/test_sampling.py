@@ -268,14 +268,14 @@ def test_factory_and_bad_input():
 
 # ------------------------------------------------------------------------------ the batch loss
 @pytest.mark.parametrize("Enc", [SphericalGCNEncoder, GCNEncoder])
-def test_batch_loss_is_the_full_batch_formula_on_the_batch(Enc):
+def test_batch_loss_is_the_full_batch_formula_on_the_batch(Enc, device):
     """recon = recon_loss(z, batch positives, batch negatives); KL = kl_loss over the seeds / N."""
     data = random_graph(f=8)
     torch.manual_seed(0)
     # no dropout: the reference below runs the encoder again, which must give the same outputs
-    model = SphericalVGAE(Enc(8, 16, 4, dropout=0.0))
+    model = SphericalVGAE(Enc(8, 16, 4, dropout=0.0)).to(device)
     loader, _ = link_loader(data, [4, 3], batch_size=32)
-    batch = next(iter(loader))
+    batch = next(iter(loader)).to(device)
     s, n_pos = num_seed_nodes(batch), batch.input_id.numel()
     torch.manual_seed(3)
     loss, (recon, kl) = link_batch_loss(model, batch, data.num_nodes, return_parts=True)
@@ -284,6 +284,7 @@ def test_batch_loss_is_the_full_batch_formula_on_the_batch(Enc):
     assert z.shape[0] == s
     eli = batch.edge_label_index
     want_recon = model.recon_loss(z, eli[:, :n_pos], eli[:, n_pos:])
+    torch.manual_seed(3)  # the encoder's dropout masks of the batch loss
     loc, scale = model.encoder(batch.x, batch.edge_index)
     want_kl = model.kl_loss(loc[:s], scale[:s])
     assert torch.allclose(recon, want_recon, atol=1e-6)

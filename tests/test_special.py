@@ -49,8 +49,8 @@ def _rel(a, b):
 @pytest.mark.parametrize("dtype,tol_log,tol_rel", [(torch.float64, 1e-12, 1e-11),
                                                    (torch.float32, 5e-6, 5e-5)])
 @pytest.mark.slow  # mpmath references over a wide grid: ~15-30 s
-def test_against_mpmath(refs, dtype, tol_log, tol_rel):
-    x = torch.tensor(ARGS, dtype=dtype)
+def test_against_mpmath(refs, dtype, tol_log, tol_rel, device):
+    x = torch.tensor(ARGS, dtype=dtype, device=device)
     for v in ORDERS:
         xg = x.clone().requires_grad_(True)
         li = log_iv(v, xg)

@@ -123,10 +123,6 @@ def test_log_likelihood_batching_and_logspace():
 
 
 # ------------------------------------------------------------------ shapes, dtypes, devices
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("latent", ["vmf", "normal", "power"])
 def test_shapes_dtypes_devices(latent, dtype, device):
@@ -134,7 +130,7 @@ def test_shapes_dtypes_devices(latent, dtype, device):
     x = torch.bernoulli(torch.rand(3, 784, device=device, dtype=dtype))
     elbo, rec, kl = model.elbo(x)
     for t in (elbo, rec, kl):
-        assert t.shape == (3,) and t.dtype == dtype and t.device.type == device
+        assert t.shape == (3,) and t.dtype == dtype and t.device.type == device.type
     ll = model.log_likelihood(x, num_samples=10)
     assert ll.shape == (3,) and ll.dtype == dtype
     z = model.embed(x)

@@ -18,9 +18,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._utils import host_reads_are_free
 from ..special import iv_ratio_complement
 
 _MAX_ROUNDS = 200
+# Off the CPU, every "all accepted?" check waits for the device, so the sampler first draws a
+# fixed number of proposals per entry, enough that one of them is accepted but with probability
+# _LEFT_OVER for the whole batch (the rejection probability of a proposal stays below
+# _REJECTION for every m and kappa: 0.344 at m = 2, kappa -> inf; tests/test_distributions.py),
+# in blocks of at most _BLOCK proposals.
+_REJECTION = 0.35
+_LEFT_OVER = 1e-3
+_BLOCK = 1 << 22
 
 
 def _standard_gamma(alpha: Tensor, z: Tensor | None = None, max_rounds: int = 100) -> Tensor:
@@ -35,7 +44,7 @@ def _standard_gamma(alpha: Tensor, z: Tensor | None = None, max_rounds: int = 10
     About half the time of :func:`torch._standard_gamma` on CPU for large batches; below
     ``4096`` entries, and off the CPU, that one is used instead.
     """
-    if alpha.numel() < 4096 or alpha.device.type != "cpu":
+    if alpha.numel() < 4096 or not host_reads_are_free(alpha):
         # small batches are bound by per-operation overhead, and off the CPU torch's sampler
         # needs no host sync per rejection round
         return torch._standard_gamma(alpha)
@@ -74,11 +83,17 @@ def _standard_gamma(alpha: Tensor, z: Tensor | None = None, max_rounds: int = 10
 def _wood_constants(kappa: Tensor, m: int):
     """``b`` and ``1 - b`` of Algorithm 2 without cancellation at either end of ``kappa``."""
     n = m - 1
-    r = torch.hypot(2 * kappa, torch.as_tensor(float(n), dtype=kappa.dtype, device=kappa.device))
+    r = torch.hypot(2 * kappa, torch.full((), float(n), dtype=kappa.dtype, device=kappa.device))
     b = n / (2 * kappa + r)
     # 1 - b = (2k + r - n) / (2k + r), with r - n = 4 k^2 / (r + n)
     one_minus_b = 2 * kappa * (1 + 2 * kappa / (r + n)) / (2 * kappa + r)
     return b, one_minus_b
+
+
+def unchecked_proposals(size: int) -> int:
+    """Proposals per entry drawn before the first check off the CPU: the smallest ``k`` with
+    ``size * _REJECTION^k <= _LEFT_OVER`` (18 for a batch of 100k, 11 for 64)."""
+    return max(1, math.ceil(math.log(max(size, 1) / _LEFT_OVER) / -math.log(_REJECTION)))
 
 
 def _sample_wood(kappa: Tensor, m: int,
@@ -95,10 +110,13 @@ def _sample_wood(kappa: Tensor, m: int,
     for any ``kappa``. ``eps ~ Beta((m-1)/2, (m-1)/2)`` is drawn through the Student-t identity
     ``2 eps - 1 = Z / sqrt(Z^2 + 2G)``, ``Z ~ N(0, 1)``, ``G ~ Gamma((m-1)/2)`` (one gamma variate
     instead of two), with ``2 eps = 1 + t`` and ``2 (1 - eps) = 1 - t`` each computed without
-    cancellation, so that draws near either pole keep their relative precision. The first round
-    draws one proposal per entry (four for batches under 16k, which are bound by per-op
-    overhead); later rounds draw two for each entry still pending and re-draw only those, one
-    host sync per round.
+    cancellation, so that draws near either pole keep their relative precision. On the CPU the
+    first round draws one proposal per entry (four for batches under 16k, which are bound by
+    per-op overhead); later rounds draw two for each entry still pending and re-draw only those,
+    one host read per round. Off the CPU, where each such read waits for the device, the first
+    round draws :func:`unchecked_proposals` per entry (in blocks), which leaves some entry
+    without an accepted proposal with probability ``~1e-3`` per call: then one host sync, and
+    the later rounds only when an entry is left.
 
     ``given = (Z, G)`` (each shaped like ``kappa``) supplies the normal and the Gamma((m-1)/2)
     variate of every entry's first proposal, e.g. from a Gaussian draw made for another purpose
@@ -142,18 +160,32 @@ def _sample_wood(kappa: Tensor, m: int,
         theta = 2 * torch.atan2(torch.sqrt(bp), torch.sqrt(one_m))
         return w, theta, ok
 
-    k0 = 1 if flat.numel() >= 16384 else 4
-    w, theta, ok = propose(b, omb, (k0,) + flat.shape, given)
-    any_ok = ok.any(0)
-    if k0 > 1:
+    def first_accepted(w, theta, ok):
+        """Each entry's first accepted proposal (the last one if none is), the number of
+        proposals that took, and whether one was accepted."""
+        any_ok = ok.any(0)
+        if ok.shape[0] == 1:
+            return w[0], theta[0], torch.ones_like(any_ok, dtype=torch.long), any_ok
         first = torch.argmax(ok.to(torch.uint8), dim=0)
         w = w.gather(0, first.unsqueeze(0)).squeeze(0)
         theta = theta.gather(0, first.unsqueeze(0)).squeeze(0)
-        attempts = torch.where(any_ok, first + 1, torch.full_like(first, k0))
-    else:  # one proposal so far for every entry
-        w, theta = w[0], theta[0]
-        attempts = torch.ones_like(flat, dtype=torch.long)
-    pending = (~any_ok).nonzero().squeeze(-1)  # host sync
+        return w, theta, torch.where(any_ok, first + 1, ok.shape[0]), any_ok
+
+    size = flat.numel()
+    if host_reads_are_free(flat):
+        k0 = budget = 1 if size >= 16384 else 4
+    else:
+        budget = unchecked_proposals(size)
+        k0 = max(1, min(budget, _BLOCK // max(size, 1)))
+    w, theta, attempts, any_ok = first_accepted(*propose(b, omb, (k0,) + flat.shape, given))
+    pending = ~any_ok
+    for done in range(k0, budget, k0):  # off the CPU: more proposals, no host read
+        cw, ct, more, any_ok = first_accepted(*propose(b, omb, (min(k0, budget - done), size)))
+        take = pending & any_ok
+        w, theta = torch.where(take, cw, w), torch.where(take, ct, theta)
+        attempts = torch.where(pending, attempts + more, attempts)
+        pending = pending & ~any_ok
+    pending = pending.nonzero().squeeze(-1)  # host sync
     for _ in range(_MAX_ROUNDS):
         if pending.numel() == 0:
             break
@@ -212,6 +244,13 @@ def _gauss_legendre(n: int):
     x, w = np.polynomial.legendre.leggauss(n)
     # mapped to [0, 1]
     return (x + 1) / 2, w / 2
+
+
+@cache
+def _rule_tensors(rule: tuple, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The nodes and weights of a quadrature rule on ``device``, made once: a tensor made from
+    host data is a blocking copy on an accelerator."""
+    return tuple(torch.tensor(r, dtype=dtype, device=device) for r in rule)
 
 
 # Gauss-Legendre nodes and the log-density drop at which the integrand is cut, per dtype: the
@@ -289,13 +328,15 @@ def dtheta_dkappa(theta0: Tensor, kappa: Tensor, m: int, nodes: int | None = Non
         comp_a = iv_ratio_complement(m / 2, kappa)  # 1 - A_m(kappa)
     x01, wq = _gauss_legendre(nodes or _NODES.get(theta0.dtype, 16))
     rule = (tuple(x01.tolist()), tuple(wq.tolist()))
-    return _FUSED.get("fn", _dtheta_quadrature)(theta0, kappa, m, rule, comp_a)
+    nodes = _rule_tensors(rule, theta0.dtype, theta0.device)
+    return _FUSED.get("fn", _dtheta_quadrature)(theta0, kappa, m, rule, comp_a, nodes)
 
 
 def _dtheta_quadrature(theta0: Tensor, kappa: Tensor, m: int, rule: tuple,
-                       comp_a: Tensor) -> Tensor:
+                       comp_a: Tensor, rule_tensors: tuple[Tensor, Tensor]) -> Tensor:
     """The quadrature of :func:`dtheta_dkappa`: ``rule = (nodes, weights)`` on ``[0, 1]``
-    and ``comp_a = 1 - A_m(kappa)`` given."""
+    (as numbers, and as tensors on ``theta0``'s device in ``rule_tensors``) and
+    ``comp_a = 1 - A_m(kappa)`` given."""
     dt = theta0.dtype
     x01, wq = rule
     c = m - 2.0
@@ -356,9 +397,9 @@ def _dtheta_quadrature(theta0: Tensor, kappa: Tensor, m: int, rule: tuple,
     rows = (sin0, cos0, cot2, m2k, cw0)
     if theta0.numel() * len(x01) <= 1 << 17:
         # small batches are bound by per-op overhead: all nodes at once
-        x = torch.as_tensor(x01, dtype=dt, device=theta0.device)
+        x, weights = rule_tensors
         f = integrand(half_step.unsqueeze(-1) * x, *(r.unsqueeze(-1) for r in rows))
-        acc = f @ torch.as_tensor(wq, dtype=dt, device=theta0.device)
+        acc = f @ weights
     else:
         # large batches are bound by memory traffic: one node at a time stays in cache
         acc = torch.zeros_like(theta0)

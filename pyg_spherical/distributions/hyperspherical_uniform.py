@@ -24,7 +24,8 @@ class HypersphericalUniform(Distribution):
     Args:
         dim (int): ambient dimension ``m >= 2``.
         batch_shape (torch.Size): optional batch shape (default ``()``).
-        device, dtype: where and in which dtype :meth:`sample` draws.
+        device, dtype: where and in which dtype :meth:`sample` draws (default: torch's default
+            device and dtype).
     """
 
     arg_constraints = {}
@@ -37,7 +38,8 @@ class HypersphericalUniform(Distribution):
             raise ValueError(f"HypersphericalUniform: dim must be an int >= 2 (the ambient "
                              f"dimension m of S^(m-1)), got {dim!r}.")
         self.dim = dim
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        # None: torch's default device (torch.set_default_device), as for a factory function
+        self.device = torch.device(device) if device is not None else torch.empty(0).device
         self.dtype = dtype if dtype is not None else torch.get_default_dtype()
         super().__init__(torch.Size(batch_shape), torch.Size((dim,)), validate_args=validate_args)
 

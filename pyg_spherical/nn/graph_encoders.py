@@ -59,6 +59,23 @@ def _csr_rows(index: Tensor, size: int) -> Tensor:
     return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
 
 
+def _gcn_norm_unweighted(edge_index: Tensor, num_nodes: int, dtype=None) -> tuple[Tensor, Tensor]:
+    r"""PyG's ``gcn_norm`` of an unweighted graph (:math:`\tilde D^{-1/2}(A + I)\tilde D^{-1/2}`)
+    in shapes that depend on no value: self-loops already in ``edge_index`` stay, with weight 0,
+    where PyG removes them (a boolean mask, which waits for the device on an accelerator), and
+    every node gets one of weight 1. Without such loops, the same edges and weights as PyG's."""
+    device = edge_index.device
+    dtype = dtype if dtype is not None else torch.get_default_dtype()
+    nodes = torch.arange(num_nodes, device=device)
+    ei = torch.cat([edge_index, nodes.expand(2, num_nodes)], dim=1)
+    weight = torch.cat([(edge_index[0] != edge_index[1]).to(dtype),
+                        torch.ones(num_nodes, dtype=dtype, device=device)])
+    row, col = ei[0], ei[1]
+    deg = torch.zeros(num_nodes, dtype=dtype, device=device).index_add_(0, col, weight)
+    inv_sqrt = deg.rsqrt()  # deg >= 1: every node has its loop
+    return ei, inv_sqrt[row] * weight * inv_sqrt[col]
+
+
 class SparseStructure(NamedTuple):
     r"""Index structure of a sparse ``(N, F)`` matrix ``X`` in CSR form, plus the CSR form of
     ``X^T`` as a permutation of the same stored values (so that only the values change when
@@ -189,8 +206,11 @@ class GCNLatentEncoder(nn.Module):
         r"""``(edge_index, edge_weight)`` of :math:`\tilde D^{-1/2}(A + I)\tilde D^{-1/2}`."""
         if self.cached and self._cache is not None:
             return self._cache
-        out = gcn_norm(edge_index, edge_weight, num_nodes, improved=False,
-                       add_self_loops=self.add_self_loops, dtype=dtype)
+        if edge_weight is None and self.add_self_loops:
+            out = _gcn_norm_unweighted(edge_index, num_nodes, dtype)
+        else:
+            out = gcn_norm(edge_index, edge_weight, num_nodes, improved=False,
+                           add_self_loops=self.add_self_loops, dtype=dtype)
         if self.cached:
             self._cache = out
         return out
