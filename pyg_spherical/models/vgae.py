@@ -193,12 +193,12 @@ class SphericalVGAE(VGAE):
         """PyG's ``(ROC AUC, average precision)`` of the pairs, ranked by the decoder's logits:
         a large decoder scale saturates the float32 sigmoid to exactly 1, which would tie pairs
         whose logits differ."""
+        import numpy as np
         from sklearn.metrics import average_precision_score, roc_auc_score
 
         pred = torch.cat([self.decoder(z, pos_edge_index, sigmoid=False),
                           self.decoder(z, neg_edge_index, sigmoid=False)]).double().cpu().numpy()
-        y = torch.cat([torch.ones(pos_edge_index.size(1)),
-                       torch.zeros(neg_edge_index.size(1))]).numpy()
+        y = np.concatenate([np.ones(pos_edge_index.size(1)), np.zeros(neg_edge_index.size(1))])
         return roc_auc_score(y, pred), average_precision_score(y, pred)
 
     @torch.no_grad()
