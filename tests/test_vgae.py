@@ -256,18 +256,50 @@ def test_encoder_shapes_and_validity(device, dtype, graph):
     assert not torch.allclose(model.encode(x, ei), model.encode(x, ei))
 
 
-def test_zero_mean_direction_is_a_clear_error_not_nan():
-    class Zero(torch.nn.Module):
-        out_channels = 4
+def test_a_zero_mean_direction_row_gets_the_first_basis_vector_and_finite_gradients():
+    """A zero loc_raw row has no direction: it is given e_1, and nothing in the forward or the
+    backward pass of the other rows turns NaN."""
+    layer = VMFLatent(4).eval()
+    loc_raw = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], requires_grad=True)
+    scale_raw = torch.zeros(2, 1, requires_grad=True)
+    z = layer(loc_raw, scale_raw)
+    torch.testing.assert_close(z, torch.tensor([[0.6, 0.8, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]))
+    layer.train()
+    z = layer(loc_raw, scale_raw)
+    (z.sum() + layer.kl().sum()).backward()
+    assert torch.isfinite(loc_raw.grad).all() and torch.isfinite(scale_raw.grad).all()
+    assert (loc_raw.grad[1] == 0).all()  # the fallback direction does not depend on loc_raw
+    assert loc_raw.grad[0].abs().sum() > 0
+
+
+def test_pygs_example_encoder_trains_on_featureless_isolated_nodes():
+    """PyG's GCNConv starts with zero biases: a node without features and edges encodes to an
+    exactly zero loc_raw (CiteSeer has such nodes). SphericalVGAE trains through it, as VGAE does."""
+    from torch_geometric.nn import GCNConv
+
+    class VariationalGCNEncoder(torch.nn.Module):  # PyG's examples/autoencoder.py
+        def __init__(self, i, o):
+            super().__init__()
+            self.conv1, self.conv_mu, self.conv_logstd = GCNConv(i, 2 * o), GCNConv(2 * o, o), GCNConv(2 * o, o)
 
         def forward(self, x, edge_index):
-            loc = torch.ones(x.size(0), 4)
-            loc[1] = 0.0
-            return loc, torch.zeros(x.size(0), 1)
+            x = self.conv1(x, edge_index).relu()
+            return self.conv_mu(x, edge_index), self.conv_logstd(x, edge_index)
 
-    model = SphericalVGAE(Zero())
-    with pytest.raises(RuntimeError, match="zero"):
-        model.encode(torch.zeros(3, 2), torch.zeros(2, 0, dtype=torch.long))
+    torch.manual_seed(0)
+    x = torch.rand(6, 5)
+    x[5] = 0.0  # node 5: no features, no edges
+    ei = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])
+    model = SphericalVGAE(VariationalGCNEncoder(5, 4))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(3):
+        opt.zero_grad()
+        z = model.encode(x, ei)
+        loss = model.recon_loss(z, ei) + model.kl_loss() / 6
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss)
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])

@@ -188,8 +188,9 @@ class GCNLatentEncoder(nn.Module):
         Why the exception: a node whose receptive field is empty after dropout (an isolated
         node of the training graph with one or two words, all dropped) or has no features at
         all (CiteSeer has such nodes) gets ``H = 0`` and hence ``loc_raw = bias``. With a zero
-        bias that row has no direction (the latent layer raises); with a small random bias it
-        gets the shared direction ``bias / ||bias||``, and the other rows barely change.
+        bias that row has no direction (the latent layer falls back to ``e_1``, and the row's
+        direction gets no gradient); with a small random bias it gets the shared direction
+        ``bias / ||bias||``, and the other rows barely change.
         """
         self.conv1.reset_parameters()
         self.conv_loc.reset_parameters()

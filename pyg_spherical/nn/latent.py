@@ -115,10 +115,11 @@ class SphericalLatent(LatentLayer):
     ``scale_raw`` is ``(..., 1)``, or ``(..., dim)`` as from a Gaussian log-std head (PyG's
     example encoders): its mean over the last dim is used. The mean of a linear head's outputs is
     itself a linear function of the head's input, so this loses nothing against a head of width
-    1. A zero or non-finite ``loc_raw`` row has no direction: it raises (via
-    ``torch._assert_async``, which does not synchronise the host with the device) instead of
-    silently producing NaN; on CUDA that is a device-side assertion, reported by the next
-    synchronising call. Subclasses set :meth:`_posterior`.
+    1. A non-finite ``loc_raw`` row has no direction: it raises (via ``torch._assert_async``,
+    which does not synchronise the host with the device) instead of silently producing NaN; on
+    CUDA that is a device-side assertion, reported by the next synchronising call. A zero row
+    (a featureless isolated node under zero-initialised biases) gets the first basis vector
+    ``e_1``. Subclasses set :meth:`_posterior`.
 
     ``factors = k > 1`` makes the latent a product of ``k`` spheres ``(S^{dim/k - 1})^k``: the
     code is ``k`` unit vectors of ``dim / k`` coordinates each, one posterior per factor with its
@@ -169,12 +170,19 @@ class SphericalLatent(LatentLayer):
         loc = loc_raw.unflatten(-1, (k, self.factor_dim)) if k > 1 else loc_raw
         norm = torch.linalg.vector_norm(loc, dim=-1, keepdim=True)
         torch._assert_async(
-            ((norm > 0) & torch.isfinite(norm)).all(),
-            f"{type(self).__name__}: a mean-direction row (loc_raw) is non-finite (NaN/inf) or "
-            "zero and has no direction.",
+            torch.isfinite(norm).all(),
+            f"{type(self).__name__}: a mean-direction row (loc_raw) is non-finite (NaN/inf) and "
+            "has no direction.",
         )
+        # A zero row has no direction either, but PyG's encoders (zero-initialised GCN biases)
+        # give one to every featureless isolated node (CiteSeer has them) at initialisation: it
+        # gets the first basis vector, with no gradient to loc_raw through the direction. The
+        # division is guarded so that the unselected branch cannot put NaN into the backward.
+        zero = norm == 0
+        e1 = torch.cat([torch.ones_like(loc[..., :1]), torch.zeros_like(loc[..., 1:])], dim=-1)
+        mu = torch.where(zero, e1, loc / torch.where(zero, torch.ones_like(norm), norm))
         kappa = F.softplus(scale_raw if k > 1 else scale_raw.squeeze(-1)) + self.min_concentration
-        q = self._posterior(loc / norm, kappa)
+        q = self._posterior(mu, kappa)
         return ProductOfSpheres(q, validate_args=False) if k > 1 else q
 
     def _posterior(self, loc: Tensor, kappa: Tensor) -> Distribution:
