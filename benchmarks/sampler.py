@@ -327,7 +327,7 @@ def main(argv=None):
     if args.syncs:
         res = run_syncs(args, device)
         path = write_json(f"{args.out}_syncs", {"meta": meta, **res}, started, out_dir(args))
-        print(f"wrote {shown(path)}")
+        wrote(path)
         return
     rows = []
     grid = [(m, k) for m in args.dims for k in args.kappas]
