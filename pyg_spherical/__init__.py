@@ -18,8 +18,9 @@ Posterior and prior (paper eq. 3-5), for ``z, mu in S^{d-1}``, ``kappa > 0``::
 
 Samples come from the Ulrich/Wood rejection sampler plus a Householder reflection (Algorithm
 1-3); their gradient in ``kappa`` uses implicit reparameterisation, so it is unbiased.
-**Convention**: ``d`` (``latent_dim``, ``out_channels``, ``dim``) is always the ambient
-dimension -- codes are unit vectors of shape ``(..., d)`` and the sphere is ``S^{d-1}``.
+**Convention**: the dimension ``d`` (the argument ``dim``; ``out_channels`` in the encoders,
+as in PyG) is always the ambient dimension -- codes are unit vectors of shape ``(..., d)`` and
+the sphere is ``S^{d-1}``.
 
 Quick start (link prediction, a drop-in for ``torch_geometric.nn.VGAE``)::
 
@@ -34,7 +35,8 @@ The distribution on its own::
     from pyg_spherical import VonMisesFisher
     q = VonMisesFisher(loc, kappa)      # loc (..., d) unit rows, kappa (...) positive
     z = q.rsample((S,))                 # (S, ..., d), differentiable in loc and kappa
-    q.log_prob(z), q.kl_to_uniform(), q.mean, q.entropy()
+    q.log_prob(z), q.mean, q.entropy()
+    kl_divergence(q, HypersphericalUniform(d))   # torch.distributions.kl_divergence (eq. 5)
 
 Modules
 -------
@@ -42,9 +44,10 @@ The library core: torch-native, no plotting, no downloads, no prints.
 
 ==============  ==================================================================================
 special         log_iv, log_ive, iv_ratio: modified Bessel functions in pure torch, with gradients
-distributions   VonMisesFisher, PowerSpherical, HypersphericalUniform (+ registered KL divergences)
+distributions   VonMisesFisher, PowerSpherical, HypersphericalUniform, ProductOfSpheres
+                (+ the registered KL divergences)
 nn              latent layers (``make_latent("vmf" | "power" | "normal", d)``), GCN encoders
-                (SphericalGCNEncoder, GCNEncoder), ScaledInnerProductDecoder
+                (SphericalGCNEncoder, GaussianGCNEncoder), ScaledInnerProductDecoder
 models          SphericalVGAE (a ``torch_geometric.nn.VGAE``)
 vae             the MNIST VAE of section 5.2 (ELBO, importance-sampled log-likelihood)
 m1m2            the semi-supervised M1+M2 model of section 5.3
@@ -61,28 +64,22 @@ Each name lives in its module (``from pyg_spherical.vae import VAE``); the most 
 are also importable from the package itself. Walkthroughs: ``notebooks/``; paper reproductions: ``benchmarks/`` (each with ``--help``).
 """
 from . import distributions, special
-from .distributions import HypersphericalUniform, PowerSpherical, VonMisesFisher
-from .models import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
+from .distributions import HypersphericalUniform, PowerSpherical, ProductOfSpheres, VonMisesFisher
+from .models import SphericalVGAE
 from .nn import (
+    GaussianGCNEncoder,
     GaussianLatent,
+    GCNEncoder,
     PowerSphericalLatent,
     ScaledInnerProductDecoder,
+    SphericalGCNEncoder,
     VMFLatent,
     make_latent,
 )
 
 __version__ = "0.2.0"
 
-__all__ = [
-    "GaussianLatent",
-    "HypersphericalUniform",
-    "PowerSpherical",
-    "PowerSphericalLatent",
-    "ScaledInnerProductDecoder",
-    "VMFLatent",
-    "VonMisesFisher",
-    "distributions",
-    "make_latent",
-    "special",
-]
-__all__ += ["GCNEncoder", "SphericalGCNEncoder", "SphericalVGAE"]
+__all__ = ["GCNEncoder", "GaussianGCNEncoder", "GaussianLatent", "HypersphericalUniform",
+           "PowerSpherical", "PowerSphericalLatent", "ProductOfSpheres", "ScaledInnerProductDecoder",
+           "SphericalGCNEncoder", "SphericalVGAE", "VMFLatent", "VonMisesFisher", "distributions",
+           "make_latent", "special"]

@@ -13,6 +13,31 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 
+def compute_dtype(x, highest: bool = False) -> torch.dtype:
+    """The dtype a computation on ``x`` (a tensor or a dtype) runs in: float64 stays float64,
+    anything else (float32, float16, bfloat16) is float32. ``highest=True`` (``x`` a tensor):
+    float64 wherever the device has it, for the scalar functions that need it whatever the input."""
+    if highest:
+        return torch.float32 if x.device.type == "mps" else torch.float64
+    dtype = x if isinstance(x, torch.dtype) else x.dtype
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def to_compute(x: torch.Tensor, highest: bool = False) -> torch.Tensor:
+    """``x`` in its :func:`compute_dtype` (no copy when it already has it)."""
+    return x.to(compute_dtype(x, highest))
+
+
+def renamed(kwargs: dict, old: str, new: str, value, owner: str):
+    """``value``, or ``kwargs.pop(old)`` with a :class:`DeprecationWarning` if a caller still
+    passes the keyword ``old`` that ``owner`` renamed ``new``."""
+    if old not in kwargs:
+        return value
+    warnings.warn(f"{owner}({old}=...) is deprecated and will be removed in the next release; "
+                  f"use {new}=...", DeprecationWarning, stacklevel=3)
+    return kwargs.pop(old)
+
+
 def to_numpy(x, dtype=None) -> np.ndarray:
     """A NumPy array of a tensor (``.detach().cpu()``; bfloat16 via float32) or array-like,
     converted to ``dtype`` if given (no copy when it already has that dtype)."""

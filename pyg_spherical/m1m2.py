@@ -89,7 +89,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ._utils import SeededEpochs
-from .nn.latent import LatentLayer, make_latent, resolve_kind
+from .nn.latent import LatentLayer, make_latent
 from .vae import MLP, bernoulli_log_prob, glorot_init_
 
 __all__ = ["COMBINATIONS", "M1M2", "LabelledBound", "SemiSupervisedLoader", "marginalise_labels"]
@@ -150,18 +150,11 @@ class M1M2(nn.Module):
         z1_options (dict, optional): keyword arguments of ``z1``'s latent layer only.
         z2_options (dict, optional): keyword arguments of ``z2``'s latent layer only (e.g.
             ``{"min_concentration": 10.0}`` for a vMF, ``{"isotropic": True}`` for a Gaussian).
-        pz1_latent (str, optional): the family of ``p(z1|y,z2)``; default ``z1_latent``.
-            ``"normal"`` with a spherical ``z1`` is Kingma et al.'s diagonal Gaussian likelihood
-            for a continuous M2 input, on the embedding coordinates of ``z1`` in ``R^{d1}``: a
-            scale per coordinate. Its density is with respect to the Lebesgue measure of
-            ``R^{d1}`` while ``q(z1|x)`` lives on the sphere, so the objective is then no longer
-            a bound on ``log p(x)`` (an ablation of the likelihood, not a model of the paper).
         **latent_kwargs: forwarded to both latent layers (e.g. ``min_concentration``).
 
     Attributes:
         latent1, latent2 (LatentLayer): the two latent layers.
-        latent_pz1 (LatentLayer): the family of ``p(z1|y,z2)`` (``latent1`` unless
-            ``pz1_latent`` differs).
+        latent_pz1 (LatentLayer): the family of ``p(z1|y,z2)``: ``latent1``.
         m1_encoder, z1_loc, z1_scale: ``x (B, D) -> q(z1|x)`` raw parameters.
         m1_decoder: ``z1 (..., d1) -> (..., D)`` Bernoulli logits.
         classifier: ``z1 (..., d1) -> (..., K)`` logits of ``q(y|z1)``.
@@ -173,7 +166,7 @@ class M1M2(nn.Module):
                  z2_dim: int = 10, num_classes: int = 10, in_features: int = 784,
                  hidden: int = 500, activation: type[nn.Module] = nn.ReLU,
                  z1_options: dict | None = None, z2_options: dict | None = None,
-                 pz1_latent: str | None = None, **latent_kwargs):
+                 **latent_kwargs):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"M1M2: num_classes must be >= 2, got {num_classes}.")
@@ -181,13 +174,7 @@ class M1M2(nn.Module):
                                                 **{**latent_kwargs, **(z1_options or {})})
         self.latent2: LatentLayer = make_latent(z2_latent, z2_dim,
                                                 **{**latent_kwargs, **(z2_options or {})})
-        self.latent_pz1: LatentLayer = self.latent1
-        if pz1_latent is not None and resolve_kind(pz1_latent) != self.latent1.kind:
-            if resolve_kind(pz1_latent) != "normal":
-                raise ValueError(f"M1M2: pz1_latent={pz1_latent!r} with z1_latent="
-                                 f"{z1_latent!r}; p(z1|y,z2) is z1's own family or 'normal' "
-                                 "(a Gaussian z1 does not lie on a sphere)")
-            self.latent_pz1 = make_latent("normal", z1_dim)
+        self.latent_pz1: LatentLayer = self._pz1_latent()
         self.z1_dim, self.z2_dim = int(z1_dim), int(z2_dim)
         self.num_classes, self.in_features, self.hidden = int(num_classes), int(in_features), int(hidden)
         K, D, H, d1, d2 = self.num_classes, self.in_features, self.hidden, self.z1_dim, self.z2_dim
@@ -204,6 +191,11 @@ class M1M2(nn.Module):
         self.m2_decoder = MLP([d2 + K, H], activation, final_activation=True)
         self.pz1_loc = glorot_init_(nn.Linear(H, d1))
         self.pz1_scale = glorot_init_(nn.Linear(H, self.latent_pz1.scale_dim))
+
+    def _pz1_latent(self) -> LatentLayer:
+        """The layer of ``p(z1|y,z2)``: the family of ``q(z1|x)`` (a subclass may choose another;
+        the head of ``p(z1|y,z2)`` is sized by its ``scale_dim``)."""
+        return self.latent1
 
     @property
     def combination(self) -> str:
@@ -234,8 +226,8 @@ class M1M2(nn.Module):
         return self.latent2.distribution(self.z2_loc(h), self.z2_scale(h))
 
     def p_z1(self, z2: Tensor, y_onehot: Tensor) -> Distribution:
-        """``p(z1 | y, z2)``: by default the family of ``q(z1|x)`` (vMF on ``S^{d1-1}`` or
-        Gaussian); see ``pz1_latent``."""
+        """``p(z1 | y, z2)``: the family of ``q(z1|x)`` (vMF on ``S^{d1-1}``, Power Spherical or
+        Gaussian)."""
         h = self.m2_decoder(torch.cat([z2, y_onehot], dim=-1))
         return self.latent_pz1.distribution(self.pz1_loc(h), self.pz1_scale(h))
 
@@ -423,8 +415,6 @@ class M1M2(nn.Module):
         Returns Bernoulli means (``probs=True``, what Figure 10 shows) or logits.
         """
         z1 = self.latent_pz1.point(self.p_z1(z2, self.one_hot(y)))
-        if self.latent_pz1 is not self.latent1:  # only a Gaussian p(z1|y,z2) of a spherical z1
-            z1 = F.normalize(z1, dim=-1)  # a Gaussian p(z1|y,z2) centred off the sphere
         logits = self.decode(z1)
         return torch.sigmoid(logits) if probs else logits
 

@@ -38,10 +38,11 @@ from typing import NamedTuple, Union
 import torch
 from torch import Tensor
 
-from ._debye import debye_tables
-from ._utils import host_reads_are_free
+from ._debye import debye_tables, stirling_series
+from ._utils import host_reads_are_free, to_compute
 
-__all__ = ["iv_ratio", "log_iv", "log_ive"]
+__all__ = ["VMFTerms", "iv_ratio", "iv_ratio_complement", "iv_ratio_derivative", "log_iv",
+           "log_ive", "vmf_terms"]
 
 Order = Union[Real, Tensor]
 
@@ -109,7 +110,7 @@ def _stirling_corr(w) -> Tensor:
     """``lgamma(w+1) - (w log w - w + log(2 pi w) / 2)`` for ``w >= 8`` (Stirling series)."""
     inv = 1.0 / w
     inv2 = inv * inv
-    c = (1 / 156, -691 / 360360, 1 / 1188, -1 / 1680, 1 / 1260, -1 / 360, 1 / 12)
+    c = stirling_series(0)[::-1]
     out = c[0]
     for ci in c[1:]:
         out = out * inv2 + ci
@@ -286,30 +287,32 @@ def _log_ivn_small(v: Order, x: Tensor) -> Tensor:
     return torch.log1p(total)
 
 
-class _VMFTerms(NamedTuple):
-    """Bessel quantities of ``vMF(., kappa)`` on ``S^{m-1}`` (see :func:`_vmf_terms`)."""
+class VMFTerms(NamedTuple):
+    """Bessel quantities of ``vMF(., kappa)`` on ``S^{m-1}`` (see :func:`vmf_terms`)."""
 
     A: Tensor  # A_m(kappa) = I_{m/2} / I_{m/2-1}
     comp: Tensor  # 1 - A_m(kappa)
     dA: Tensor  # A_m'(kappa)
     lnorm: Tensor  # log(Gamma(m/2) (2/kappa)^{m/2-1} I_{m/2-1}(kappa)) - kappa
-    ell_small: Tensor  # the same + kappa, from the series (valid for kappa <= 2)
+    ell_small: Tensor  # the same + kappa, from the series (valid where `small`)
+    small: Tensor  # kappa <= 2: where ell_small holds and keeps its relative precision
 
 
-def _vmf_terms(m: int, kappa: Tensor) -> _VMFTerms:
-    """Everything the vMF needs from Bessel functions, in one pass at order ``m/2 - 1`` whose
-    recurrence also yields order ``m/2`` (and its derivative); no autograd."""
-    v = m / 2 - 1
+def vmf_terms(dim: int, kappa: Tensor) -> VMFTerms:
+    """Everything the vMF on ``S^{m-1}``, ``m = dim``, needs from Bessel functions at ``kappa``
+    (float32 or float64), in one pass at order ``m/2 - 1`` whose recurrence also yields order
+    ``m/2`` (and its derivative); no autograd."""
+    v = dim / 2 - 1
     b = _core(v, kappa, want_grad=True)
     if b.R_next is None or b.dR_next is None:  # large m: Debye directly at order m/2
-        t = _core(m / 2, kappa, want_grad=True, want_log=False)
+        t = _core(dim / 2, kappa, want_grad=True, want_log=False)
         A, comp, dA = t.R, t.comp, t.dR
     else:
         A, comp, dA = b.R_next, b.comp_next, b.dR_next
     V0, _ = _params(kappa.dtype)
     # below V0 the series already ran inside _core for kappa <= 2: reuse its exact l
     ell = b.ell if v < V0 and b.ell is not None else _log_ivn_small(v, kappa)
-    return _VMFTerms(A, comp, dA, b.lnorm, ell)
+    return VMFTerms(A, comp, dA, b.lnorm, ell, kappa <= _SERIES_X)
 
 
 def _prepare(v: Order, x) -> tuple:
@@ -329,21 +332,10 @@ def _prepare(v: Order, x) -> tuple:
     return v, x
 
 
-def _compute_dtype(x: Tensor | torch.dtype) -> torch.dtype:
-    """The dtype computations run in: float64 stays float64, anything else is float32."""
-    dtype = x if isinstance(x, torch.dtype) else x.dtype
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _compute(x: Tensor) -> Tensor:
-    """``x`` in the dtype computations run in (:func:`_compute_dtype`)."""
-    return x.to(_compute_dtype(x))
-
-
 class _LogIv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v, scaled):
-        xc = _compute(x)
+        xc = to_compute(x)
         b = _core(v, xc)
         ctx.v, ctx.scaled = v, scaled
         ctx.save_for_backward(x, (b.dlog_ive if scaled else b.dlog_iv).to(x.dtype))
@@ -357,11 +349,14 @@ class _LogIv(torch.autograd.Function):
         return g * grad, None, None
 
 
+def _ratio_derivative(v: Order, x: Tensor) -> Tensor:
+    return _core(v, to_compute(x), want_grad=True, want_log=False).dR.to(x.dtype)
+
+
 class _IvRatio(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v, complement):
-        xc = _compute(x)
-        b = _core(v, xc, want_log=False)
+        b = _core(v, to_compute(x), want_log=False)
         ctx.v, ctx.complement = v, complement
         ctx.save_for_backward(x)
         return (b.comp if complement else b.R).to(x.dtype)
@@ -370,7 +365,7 @@ class _IvRatio(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        dR = _core(ctx.v, _compute(x), want_grad=True, want_log=False).dR.to(x.dtype)
+        dR = _ratio_derivative(ctx.v, x)
         return (-g * dR if ctx.complement else g * dR), None, None
 
 
@@ -417,3 +412,11 @@ def iv_ratio_complement(v: Order, x) -> Tensor:
     r"""``1 - I_v(x) / I_{v-1}(x)`` without cancellation (it tends to ``(2v - 1) / (2x)``)."""
     v, x = _prepare(v, x)
     return _IvRatio.apply(x, v, True)
+
+
+def iv_ratio_derivative(v: Order, x) -> Tensor:
+    r"""``R_v'(x) = 1 - R_v^2 - (2v - 1) R_v / x`` of :func:`iv_ratio`, evaluated without
+    cancellation (it falls as ``(2v - 1) / (2 x^2)``); not differentiable itself."""
+    v, x = _prepare(v, x)
+    with torch.no_grad():
+        return _ratio_derivative(v, x)

@@ -13,10 +13,10 @@ All weights are Glorot-uniform initialised (Glorot & Bengio, 2010), biases are z
 layer is the one shared with the graph model (:mod:`pyg_spherical.nn.latent`):
 
 * ``latent="vmf"`` (S-VAE): ``q(z|x) = vMF(mu(x), kappa(x))`` on :math:`\mathcal{S}^{d-1}`, prior
-  :math:`U(\mathcal{S}^{d-1})`. **Convention of the paper**: an S-VAE with ``latent_dim = d`` has
+  :math:`U(\mathcal{S}^{d-1})`. **Convention of the paper**: an S-VAE with ``dim = d`` has
   codes on the unit sphere :math:`\mathcal{S}^{d-1}` *embedded in* :math:`\mathbb{R}^d` (a
   ``(d-1)``-dimensional manifold), so "d = 2" in Table 1 is the circle; Figure 2 shows an S-VAE on
-  :math:`\mathcal{S}^2` (``latent_dim = 3``) beside an N-VAE in :math:`\mathbb{R}^2`.
+  :math:`\mathcal{S}^2` (``dim = 3``) beside an N-VAE in :math:`\mathbb{R}^2`.
 * ``latent="normal"`` (N-VAE): ``q(z|x) = N(mu(x), diag sigma(x)^2)``, prior ``N(0, I_d)``.
 
 Objectives
@@ -47,7 +47,7 @@ so the ratio is well defined. The sum is evaluated in log space, batched over
 
 Example
 -------
->>> model = VAE(latent="vmf", latent_dim=5)
+>>> model = VAE(latent="vmf", dim=5)
 >>> x = torch.bernoulli(torch.rand(8, 784))
 >>> elbo, rec, kl = model.elbo(x)          # each of shape (8,)
 >>> ll = model.log_likelihood(x, num_samples=50)
@@ -55,6 +55,7 @@ Example
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -62,6 +63,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from ._utils import renamed
 from .nn.latent import LatentLayer, make_latent
 
 __all__ = ["MLP", "VAE", "bernoulli_log_prob", "glorot_init_"]
@@ -122,7 +124,7 @@ class VAE(nn.Module):
         latent (str): ``"vmf"`` (S-VAE, uniform prior on :math:`\mathcal{S}^{d-1}`),
             ``"power"`` (P-VAE: a Power Spherical posterior, same prior) or ``"normal"``
             (N-VAE, ``N(0, I)`` prior). Aliases of :func:`make_latent` accepted.
-        latent_dim (int): ``d``. For the vMF the codes are unit vectors in ``R^d`` (paper
+        dim (int): ``d`` (``latent_dim`` before 0.3, deprecated). For the vMF the codes are unit vectors in ``R^d`` (paper
             convention: the sphere :math:`\mathcal{S}^{d-1}`, of intrinsic dimension ``d - 1``).
         in_features (int): data dimension ``D`` (784 for MNIST).
         encoder_hidden (sequence of int): hidden widths of the encoder MLP (default ``[256, 128]``).
@@ -138,20 +140,21 @@ class VAE(nn.Module):
         decoder (MLP): ``d -> decoder_hidden -> D`` logits.
     """
 
-    def __init__(self, latent: str = "vmf", latent_dim: int = 5, in_features: int = 784,
+    def __init__(self, latent: str = "vmf", dim: int = 5, in_features: int = 784,
                  encoder_hidden: Sequence[int] = (256, 128),
                  decoder_hidden: Sequence[int] = (128, 256),
                  activation: type[nn.Module] = nn.ReLU, **latent_kwargs):
         super().__init__()
-        self.latent: LatentLayer = make_latent(latent, latent_dim, **latent_kwargs)
-        self.latent_dim = int(latent_dim)
+        dim = renamed(latent_kwargs, "latent_dim", "dim", dim, "VAE")
+        self.latent: LatentLayer = make_latent(latent, dim, **latent_kwargs)
+        self.dim = int(dim)
         self.in_features = int(in_features)
         enc = [self.in_features, *encoder_hidden]
         self.encoder = MLP(enc, activation, final_activation=True) if len(enc) > 1 else nn.Identity()
         h = enc[-1]
-        self.loc_head = glorot_init_(nn.Linear(h, self.latent_dim))
+        self.loc_head = glorot_init_(nn.Linear(h, self.dim))
         self.scale_head = glorot_init_(nn.Linear(h, self.latent.scale_dim))
-        self.decoder = MLP([self.latent_dim, *decoder_hidden, self.in_features], activation)
+        self.decoder = MLP([self.dim, *decoder_hidden, self.in_features], activation)
 
     @property
     def kind(self) -> str:
@@ -205,13 +208,8 @@ class VAE(nn.Module):
         q = self.latent.distribution(*self.encode(x))
         z = q.rsample((num_samples,))  # (S, B, d)
         rec = bernoulli_log_prob(self.decode(z), x).mean(0)
-        kl = self.kl(q)
+        kl = self.latent.kl(q)
         return rec - kl, rec, kl
-
-    def kl(self, q: Distribution) -> Tensor:
-        """``KL(q || p)`` per example, shape ``q.batch_shape`` (closed form; eq. 5 for the vMF):
-        the latent layer's :meth:`~pyg_spherical.nn.LatentLayer.kl`."""
-        return self.latent.kl(q)
 
     def loss(self, x: Tensor, beta: float | Tensor = 1.0) -> tuple[Tensor, Tensor, Tensor]:
         r"""Training loss ``-mean(rec - beta * kl)`` (KL warm-up factor ``beta``; ``beta = 1`` is
@@ -260,12 +258,21 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None,
                probs: bool = True) -> Tensor:
-        """Decode ``num_samples`` draws from the prior (paper Figures 7 and 8).
+        """Decode ``num_samples`` draws of :meth:`prior` (paper Figures 7 and 8); seed them
+        with ``torch.manual_seed`` (``generator`` is deprecated).
 
         Returns the Bernoulli means ``(num_samples, D)`` (``probs=True``, what the figures show)
         or logits (``probs=False``).
         """
         p = next(self.parameters())
-        z = self.latent.sample_prior(num_samples, generator, p.device, p.dtype)
+        if generator is not None:
+            warnings.warn("VAE.sample(generator=...) is deprecated and will be removed in the "
+                          "next release; seed with torch.manual_seed", DeprecationWarning,
+                          stacklevel=3)
+            seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
+            with torch.random.fork_rng(devices=[p.device] if p.device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                return self.sample(num_samples, probs=probs)
+        z = self.prior().sample((num_samples,))
         logits = self.decode(z)
         return torch.sigmoid(logits) if probs else logits

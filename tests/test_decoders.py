@@ -11,7 +11,12 @@ import torch.nn.functional as F
 from test_vgae import sbm_graph
 from torch_geometric.nn import InnerProductDecoder
 
-from pyg_spherical import GCNEncoder, ScaledInnerProductDecoder, SphericalGCNEncoder, SphericalVGAE
+from pyg_spherical import (
+    GaussianGCNEncoder,
+    ScaledInnerProductDecoder,
+    SphericalGCNEncoder,
+    SphericalVGAE,
+)
 from pyg_spherical.repro.datasets import link_split
 
 
@@ -90,7 +95,7 @@ def test_float64_codes_stay_float64():
 
 def test_default_decoder_follows_the_latent():
     s = SphericalVGAE(SphericalGCNEncoder(8, 16, 4))
-    n = SphericalVGAE(GCNEncoder(8, 16, 4))
+    n = SphericalVGAE(GaussianGCNEncoder(8, 16, 4))
     assert isinstance(s.decoder, ScaledInnerProductDecoder)
     assert type(n.decoder) is InnerProductDecoder
     literal = SphericalVGAE(SphericalGCNEncoder(8, 16, 4), decoder=InnerProductDecoder())

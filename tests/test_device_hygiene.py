@@ -19,7 +19,7 @@ from torch_geometric.loader import LinkNeighborLoader
 from torch_geometric.sampler import NodeSamplerInput
 
 from pyg_spherical import (
-    GCNEncoder,
+    GaussianGCNEncoder,
     HypersphericalUniform,
     PowerSpherical,
     SphericalGCNEncoder,
@@ -138,7 +138,7 @@ def test_latent_layers(path, kind, kwargs):
         (z.sum() + kl.sum()).backward()
         layer.eval()
         point = layer(loc_raw, scale_raw)
-        prior = layer.sample_prior(3, device=CPU)
+        prior = layer.prior(device=CPU).sample((3,))
         on_cpu(z, kl, point, prior, loc_raw.grad, scale_raw.grad)
 
 
@@ -153,7 +153,7 @@ def two_cliques(n=12):
     return Data(x=x, edge_index=ei, num_nodes=n)
 
 
-@pytest.mark.parametrize("encoder", [SphericalGCNEncoder, GCNEncoder])
+@pytest.mark.parametrize("encoder", [SphericalGCNEncoder, GaussianGCNEncoder])
 def test_vgae(encoder):
     data = two_cliques()
     model = SphericalVGAE(encoder(8, 16, 4))  # built on the CPU, before the meta default
@@ -199,7 +199,7 @@ def test_m1m2(z1, z2):
 def test_link_batch_loss(latent):
     data = two_cliques(16)
     model = SphericalVGAE(SphericalGCNEncoder(8, 16, 4) if latent == "vmf" else
-                          GCNEncoder(8, 16, 4))
+                          GaussianGCNEncoder(8, 16, 4))
     sampler = TorchNeighborSampler(data, [3, 2])
     # PyG's link loader and torch's DataLoader make index tensors on the default device, so
     # the batches are drawn before; the neighbour sampler itself runs inside, below

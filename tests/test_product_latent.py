@@ -88,7 +88,8 @@ def test_prior_kl_and_uniform_samples():
     p = lat.prior(dtype=torch.float64)
     assert isinstance(p.base, HypersphericalUniform) and p.batch_shape == ()
     torch.testing.assert_close(kl_divergence(p, p), torch.zeros((), dtype=torch.float64))
-    z = lat.sample_prior(20000, torch.Generator().manual_seed(0)).unflatten(-1, (4, 2))
+    torch.manual_seed(0)
+    z = lat.prior().sample((20000,)).unflatten(-1, (4, 2))
     torch.testing.assert_close(z.norm(dim=-1), torch.ones(20000, 4))
     se = 1 / math.sqrt(2 * 20000)  # each coordinate of a uniform point on S^1 has variance 1/2
     assert z.mean(0).abs().max() < 4.5 * se
@@ -125,7 +126,7 @@ def test_expand_and_a_wrong_base_shape():
 def test_models_train_with_a_product_latent(latent):
     torch.manual_seed(0)
     x = (torch.rand(64, 784) < 0.3).float()
-    model = VAE(latent=latent, latent_dim=6, factors=3)
+    model = VAE(latent=latent, dim=6, factors=3)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(30):

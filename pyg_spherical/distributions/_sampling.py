@@ -32,54 +32,6 @@ _LEFT_OVER = 1e-3
 _BLOCK = 1 << 22
 
 
-def _standard_gamma(alpha: Tensor, z: Tensor | None = None, max_rounds: int = 100) -> Tensor:
-    r"""``X ~ Gamma(alpha, 1)`` by Marsaglia & Tsang (2000), vectorised; no autograd.
-
-    With ``d = alpha - 1/3``, ``c = 1 / sqrt(9 d)`` and ``v = (1 + c Z)^3``, ``Z ~ N(0, 1)``, the
-    proposal ``d v`` is accepted if ``log U < Z^2 / 2 + d (1 - v + log v)`` (for ``alpha >= 1``
-    with probability ``> 0.95``); ``1 - v + log v`` is evaluated as ``log1p(y) - y``,
-    ``y = v - 1 = c Z (3 + c Z (3 + c Z))``, which keeps the test exact at large ``alpha`` in
-    float32. ``alpha < 1`` is boosted: ``Gamma(alpha) = Gamma(alpha + 1) U^{1 / alpha}``. ``z``
-    supplies the normals of the first round (e.g. a spare column of another Gaussian draw).
-    About half the time of :func:`torch._standard_gamma` on CPU for large batches; below
-    ``4096`` entries, and off the CPU, that one is used instead.
-    """
-    if alpha.numel() < 4096 or not host_reads_are_free(alpha):
-        # small batches are bound by per-operation overhead, and off the CPU torch's sampler
-        # needs no host sync per rejection round
-        return torch._standard_gamma(alpha)
-    shape = alpha.shape
-    alpha = alpha.reshape(-1)
-    boost = (alpha < 1).to(alpha.dtype)
-    d = alpha + boost - 1.0 / 3.0
-    c = torch.rsqrt(9 * d)
-    zz = torch.randn_like(d) if z is None else z.reshape(-1)
-    out = pending = None
-    dd, cc = d, c
-    for _ in range(max_rounds):
-        cz = cc * zz
-        y = cz * (3 + cz * (3 + cz))  # (1 + c Z)^3 - 1
-        log_u = torch.log(torch.rand_like(zz))
-        # v > 0 <=> y > -1 (below, log1p gives -inf or NaN and the test fails anyway)
-        ok = (y > -1) & (log_u < 0.5 * zz * zz + dd * (torch.log1p(y) - y))
-        x = dd * (1 + y)
-        if out is None:
-            out = x
-            pending = (~ok).nonzero().squeeze(-1)  # host sync
-        else:
-            out[pending[ok]] = x[ok]
-            pending = pending[~ok]
-        if pending.numel() == 0:
-            break
-        dd, cc = d[pending], c[pending]
-        zz = torch.randn_like(dd)
-    else:
-        raise RuntimeError("Gamma sampler did not terminate; is alpha finite and > 0?")
-    # U^(boost / alpha): 1 where not boosted (0^0 = 1 even for U = 0), no host sync
-    out = out * torch.rand_like(out).pow(boost / alpha)
-    return out.reshape(shape)
-
-
 def _wood_constants(kappa: Tensor, m: int):
     """``b`` and ``1 - b`` of Algorithm 2 without cancellation at either end of ``kappa``."""
     n = m - 1
@@ -94,6 +46,55 @@ def unchecked_proposals(size: int) -> int:
     """Proposals per entry drawn before the first check off the CPU: the smallest ``k`` with
     ``size * _REJECTION^k <= _LEFT_OVER`` (18 for a batch of 100k, 11 for 64)."""
     return max(1, math.ceil(math.log(max(size, 1) / _LEFT_OVER) / -math.log(_REJECTION)))
+
+
+def _wood_proposals(b: Tensor, omb: Tensor, m: int, k: int,
+                    given: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``k`` Wood proposals for each entry of ``b`` (and ``omb = 1 - b``), shape ``(k, n)``:
+    ``(w, theta, accepted)``; ``given = (Z, G)`` supplies the first proposal's random numbers
+    (see :func:`_sample_wood`)."""
+    n = m - 1
+    shape = (k,) + b.shape
+    dt, dev = b.dtype, b.device
+    conc = torch.full((1,), 0.5 * n, dtype=dt, device=dev)
+    if given is None:
+        g = torch._standard_gamma(conc.expand(shape))
+        zn = torch.randn(shape, dtype=dt, device=dev)
+    else:  # the first of k proposals per entry is given
+        zn, g = given[0].reshape(1, -1), given[1].reshape(1, -1)
+        if k > 1:
+            rest = (k - 1,) + b.shape
+            g = torch.cat([g, torch._standard_gamma(conc.expand(rest))])
+            zn = torch.cat([zn, torch.randn(rest, dtype=dt, device=dev)])
+    g2 = 2 * g
+    s = torch.sqrt(torch.addcmul(g2, zn, zn)).clamp_min(torch.finfo(dt).tiny)
+    sa = s + zn.abs()
+    big = sa / s  # 1 + |t|
+    small = g2 / (s * sa)  # 1 - |t|
+    # 1 + t and 1 - t: an exact select by 0/1 factors (torch.where is slow on random masks)
+    pos = (zn >= 0).to(dt)
+    neg = 1 - pos
+    one_p = torch.addcmul(small * neg, big, pos)
+    one_m = torch.addcmul(big * neg, small, pos)
+    den = torch.addcmul(b, omb, one_m, value=0.5)  # 1 - (1 - b) eps
+    delta = omb * zn / (2 * s * den)  # one_p - one_m = 2 t = 2 Z / s
+    log_u = torch.log(torch.rand(shape, dtype=dt, device=dev))  # u = 0: accept
+    ok = n * (torch.log1p(delta) - delta) >= log_u
+    bp = b * one_p
+    theta = 2 * torch.atan2(torch.sqrt(bp), torch.sqrt(one_m))
+    return bp / den, theta, ok
+
+
+def _first_accepted(w: Tensor, theta: Tensor, ok: Tensor):
+    """Each entry's first accepted proposal of ``(k, n)`` proposals (the last one if none is),
+    the number of proposals that took, and whether one was accepted."""
+    any_ok = ok.any(0)
+    if ok.shape[0] == 1:
+        return w[0], theta[0], torch.ones_like(any_ok, dtype=torch.long), any_ok
+    first = torch.argmax(ok.to(torch.uint8), dim=0)
+    w = w.gather(0, first.unsqueeze(0)).squeeze(0)
+    theta = theta.gather(0, first.unsqueeze(0)).squeeze(0)
+    return w, theta, torch.where(any_ok, first + 1, ok.shape[0]), any_ok
 
 
 def _sample_wood(kappa: Tensor, m: int,
@@ -125,62 +126,19 @@ def _sample_wood(kappa: Tensor, m: int,
     Returns ``(w, theta, attempts)``: ``theta = arccos(omega) = 2 atan2(sqrt(b (1+t)), sqrt(1-t))``
     and the number of proposals used (the statistic of the paper's Table 5).
     """
-    n = m - 1
     flat = kappa.reshape(-1)
     b, omb = _wood_constants(flat, m)
-    conc = torch.full((1,), 0.5 * n, dtype=flat.dtype, device=flat.device)
-    tiny = torch.finfo(flat.dtype).tiny
-
-    def propose(bb, oo, shape, given=None):
-        if given is None:
-            g = torch._standard_gamma(conc.expand(shape))
-            zn = torch.randn(shape, dtype=flat.dtype, device=flat.device)
-        else:  # the first of shape[0] proposals per entry is given
-            zn, g = given[0].reshape(1, -1), given[1].reshape(1, -1)
-            if shape[0] > 1:
-                rest = (shape[0] - 1,) + tuple(shape[1:])
-                g = torch.cat([g, torch._standard_gamma(conc.expand(rest))])
-                zn = torch.cat([zn, torch.randn(rest, dtype=flat.dtype, device=flat.device)])
-        g2 = 2 * g
-        s = torch.sqrt(torch.addcmul(g2, zn, zn)).clamp_min(tiny)
-        sa = s + zn.abs()
-        big = sa / s  # 1 + |t|
-        small = g2 / (s * sa)  # 1 - |t|
-        # 1 + t and 1 - t: an exact select by 0/1 factors (torch.where is slow on random masks)
-        pos = (zn >= 0).to(flat.dtype)
-        neg = 1 - pos
-        one_p = torch.addcmul(small * neg, big, pos)
-        one_m = torch.addcmul(big * neg, small, pos)
-        den = torch.addcmul(bb, oo, one_m, value=0.5)  # 1 - (1 - b) eps
-        delta = oo * zn / (2 * s * den)  # one_p - one_m = 2 t = 2 Z / s
-        log_u = torch.log(torch.rand(shape, dtype=flat.dtype, device=flat.device))  # u = 0: accept
-        ok = n * (torch.log1p(delta) - delta) >= log_u
-        bp = bb * one_p
-        w = bp / den
-        theta = 2 * torch.atan2(torch.sqrt(bp), torch.sqrt(one_m))
-        return w, theta, ok
-
-    def first_accepted(w, theta, ok):
-        """Each entry's first accepted proposal (the last one if none is), the number of
-        proposals that took, and whether one was accepted."""
-        any_ok = ok.any(0)
-        if ok.shape[0] == 1:
-            return w[0], theta[0], torch.ones_like(any_ok, dtype=torch.long), any_ok
-        first = torch.argmax(ok.to(torch.uint8), dim=0)
-        w = w.gather(0, first.unsqueeze(0)).squeeze(0)
-        theta = theta.gather(0, first.unsqueeze(0)).squeeze(0)
-        return w, theta, torch.where(any_ok, first + 1, ok.shape[0]), any_ok
-
     size = flat.numel()
     if host_reads_are_free(flat):
         k0 = budget = 1 if size >= 16384 else 4
     else:
         budget = unchecked_proposals(size)
         k0 = max(1, min(budget, _BLOCK // max(size, 1)))
-    w, theta, attempts, any_ok = first_accepted(*propose(b, omb, (k0,) + flat.shape, given))
+    w, theta, attempts, any_ok = _first_accepted(*_wood_proposals(b, omb, m, k0, given))
     pending = ~any_ok
     for done in range(k0, budget, k0):  # off the CPU: more proposals, no host read
-        cw, ct, more, any_ok = first_accepted(*propose(b, omb, (min(k0, budget - done), size)))
+        cw, ct, more, any_ok = _first_accepted(*_wood_proposals(b, omb, m,
+                                                                min(k0, budget - done)))
         take = pending & any_ok
         w, theta = torch.where(take, cw, w), torch.where(take, ct, theta)
         attempts = torch.where(pending, attempts + more, attempts)
@@ -191,7 +149,7 @@ def _sample_wood(kappa: Tensor, m: int,
             break
         # two proposals per pending entry (acceptance >= ~0.68, paper Table 5); keep the first
         # accepted one
-        cw, ct, ok = propose(b[pending], omb[pending], (2, pending.numel()))
+        cw, ct, ok = _wood_proposals(b[pending], omb[pending], m, 2)
         first_ok = ok[0]
         w[pending] = torch.where(first_ok, cw[0], cw[1])
         theta[pending] = torch.where(first_ok, ct[0], ct[1])
@@ -459,45 +417,3 @@ def reparameterized_theta(kappa: Tensor, theta: Tensor, m: int,
     if comp_a is None:  # not used by the closed form on S^2
         comp_a = kappa.new_empty(()) if m == 3 else iv_ratio_complement(m / 2, kappa.detach())
     return _ImplicitTheta.apply(kappa, theta, m, comp_a)
-
-
-class _ProposalTheta(torch.autograd.Function):
-    r"""Identity on ``theta = arccos(omega)``; backward: ``d theta / d kappa`` at a fixed Beta draw.
-
-    The Wood proposal is ``omega = (1 - (1 + b) eps) / (1 - (1 - b) eps)`` with
-    ``b = (-2 kappa + sqrt(4 kappa^2 + (m-1)^2)) / (m - 1)``; inverting it for the accepted
-    ``omega`` gives ``eps``, and ``d omega / d kappa = (d omega / d b)(db / d kappa)`` at that
-    ``eps`` is what differentiating through the accepted proposal (the authors' code) yields.
-    """
-
-    @staticmethod
-    def forward(ctx, kappa, theta, m):
-        ctx.m = m
-        ctx.save_for_backward(kappa, theta)
-        return theta.clone()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        kappa, theta = ctx.saved_tensors
-        m = ctx.m
-        k, om = kappa.double(), torch.cos(theta.double())
-        c = torch.sqrt(4 * k * k + (m - 1) ** 2)
-        b = (m - 1) / (2 * k + c)
-        eps = (1 - om) / ((1 + b) - om * (1 - b))
-        num, den = 1 - (1 + b) * eps, 1 - (1 - b) * eps
-        domega_db = -eps * (den + num) / den ** 2
-        db_dk = (-2 + 4 * k / c) / (m - 1)
-        # d theta / d kappa = -(d omega / d kappa) / sin(theta)
-        sin = torch.sin(theta.double()).clamp_min(1e-300)
-        return grad * (-(domega_db * db_dk) / sin).to(grad.dtype), None, None
-
-
-def proposal_theta(kappa: Tensor, theta: Tensor, m: int) -> Tensor:
-    r"""Attach the gradient in ``kappa`` of the authors' code to sampled angles ``theta``: the
-    derivative through the accepted Wood proposal at its fixed Beta draw (``g_rep`` of eq. 30),
-    without the correction term ``g_cor``, hence biased. For comparisons with that code only
-    (``VonMisesFisher(..., gradient="authors")``)."""
-    if not kappa.requires_grad:
-        return theta
-    return _ProposalTheta.apply(kappa, theta, m)

@@ -5,8 +5,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from ._sphere import log_sphere_area
 from .constraints import sphere
-from .von_mises_fisher import log_sphere_area
 
 __all__ = ["HypersphericalUniform"]
 

@@ -1,15 +1,19 @@
-"""KL divergences registered with :func:`torch.distributions.kl_divergence`."""
+"""KL divergences registered with :func:`torch.distributions.kl_divergence`: one function per
+pair of families, and the only place the library computes a KL."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 from torch.distributions import kl_divergence, register_kl
 
-from .. import special
+from .._utils import compute_dtype
+from ..special import iv_ratio_complement
 from .hyperspherical_uniform import HypersphericalUniform
 from .power_spherical import PowerSpherical
 from .product import ProductOfSpheres
-from .von_mises_fisher import VonMisesFisher, _LogNormalizerScaled, _terms
+from .von_mises_fisher import VonMisesFisher
+
+__all__: list[str] = []
 
 
 def _check_dims(p, q):
@@ -19,18 +23,13 @@ def _check_dims(p, q):
 
 
 @register_kl(VonMisesFisher, HypersphericalUniform)
-def _kl_vmf_uniform(p: VonMisesFisher, q: HypersphericalUniform):
-    r"""Paper eq. 5: ``kappa A_m(kappa) + log C_m(kappa) + log|S^{m-1}|``; independent of ``mu``."""
-    _check_dims(p, q)
-    kl = p.kl_to_uniform()
-    return kl.expand(torch.broadcast_shapes(kl.shape, q.batch_shape))
-
-
 @register_kl(PowerSpherical, HypersphericalUniform)
-def _kl_power_uniform(p: PowerSpherical, q: HypersphericalUniform):
-    r"""``log|S^{m-1}| - H(p)`` in closed form (lgamma / digamma); independent of ``mu``."""
+def _kl_sphere_uniform(p: VonMisesFisher | PowerSpherical, q: HypersphericalUniform):
+    r"""Independent of ``mu``, the closed form of each family (``p._kl_to_uniform()``): vMF,
+    paper eq. 5, ``kappa A_m(kappa) + log C_m(kappa) + log|S^{m-1}|`` (Bessel functions);
+    Power Spherical, ``log|S^{m-1}| - H(p)`` (lgamma / digamma)."""
     _check_dims(p, q)
-    kl = p.kl_to_uniform()
+    kl = p._kl_to_uniform()
     return kl.expand(torch.broadcast_shapes(kl.shape, q.batch_shape))
 
 
@@ -45,14 +44,13 @@ def _kl_vmf_vmf(p: VonMisesFisher, q: VonMisesFisher):
     _check_dims(p, q)
     m = p.event_shape[0]
     out = torch.promote_types(p.loc.dtype, q.loc.dtype)
-    work = special._compute_dtype(out)  # float16 / bfloat16 are computed in float32
+    work = compute_dtype(out)  # float16 / bfloat16 are computed in float32
     kp, kq = p.concentration.to(work), q.concentration.to(work)
     loc_p, loc_q = p.loc.to(work), q.loc.to(work)
-    comp_p = special.iv_ratio_complement(m / 2, kp)
+    comp_p = iv_ratio_complement(m / 2, kp)
     cos = (loc_p * loc_q).sum(-1)
     one_minus_cos = 0.5 * ((loc_p - loc_q) ** 2).sum(-1)
-    Lp = _LogNormalizerScaled.apply(kp, _terms(m, kp))
-    Lq = _LogNormalizerScaled.apply(kq, _terms(m, kq))
+    Lp, Lq = p._log_normalizer_scaled(kp), q._log_normalizer_scaled(kq)
     return (Lq - Lp - kp * comp_p + kq * (one_minus_cos + comp_p * cos)).to(out)
 
 

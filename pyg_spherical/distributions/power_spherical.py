@@ -17,19 +17,12 @@ from functools import cache
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, constraints
+from torch.distributions import constraints
 
-from ..special import _compute, _compute_dtype
-from ._sampling import _standard_gamma
+from .._debye import stirling_series
+from .._utils import host_reads_are_free, to_compute
+from ._sphere import SphereDistribution
 from .constraints import sphere
-from .von_mises_fisher import (
-    _broadcast_args,
-    _check_concentration,
-    _check_loc,
-    _Reflect,
-    _rowdot,
-    log_sphere_area,
-)
 
 __all__ = ["PowerSpherical"]
 
@@ -40,19 +33,11 @@ _SERIES_RATIO = 0.25
 _SERIES_TERMS = 32
 
 
-def _work_dtype(t: Tensor) -> torch.dtype:
-    """The scalar functions of ``kappa`` are evaluated in float64 (the ``lgamma`` differences
-    at large ``kappa`` need it), except where the device has none."""
-    return torch.float32 if t.device.type == "mps" else torch.float64
-
-
 # Above _STIRLING the differences of lgamma / digamma / trigamma at a and a + b are summed from
 # their asymptotic (Stirling) series, in which the large terms cancel analytically: the direct
 # differences lose about log10(a) digits. The truncation error there is < 1e-16 relative.
 _STIRLING = 10.0
-_LGAMMA_SERIES = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156)
-_DIGAMMA_SERIES = (-1 / 12, 1 / 120, -1 / 252, 1 / 240, -1 / 132, 691 / 32760, -1 / 12)
-_TRIGAMMA_SERIES = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6)
+_LGAMMA_SERIES, _DIGAMMA_SERIES, _TRIGAMMA_SERIES = (stirling_series(n) for n in range(3))
 
 
 @cache
@@ -115,6 +100,54 @@ def _trigamma(x: Tensor) -> Tensor:
     return out + (x.unsqueeze(-1) + shifts).pow(-2).sum(-1)
 
 
+def _standard_gamma(alpha: Tensor, z: Tensor | None = None, max_rounds: int = 100) -> Tensor:
+    r"""``X ~ Gamma(alpha, 1)`` by Marsaglia & Tsang (2000), vectorised; no autograd.
+
+    With ``d = alpha - 1/3``, ``c = 1 / sqrt(9 d)`` and ``v = (1 + c Z)^3``, ``Z ~ N(0, 1)``, the
+    proposal ``d v`` is accepted if ``log U < Z^2 / 2 + d (1 - v + log v)`` (for ``alpha >= 1``
+    with probability ``> 0.95``); ``1 - v + log v`` is evaluated as ``log1p(y) - y``,
+    ``y = v - 1 = c Z (3 + c Z (3 + c Z))``, which keeps the test exact at large ``alpha`` in
+    float32. ``alpha < 1`` is boosted: ``Gamma(alpha) = Gamma(alpha + 1) U^{1 / alpha}``. ``z``
+    supplies the normals of the first round (e.g. a spare column of another Gaussian draw).
+    About half the time of :func:`torch._standard_gamma` on CPU for large batches; below
+    ``4096`` entries, and off the CPU, that one is used instead.
+    """
+    if alpha.numel() < 4096 or not host_reads_are_free(alpha):
+        # small batches are bound by per-operation overhead, and off the CPU torch's sampler
+        # needs no host sync per rejection round
+        return torch._standard_gamma(alpha)
+    shape = alpha.shape
+    alpha = alpha.reshape(-1)
+    boost = (alpha < 1).to(alpha.dtype)
+    d = alpha + boost - 1.0 / 3.0
+    c = torch.rsqrt(9 * d)
+    zz = torch.randn_like(d) if z is None else z.reshape(-1)
+    out = pending = None
+    dd, cc = d, c
+    for _ in range(max_rounds):
+        cz = cc * zz
+        y = cz * (3 + cz * (3 + cz))  # (1 + c Z)^3 - 1
+        log_u = torch.log(torch.rand_like(zz))
+        # v > 0 <=> y > -1 (below, log1p gives -inf or NaN and the test fails anyway)
+        ok = (y > -1) & (log_u < 0.5 * zz * zz + dd * (torch.log1p(y) - y))
+        x = dd * (1 + y)
+        if out is None:
+            out = x
+            pending = (~ok).nonzero().squeeze(-1)  # host sync
+        else:
+            out[pending[ok]] = x[ok]
+            pending = pending[~ok]
+        if pending.numel() == 0:
+            break
+        dd, cc = d[pending], c[pending]
+        zz = torch.randn_like(dd)
+    else:
+        raise RuntimeError("Gamma sampler did not terminate; is alpha finite and > 0?")
+    # U^(boost / alpha): 1 where not boosted (0^0 = 1 even for U = 0), no host sync
+    out = out * torch.rand_like(out).pow(boost / alpha)
+    return out.reshape(shape)
+
+
 class _LgammaDiff(torch.autograd.Function):
     """``lgamma(a + b) - lgamma(a)`` with derivative ``psi(a + b) - psi(a)``, both stable."""
 
@@ -161,8 +194,8 @@ class _KLUniform(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, kappa, m):
-        wd = _work_dtype(kappa)
-        k = kappa.detach().to(wd)
+        # in float64 (the lgamma differences at large kappa need it) where the device has it
+        k = to_compute(kappa.detach(), highest=True)
         beta = 0.5 * (m - 1)
         a = beta + k
         direct = (_lgamma_diff(a, beta) - (math.lgamma(2 * beta) - math.lgamma(beta))
@@ -210,7 +243,7 @@ class _PowerAngle(torch.autograd.Function):
         return -0.5 * grad * torch.sin(theta) / x * dx, None, None, None
 
 
-class PowerSpherical(Distribution):
+class PowerSpherical(SphereDistribution):
     r"""Power Spherical distribution ``PS(mu, kappa)`` on the unit sphere ``S^{m-1} ⊂ R^m``.
 
     Density w.r.t. the surface measure (De Cao & Aziz, 2020):
@@ -264,39 +297,10 @@ class PowerSpherical(Distribution):
     """
 
     arg_constraints = {"loc": sphere, "concentration": constraints.nonnegative}
-    support = sphere
-    has_rsample = True
-
-    def __init__(self, loc: Tensor, concentration, validate_args=None):
-        self.loc, self.concentration = _broadcast_args(loc, concentration, "PowerSpherical")
-        batch_shape, m = self.concentration.shape, self.loc.shape[-1]
-        if validate_args if validate_args is not None else Distribution._validate_args:
-            # the specific reason first; the base class then checks arg_constraints
-            _check_loc(self.loc, "PowerSpherical")
-            _check_concentration(self.concentration, "PowerSpherical", allow_zero=True)
-        super().__init__(batch_shape, torch.Size((m,)), validate_args=validate_args)
-
-    @property
-    def _m(self) -> int:
-        return self.event_shape[0]
 
     @property
     def _beta(self) -> float:
         return 0.5 * (self._m - 1)
-
-    def _out(self, x: Tensor) -> Tensor:
-        """A result computed in float32/float64, in the distribution's dtype."""
-        return x.to(self.loc.dtype)
-
-    def expand(self, batch_shape, _instance=None):
-        """A copy with batch shape ``batch_shape``: ``loc`` and ``concentration`` are broadcast views."""
-        new = self._get_checked_instance(PowerSpherical, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.loc = self.loc.expand(batch_shape + self.event_shape)
-        new.concentration = self.concentration.expand(batch_shape)
-        super(PowerSpherical, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     # --- moments -------------------------------------------------------------------------
     @property
@@ -306,16 +310,6 @@ class PowerSpherical(Distribution):
         return k / (k + (self._m - 1))
 
     @property
-    def mean(self) -> Tensor:
-        """``E[z] = kappa / (kappa + m - 1) mu``."""
-        return self.mean_resultant_length.unsqueeze(-1) * self.loc
-
-    @property
-    def mode(self) -> Tensor:
-        """``mu`` (for ``kappa > 0``)."""
-        return self.loc
-
-    @property
     def variance(self) -> Tensor:
         r"""Diagonal of ``Cov[z] = s_par mu mu^T + s_perp (I - mu mu^T)``.
 
@@ -323,8 +317,8 @@ class PowerSpherical(Distribution):
         and ``s_perp = E[1 - t^2] / (m - 1) = 4 alpha beta / (n (n + 1) (m - 1))``.
         """
         beta = self._beta
-        loc = _compute(self.loc)
-        a = _compute(self.concentration) + beta
+        loc = to_compute(self.loc)
+        a = to_compute(self.concentration) + beta
         n = a + beta
         par = 4 * a * beta / (n * n * (n + 1))
         perp = 4 * a * beta / (n * (n + 1) * (self._m - 1))
@@ -333,7 +327,7 @@ class PowerSpherical(Distribution):
     # --- densities -----------------------------------------------------------------------
     def log_normalizer(self) -> Tensor:
         """``log N_m(kappa)`` (the density is ``(1 + mu^T z)^kappa / N_m(kappa)``), ``batch_shape``."""
-        k = self.concentration.to(_work_dtype(self.concentration))
+        k = to_compute(self.concentration, highest=True)
         return (self._scaled_log_normalizer(k) + k * math.log(2.0)).to(self.concentration.dtype)
 
     def _scaled_log_normalizer(self, k: Tensor) -> Tensor:
@@ -350,55 +344,24 @@ class PowerSpherical(Distribution):
         around ``mu`` and ``||z + mu||^2 / 4`` on the other half, so that it keeps its relative
         precision near both ``mu`` and ``-mu`` and no ``O(kappa)`` terms cancel.
         """
-        if self._validate_args:
-            self._validate_sample(value)
-        out = torch.promote_types(self.loc.dtype, value.dtype)
-        work = _compute_dtype(out)  # float16 / bfloat16 are computed in float32
-        loc, k, value = self.loc.to(work), self.concentration.to(work), value.to(work)
+        out, loc, k, value = self._promoted(value)
         near = 0.25 * ((value - loc) ** 2).sum(-1)  # (1 - mu^T z) / 2
         far = 0.25 * ((value + loc) ** 2).sum(-1)  # (1 + mu^T z) / 2
         log_half = torch.where(near < 0.5, torch.log1p(-near.clamp(max=0.5)), torch.log(far))
         # 0 * log(0) at z = -mu is the uniform density's 0, not NaN
         term = torch.where(k == 0, torch.zeros_like(log_half), k * log_half)
-        scaled = self._scaled_log_normalizer(k.to(_work_dtype(k))).to(k.dtype)
+        scaled = self._scaled_log_normalizer(to_compute(k, highest=True)).to(k.dtype)
         return (term - scaled).to(out)
 
-    def entropy(self) -> Tensor:
-        """``H = log|S^{m-1}| - KL(q || U(S^{m-1}))``
-        ``= log N_m(kappa) - kappa (log 2 + psi(alpha) - psi(alpha + beta))``."""
-        return log_sphere_area(self._m) - self.kl_to_uniform()
-
-    def kl_to_uniform(self) -> Tensor:
-        """``KL(q || U(S^{m-1}))``, shape ``batch_shape`` (see :class:`_KLUniform`)."""
+    def _kl_to_uniform(self) -> Tensor:
+        """``KL(q || U(S^{m-1}))``, shape ``batch_shape`` (see :class:`_KLUniform`): the
+        registered ``kl_divergence(q, HypersphericalUniform(m))``."""
         return _KLUniform.apply(self.concentration, self._m)
 
     # --- sampling ------------------------------------------------------------------------
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
-        """Reparameterised sample of shape ``sample_shape + batch_shape + (m,)``.
-
-        Differentiable in ``loc`` and ``concentration``; unit norm to rounding error. See the
-        class docstring.
-        """
-        shape = self._extended_shape(sample_shape)
-        # unvalidated, a NaN, negative or infinite kappa would give finite points (no host sync)
-        k = self.concentration
-        torch._assert_async((torch.isfinite(k) & (k >= 0)).all(), "PowerSpherical: concentration "
-                            "must be finite and >= 0 to sample; found NaN, inf or a negative value.")
-        # float16 / bfloat16 are computed in float32 (torch's Gamma gradient has no half kernels)
-        loc, kappa = _compute(self.loc), _compute(self.concentration).expand(shape[:-1])
-        # g in R^m: g_{2:} / ||g_{2:}|| is the tangent direction, ||g_{2:}||^2 / 2 ~ Gamma(beta)
-        # and g_1 the first normal of the Gamma(alpha) sampler, all three independent
-        g = torch.randn(shape, dtype=kappa.dtype, device=kappa.device)
+    def _angle(self, kappa: Tensor, first: Tensor, sq: Tensor, norm: Tensor) -> Tensor:
+        """``theta`` from ``X ~ Gamma(alpha)`` (Marsaglia-Tsang, whose first normal is
+        ``first``) and ``Y = sq / 2 ~ Gamma(beta)``; pathwise in ``kappa`` through ``X``."""
         with torch.no_grad():
-            x = _standard_gamma(kappa.detach() + self._beta, g[..., 0].clone())
-        g[..., 0] = 0
-        norm = torch.sqrt(_rowdot(g, g))
-        theta = _PowerAngle.apply(kappa, norm, self._beta, x)
-        norm = norm.clamp_min(torch.finfo(g.dtype).tiny)
-        return self._out(_Reflect.apply(loc.expand(shape), theta, g, norm))
-
-    def __repr__(self):
-        return (
-            f"PowerSpherical(loc: {tuple(self.loc.shape)}, concentration: "
-            f"{tuple(self.concentration.shape)}, m={self._m})"
-        )
+            x = _standard_gamma(kappa.detach() + self._beta, first)
+        return _PowerAngle.apply(kappa, norm, self._beta, x)

@@ -1,5 +1,4 @@
-"""Models: the spherical VGAE (graphs)."""
-from ..nn.graph_encoders import GCNEncoder, SphericalGCNEncoder
+"""Models: the spherical VGAE (graphs); its encoders live in :mod:`pyg_spherical.nn`."""
 from .vgae import SphericalVGAE
 
-__all__ = ["GCNEncoder", "SphericalGCNEncoder", "SphericalVGAE"]
+__all__ = ["SphericalVGAE"]

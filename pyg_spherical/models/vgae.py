@@ -17,7 +17,7 @@ averages over edges, ``kl_loss`` averages the per-node KL over nodes, and the us
 
 The latent family is a :class:`~pyg_spherical.nn.latent.LatentLayer`: ``SphericalVGAE(enc)``
 with a :class:`~pyg_spherical.nn.SphericalGCNEncoder` is the S-VGAE, with a
-:class:`~pyg_spherical.nn.GCNEncoder` (or ``latent="normal"``) the N-VGAE, numerically the same
+:class:`~pyg_spherical.nn.GaussianGCNEncoder` (or ``latent="normal"``) the N-VGAE, numerically the same
 model as ``torch_geometric.nn.VGAE``.
 
 Decoder: on the sphere the plain ``sigmoid(z_i^T z_j)`` has logits in ``[-1, 1]`` and can never

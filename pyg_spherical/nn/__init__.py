@@ -1,6 +1,6 @@
-"""Neural-network building blocks: latent layers and encoders/decoders."""
+"""Neural-network building blocks: latent layers, GCN encoders and edge decoders."""
 from .decoders import DEFAULT_SCALE_INIT, ScaledInnerProductDecoder
-from .graph_encoders import GCNEncoder, GCNLatentEncoder, SphericalGCNEncoder
+from .graph_encoders import GCNEncoder, GCNLatentEncoder, GaussianGCNEncoder, SphericalGCNEncoder
 from .latent import (
     GaussianLatent,
     LatentLayer,
@@ -11,6 +11,6 @@ from .latent import (
     resolve_kind,
 )
 
-__all__ = ["DEFAULT_SCALE_INIT", "GCNEncoder", "GCNLatentEncoder", "GaussianLatent",
-           "LatentLayer", "PowerSphericalLatent", "ScaledInnerProductDecoder",
+__all__ = ["DEFAULT_SCALE_INIT", "GCNEncoder", "GCNLatentEncoder", "GaussianGCNEncoder",
+           "GaussianLatent", "LatentLayer", "PowerSphericalLatent", "ScaledInnerProductDecoder",
            "SphericalGCNEncoder", "SphericalLatent", "VMFLatent", "make_latent", "resolve_kind"]

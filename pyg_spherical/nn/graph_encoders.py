@@ -19,8 +19,9 @@ The encoders return the **raw** pair ``(loc_raw, scale_raw)`` that a latent laye
 * :class:`SphericalGCNEncoder` (S-VGAE): ``loc_raw`` ``(N, d)`` and ``scale_raw`` ``(N, 1)``;
   :class:`~pyg_spherical.nn.latent.VMFLatent` makes them ``mu = loc_raw / ||loc_raw||`` on
   ``S^{d-1}`` and ``kappa = softplus(scale_raw) + 1``.
-* :class:`GCNEncoder` (N-VGAE): ``mu`` ``(N, d)`` and ``log sigma`` ``(N, d)`` -- exactly what
-  :class:`torch_geometric.nn.VGAE` expects, so it also works with PyG's own ``VGAE``.
+* :class:`GaussianGCNEncoder` (N-VGAE): ``mu`` ``(N, d)`` and ``log sigma`` ``(N, d)`` -- exactly
+  what :class:`torch_geometric.nn.VGAE` expects, so it also works with PyG's own ``VGAE``. (Not
+  PyG's example ``GCNEncoder``, a plain graph auto-encoder's encoder with one output.)
 
 Each encoder carries ``latent_kind`` (``"vmf"`` / ``"power"`` / ``"normal"``) and ``out_channels``
 so that :class:`~pyg_spherical.models.SphericalVGAE` builds the matching latent layer by itself.
@@ -38,7 +39,8 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from .latent import LATENTS, resolve_kind
 
-__all__ = ["LOC_BIAS_INIT", "GCNEncoder", "GCNLatentEncoder", "SphericalGCNEncoder"]
+__all__ = ["LOC_BIAS_INIT", "GCNEncoder", "GCNLatentEncoder", "GaussianGCNEncoder",
+           "SphericalGCNEncoder"]
 
 #: half-width of the uniform initialisation of a vMF encoder's mean-direction bias
 LOC_BIAS_INIT = 1e-2
@@ -282,14 +284,26 @@ class SphericalGCNEncoder(GCNLatentEncoder):
                          **kwargs)
 
 
-class GCNEncoder(GCNLatentEncoder):
+class GaussianGCNEncoder(GCNLatentEncoder):
     r"""N-VGAE encoder (Kipf & Welling, 2016): ``mu`` ``(N, d)`` and ``log sigma`` ``(N, d)``.
 
-    Interchangeable with the encoder of PyG's VGAE example: ``torch_geometric.nn.VGAE(GCNEncoder(...))``
-    and ``SphericalVGAE(GCNEncoder(...))`` compute the same losses.
+    Interchangeable with the variational encoder of PyG's VGAE example:
+    ``torch_geometric.nn.VGAE(GaussianGCNEncoder(...))`` and
+    ``SphericalVGAE(GaussianGCNEncoder(...))`` compute the same losses.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int = 32, out_channels: int = 16,
                  dropout: float = 0.0, **kwargs):
         super().__init__(in_channels, hidden_channels, out_channels, dropout, latent="normal",
                          **kwargs)
+
+
+class GCNEncoder(GaussianGCNEncoder):
+    """Deprecated name of :class:`GaussianGCNEncoder` (a variational encoder, unlike PyG's
+    example ``GCNEncoder``); removed in the next release."""
+
+    def __init__(self, *args, **kwargs):
+        warnings.warn("pyg_spherical's GCNEncoder is renamed GaussianGCNEncoder (it returns "
+                      "(mu, logstd), unlike PyG's example GCNEncoder); the old name will be "
+                      "removed in the next release", DeprecationWarning, stacklevel=2)
+        super().__init__(*args, **kwargs)

@@ -27,7 +27,6 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from ..distributions import HypersphericalUniform, PowerSpherical, ProductOfSpheres, VonMisesFisher
-from ..distributions.von_mises_fisher import GRADIENTS
 
 __all__ = ["LATENTS", "GaussianLatent", "LatentLayer", "PowerSphericalLatent", "SphericalLatent",
            "VMFLatent", "make_latent", "resolve_kind"]
@@ -78,19 +77,13 @@ class LatentLayer(nn.Module):
         return q.rsample() if self.training else self.point(q)
 
     def kl(self, q: Distribution | None = None) -> Tensor:
-        """``KL(q || p)`` per example, shape ``q.batch_shape`` (default: the last posterior)."""
+        """``kl_divergence(q, prior)`` per example, shape ``q.batch_shape`` (default ``q``: the
+        last posterior)."""
         q = self.posterior if q is None else q
         if q is None:
             raise RuntimeError("kl(): no posterior yet; call the layer (or encode) first.")
         ref = self.point(q)  # a parameter of q (cheap), for the prior's device and dtype
         return kl_divergence(q, self.prior(ref.device, ref.dtype))
-
-    def sample_prior(self, num_samples: int, generator: torch.Generator | None = None,
-                     device=None, dtype=None) -> Tensor:
-        """``num_samples`` draws from the prior, shape ``(num_samples, dim)``: ``N(0, I)``, or
-        uniform on the sphere for a spherical layer (a normalised standard normal)."""
-        z = torch.randn(num_samples, self.dim, generator=generator, device=device, dtype=dtype)
-        return F.normalize(z, dim=-1) if self.spherical else z
 
     def _check_raw(self, loc_raw: Tensor, scale_raw: Tensor) -> None:
         if loc_raw.shape[-1] != self.dim:
@@ -195,13 +188,6 @@ class SphericalLatent(LatentLayer):
         return ProductOfSpheres(HypersphericalUniform(self.factor_dim, (self.factors,),
                                                       device=device, dtype=dtype))
 
-    def sample_prior(self, num_samples: int, generator: torch.Generator | None = None,
-                     device=None, dtype=None) -> Tensor:
-        """Uniform draws on the sphere (on each factor), shape ``(num_samples, dim)``."""
-        z = torch.randn(num_samples, self.factors, self.factor_dim, generator=generator,
-                        device=device, dtype=dtype)
-        return F.normalize(z, dim=-1).flatten(-2)
-
     def point(self, q: Distribution) -> Tensor:
         """The mean direction ``mu`` (the mode), shape ``(..., dim)``."""
         return q.loc
@@ -224,29 +210,15 @@ class VMFLatent(SphericalLatent):
         min_concentration (float): lower bound on ``kappa``, finite and ``> 0`` (default 1):
             softplus underflows to 0 (at a raw scale of about -104 in float32), and ``kappa = 0``
             gives NaN samples and gradients.
-        gradient (str): the sampler's gradient in ``kappa``, ``"implicit"`` (default, unbiased)
-            or ``"authors"`` (through the accepted proposal only, as in the authors' code); see
-            :class:`~pyg_spherical.distributions.VonMisesFisher`.
         factors (int): ``k > 1`` for a product of ``k`` spheres ``(S^{dim/k - 1})^k``, one
             concentration each (see :class:`SphericalLatent`).
     """
 
     kind = "vmf"
 
-    def __init__(self, dim: int, min_concentration: float = 1.0, gradient: str = "implicit",
-                 factors: int = 1):
-        if gradient not in GRADIENTS:
-            raise ValueError(f"VMFLatent: gradient must be one of {GRADIENTS}, got {gradient!r}.")
-        super().__init__(dim, min_concentration, factors)
-        self.gradient = gradient
-
     def _posterior(self, loc: Tensor, kappa: Tensor) -> VonMisesFisher:
         # The arguments are valid by construction; validation would force host syncs.
-        return VonMisesFisher(loc, kappa, validate_args=False, gradient=self.gradient)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + (
-            "" if self.gradient == "implicit" else f", gradient={self.gradient!r}")
+        return VonMisesFisher(loc, kappa, validate_args=False)
 
 
 class PowerSphericalLatent(SphericalLatent):
@@ -330,9 +302,9 @@ def make_latent(kind: str, dim: int, **kwargs) -> LatentLayer:
             case-insensitive.
         dim (int): latent size ``d``; vMF and Power Spherical codes are unit vectors in ``R^d``
             (the sphere ``S^{d-1}``), Gaussian codes are points of ``R^d``.
-        **kwargs: forwarded to the layer (``min_concentration`` for :class:`VMFLatent` and
-            :class:`PowerSphericalLatent`, ``gradient`` for :class:`VMFLatent`, ``isotropic``
-            for :class:`GaussianLatent`).
+        **kwargs: forwarded to the layer (``min_concentration`` and ``factors`` for
+            :class:`VMFLatent` and :class:`PowerSphericalLatent`, ``isotropic`` for
+            :class:`GaussianLatent`).
 
     Returns:
         A :class:`VMFLatent`, :class:`GaussianLatent` or :class:`PowerSphericalLatent`.

@@ -33,9 +33,10 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
-from scipy.special import gammaln, ndtri
+from scipy.special import ndtri
 
 from .._utils import to_numpy
+from ..distributions import log_sphere_area
 
 __all__ = [
     "hammer_projection",
@@ -442,40 +443,41 @@ def plane_grid(n: int, lim: float | None = None) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # surface area of the hypersphere
 # ---------------------------------------------------------------------------------------------
-def log_sphere_surface_area(m: ArrayLike, radius: float = 1.0):
-    r"""Log surface area of the sphere :math:`\mathcal{S}^{m-1} \subset \mathbb{R}^m`.
+def log_sphere_surface_area(dim: ArrayLike, radius: float = 1.0):
+    r"""Log surface area of the sphere :math:`\mathcal{S}^{m-1} \subset \mathbb{R}^m`, ``m = dim``.
 
     .. math::
         \log S(m-1) = \log 2 + \tfrac m2 \log\pi - \log\Gamma(\tfrac m2) + (m-1)\log r ,
 
-    evaluated with :func:`scipy.special.gammaln` so it is finite for any ``m > 0``.
+    :func:`~pyg_spherical.distributions.log_sphere_area` (finite for any ``m > 0``) elementwise,
+    plus the radius term.
     (The paper's eq. 10 writes :math:`r^m`; the area of a sphere of radius ``r`` scales as
     :math:`r^{m-1}`, and both agree for the unit sphere.)
 
     Args:
-        m: ambient dimension(s), ``m > 0`` (scalar or array; non-integers allowed).
+        dim: ambient dimension(s) ``m > 0`` (scalar or array; non-integers allowed).
         radius: sphere radius ``r > 0``.
 
     Returns:
         float (for scalar ``m``) or float64 array of the shape of ``m``.
     """
-    m_arr = to_numpy(m, dtype=np.float64)
+    m_arr = to_numpy(dim, dtype=np.float64)
     if not np.all(m_arr > 0):
         raise ValueError("sphere dimension m must be > 0")
     if not radius > 0:
         raise ValueError(f"radius must be > 0, got {radius}")
-    out = (math.log(2.0) + 0.5 * m_arr * math.log(math.pi) - gammaln(0.5 * m_arr)
+    out = (np.vectorize(log_sphere_area, otypes=[np.float64])(m_arr)
            + (m_arr - 1.0) * math.log(radius))
     return float(out) if out.ndim == 0 else out
 
 
-def sphere_surface_area(m: ArrayLike, radius: float = 1.0):
-    r"""Surface area of the sphere :math:`\mathcal{S}^{m-1}` in :math:`\mathbb{R}^m` (eq. 10).
+def sphere_surface_area(dim: ArrayLike, radius: float = 1.0):
+    r"""Surface area of the sphere :math:`\mathcal{S}^{m-1}` in :math:`\mathbb{R}^m`, ``m = dim`` (eq. 10).
 
     .. math::
         S(m-1) = \frac{2\pi^{m/2}}{\Gamma(m/2)}\, r^{m-1}
 
-    computed as ``exp(log_sphere_surface_area(m, radius))`` (vectorised, no overflow of
+    computed as ``exp(log_sphere_surface_area(dim, radius))`` (vectorised, no overflow of
     :math:`\Gamma`). For the unit sphere: :math:`S^0 = 2`, :math:`S^1 = 2\pi`,
     :math:`S^2 = 4\pi`, :math:`S^3 = 2\pi^2`; over integers the maximum is at ``m = 7``
     and :math:`S \to 0` as :math:`m \to \infty` (paper Figure 6).
@@ -483,7 +485,7 @@ def sphere_surface_area(m: ArrayLike, radius: float = 1.0):
     Returns:
         float (for scalar ``m``) or float64 array of the shape of ``m``.
     """
-    out = np.exp(log_sphere_surface_area(m, radius))
+    out = np.exp(log_sphere_surface_area(dim, radius))
     return float(out) if np.ndim(out) == 0 else out
 
 

@@ -74,7 +74,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .._utils import to_numpy
+from .._utils import renamed, to_numpy
 from ..distributions import HypersphericalUniform, VonMisesFisher
 from ..nn.latent import LatentLayer, make_latent
 from ..vae import MLP, glorot_init_
@@ -273,7 +273,7 @@ class CircleAutoEncoder(nn.Module):
             ``"vmf"`` (S-VAE; codes on :math:`\mathcal{S}^{d-1}`). Aliases of
             :func:`~pyg_spherical.nn.make_latent` accepted.
         in_features (int): ``D``.
-        latent_dim (int): ``d`` (the paper's "2 hidden units").
+        dim (int): ``d`` (the paper's "2 hidden units"; ``latent_dim`` before 0.3, deprecated).
         hidden (sequence of int): encoder widths; the decoder uses them reversed.
         sigma (float): fixed standard deviation of the Gaussian decoder (scales the
             reconstruction term against the KL).
@@ -283,24 +283,25 @@ class CircleAutoEncoder(nn.Module):
         latent (LatentLayer or None): the shared latent layer (``None`` for ``"ae"``).
     """
 
-    def __init__(self, kind: str = "vmf", in_features: int = 100, latent_dim: int = 2,
+    def __init__(self, kind: str = "vmf", in_features: int = 100, dim: int = 2,
                  hidden: Sequence[int] = (128, 64), sigma: float = 1.0, **latent_kwargs):
         super().__init__()
+        dim = renamed(latent_kwargs, "latent_dim", "dim", dim, "CircleAutoEncoder")
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
         self.latent: LatentLayer | None
         if isinstance(kind, str) and kind.lower() in ("ae", "autoencoder", "deterministic"):
             self.kind, self.latent = "ae", None
         else:
-            self.latent = make_latent(kind, latent_dim, **latent_kwargs)
+            self.latent = make_latent(kind, dim, **latent_kwargs)
             self.kind = self.latent.kind
-        self.in_features, self.latent_dim, self.sigma = int(in_features), int(latent_dim), float(sigma)
+        self.in_features, self.dim, self.sigma = int(in_features), int(dim), float(sigma)
         sizes = [self.in_features, *[int(h) for h in hidden]]
         self.encoder = MLP(sizes, final_activation=True)
-        self.loc_head = glorot_init_(nn.Linear(sizes[-1], self.latent_dim))
+        self.loc_head = glorot_init_(nn.Linear(sizes[-1], self.dim))
         self.scale_head = (glorot_init_(nn.Linear(sizes[-1], self.latent.scale_dim))
                            if self.latent is not None else None)
-        self.decoder = MLP([self.latent_dim, *reversed(sizes[1:]), self.in_features])
+        self.decoder = MLP([self.dim, *reversed(sizes[1:]), self.in_features])
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """``x (B, D) -> (loc_raw (B, d), scale_raw (B, s) or None for the AE)``."""
@@ -351,7 +352,7 @@ class CircleAutoEncoder(nn.Module):
         return loss, rec.detach(), kl.detach()
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, latent_dim={self.latent_dim}, sigma={self.sigma}"
+        return f"kind={self.kind!r}, dim={self.dim}, sigma={self.sigma}"
 
 
 def fit(model: CircleAutoEncoder, x: Tensor, *, epochs: int = 100, batch_size: int = 100,
