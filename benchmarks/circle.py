@@ -210,11 +210,8 @@ def print_table(sigma, summary, args):
         print(f"  {key:10s} {claim}")
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    set_threads(args)
-    started = time.time()
-    meta = run_metadata(args)
+def make_data(args):
+    """The embedding, the training and test data, and the scores of the true latent (panel a)."""
     from pyg_spherical.repro import synthetic as S
 
     emb = S.CircleEmbedding(args.features, map_seed=args.map_seed)
@@ -234,43 +231,75 @@ def main(argv=None) -> int:
         # E ||x - f(u)||^2 / D: what a perfect reconstruction of the clean signal would score
         "noise_floor_mse": float(((test.x.double() - emb(test.u.double())) ** 2).mean()),
     }
+    return data, original
+
+
+def run_sigma(args, data, original, sigma, seeds, models, bar) -> dict:
+    """Every panel's model at decoder scale ``sigma`` for each seed: the runs, their summary and
+    the figures of the first seed."""
+    test = data["test"]
+    runs = {key: [] for _, (key, *_rest) in models}
+    first_panels = None
+    for seed in seeds:
+        panels = {"labels": test.labels, "original": {**original, "z": test.u}}
+        for letter, (key, title, kind, beta) in models:
+            beta = args.beta_low if beta is None else beta
+            bar.set_description(f"σ={sigma:g} seed {seed} ({letter}) {key}")
+            ev = train_panel(args, data, kind, beta, sigma, seed, bar)
+            panels[key] = ev
+            runs[key].append({"seed": seed, "beta": beta,
+                              **{m: ev[m] for m in METRICS},
+                              "train_time_s": ev["train_time_s"],
+                              "final_train": ev["final_train"]})
+        if first_panels is None:
+            first_panels = panels
+    summary = {"original": {m: (None if original[m] is None else
+                                {"mean": original[m], "sd": None})
+                            for m in METRICS}}
+    for key, rs in runs.items():
+        summary[key] = {m: mean_sd([r[m] for r in rs]) for m in METRICS}
+        summary[key]["train_time_s"] = mean_sd([r["train_time_s"] for r in rs])
+    figures = {}
+    if not args.no_figure:
+        suffix = "" if sigma == args.sigma[0] else f"_sigma{sigma:g}"
+        fig_dir = out_dir(args) / "figures"
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        for which, tag in (("z_sample", ""), ("z_mode", "_modes")):
+            path = fig_dir / f"{args.out}_fig1{tag}{suffix}.png"
+            draw(first_panels, args, sigma, which, path)
+            figures[which] = shown(path)
+    return {"summary": summary, "runs": runs, "figures": figures}
+
+
+#: what each metric of the JSON measures
+METRIC_DOCS = {
+    "circ_corr_mode": "|Fisher-Lee circular correlation| of true angle vs angle of the "
+                      "posterior mode (AE: the code); angles about the codes' centroid "
+                      "in R^2, about the origin on S^1",
+    "circ_corr_sample": "the same for one posterior draw per point",
+    "aggregate_kl": "KL(q_agg || prior) in nats, Monte Carlo; panel (a): KL(true "
+                    "mixture || uniform on S^1)",
+    "prior_sample_error": "mean squared distance per coordinate from 2000 decoded prior "
+                          "draws to the clean data curve f(S^1)",
+    "radial_spread": "std/mean of ||z_mode - centre||",
+    "test_mse": "mean squared reconstruction error per coordinate at the posterior mode",
+}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    set_threads(args)
+    started = time.time()
+    meta = run_metadata(args)
+    from pyg_spherical.repro import synthetic as S
+
+    data, original = make_data(args)
     seeds = [args.seed + r for r in range(args.runs)]
     models = [(k, v) for k, v in PANELS.items() if v[2] is not None]
     total = len(args.sigma) * len(seeds) * len(models) * args.epochs
     bar = progress_bar(args, total, "circle")
-    by_sigma = {}
-    for sigma in args.sigma:
-        runs = {key: [] for _, (key, *_rest) in models}
-        first_panels = None
-        for seed in seeds:
-            panels = {"labels": test.labels, "original": {**original, "z": test.u}}
-            for letter, (key, title, kind, beta) in models:
-                beta = args.beta_low if beta is None else beta
-                bar.set_description(f"σ={sigma:g} seed {seed} ({letter}) {key}")
-                ev = train_panel(args, data, kind, beta, sigma, seed, bar)
-                panels[key] = ev
-                runs[key].append({"seed": seed, "beta": beta,
-                                  **{m: ev[m] for m in METRICS},
-                                  "train_time_s": ev["train_time_s"],
-                                  "final_train": ev["final_train"]})
-            if first_panels is None:
-                first_panels = panels
-        summary = {"original": {m: (None if original[m] is None else
-                                    {"mean": original[m], "sd": None})
-                                for m in METRICS}}
-        for key, rs in runs.items():
-            summary[key] = {m: mean_sd([r[m] for r in rs]) for m in METRICS}
-            summary[key]["train_time_s"] = mean_sd([r["train_time_s"] for r in rs])
-        figures = {}
-        if not args.no_figure:
-            suffix = "" if sigma == args.sigma[0] else f"_sigma{sigma:g}"
-            fig_dir = out_dir(args) / "figures"
-            fig_dir.mkdir(parents=True, exist_ok=True)
-            for which, tag in (("z_sample", ""), ("z_mode", "_modes")):
-                path = fig_dir / f"{args.out}_fig1{tag}{suffix}.png"
-                draw(first_panels, args, sigma, which, path)
-                figures[which] = shown(path)
-        by_sigma[f"{sigma:g}"] = {"summary": summary, "runs": runs, "figures": figures}
+    by_sigma = {f"{sigma:g}": run_sigma(args, data, original, sigma, seeds, models, bar)
+                for sigma in args.sigma}
     bar.close()
 
     for sigma in args.sigma:
@@ -284,18 +313,7 @@ def main(argv=None) -> int:
         "models": {"hidden": args.hidden, "latent_dim": 2, "epochs": args.epochs,
                    "batch_size": args.batch_size, "lr": args.lr, "beta_low": args.beta_low,
                    "seeds": seeds},
-        "metrics": {
-            "circ_corr_mode": "|Fisher-Lee circular correlation| of true angle vs angle of the "
-                              "posterior mode (AE: the code); angles about the codes' centroid "
-                              "in R^2, about the origin on S^1",
-            "circ_corr_sample": "the same for one posterior draw per point",
-            "aggregate_kl": "KL(q_agg || prior) in nats, Monte Carlo; panel (a): KL(true "
-                            "mixture || uniform on S^1)",
-            "prior_sample_error": "mean squared distance per coordinate from 2000 decoded prior "
-                                  "draws to the clean data curve f(S^1)",
-            "radial_spread": "std/mean of ||z_mode - centre||",
-            "test_mse": "mean squared reconstruction error per coordinate at the posterior mode",
-        },
+        "metrics": METRIC_DOCS,
         "paper": PAPER_FIGURE1,
         "by_sigma": by_sigma,
     }

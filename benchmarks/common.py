@@ -20,6 +20,7 @@ import math
 import os
 import pickle
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import NoReturn
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -637,3 +639,271 @@ def resume(trainer, args, settings=("lr", "patience"), map_location=None, name="
     if best is not None and best.is_file():
         trainer.best_state = load_checkpoint(best, map_location)["model"]
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Link prediction (Table 4): models, data sets and run settings of the link-prediction CLIs
+# ---------------------------------------------------------------------------------------------
+MODELS = {"svgae": "S-VGAE", "vgae": "N-VGAE"}  # the paper's pair ("--model both")
+#: every model the link-prediction benchmarks train: the latent family of each, and its name
+LATENT_OF = {"svgae": "vmf", "vgae": "normal", "pvgae": "power"}
+NAMES = {**MODELS, "pvgae": "P-VGAE"}
+DATASETS = ("Cora", "CiteSeer", "PubMed")
+
+
+def dataset_name(value: str) -> str:
+    """``argparse`` type: a data set of :data:`DATASETS`, any capitalisation."""
+    for name in DATASETS:
+        if value.lower() == name.lower():
+            return name
+    raise argparse.ArgumentTypeError(
+        f"unknown dataset {value!r}; choose one of {', '.join(DATASETS)}")
+
+
+def probability(value):
+    """``argparse`` type: a dropout probability in ``[0, 1)``."""
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a float, got {value!r}")
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"dropout must be in [0, 1), got {value}")
+    return v
+
+
+def mean_se(values):
+    """Mean and standard error (``None`` for a single value)."""
+    values = [float(v) for v in values]
+    m = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+    return m, se
+
+
+def settings(args, dataset: str, model: str) -> dict:
+    """The run configuration: flags > selected (or, with ``--paper-settings``, Table 7)."""
+    table = PAPER_TABLE7 if getattr(args, "paper_settings", False) else SELECTED_SETTINGS
+    # the P-VGAE (Power Spherical latent) runs at the S-VGAE's settings
+    # (lr, dropout, dim) or (lr, dropout, dim, epochs); the protocol's 200 (PubMed 400) epochs
+    # unless the entry says otherwise
+    lr, dropout, dim, *epochs = table[dataset]["svgae" if model == "pvgae" else model]
+    epochs = epochs[0] if epochs else (400 if dataset == "PubMed" else 200)
+    cfg = {
+        "lr": args.lr if args.lr is not None else lr,
+        "dropout": args.dropout if args.dropout is not None else dropout,
+        "dim": args.dim if args.dim is not None else dim,
+        "hidden": args.hidden,
+        "epochs": args.epochs if args.epochs is not None else epochs,
+    }
+    if LATENT_OF[model] != "normal":
+        cfg["decoder"] = getattr(args, "decoder", "scaled")
+        if cfg["decoder"] == "scaled":
+            scale = getattr(args, "scale_init", None)
+            cfg["scale_init"] = SEARCH_SCALE_INIT if scale is None else scale
+    return cfg
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Mean and standard error of the runs' test / validation scores (%), median epoch time."""
+    s = {}
+    for key in ("test_auc", "test_ap", "val_auc"):
+        m, se = mean_se([r[key] for r in runs])
+        s[key] = {"mean": 100 * m, "se": None if se is None else 100 * se}
+    s["runs"] = len(runs)
+    s["epoch_ms"] = statistics.median(r["epoch_ms_median"] for r in runs)
+    s["best_epoch_mean"] = statistics.fmean(r["epoch"] for r in runs)
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# Semi-supervised MNIST (Table 3): the M1+M2 training protocol, its flags and diagnostics
+# ---------------------------------------------------------------------------------------------
+def z2_options_of(args, combo):
+    """z2's latent-layer options from ``--z2-factors`` (a product of spheres for a vMF z2)."""
+    k = getattr(args, "z2_factors", 1)
+    return {"factors": k} if k > 1 and combo.endswith("S") else None
+
+
+def load_mnist_splits(args, device) -> dict:
+    """MNIST for the semi-supervised runs: the 50k training images (``--train-subset``), the
+    validation and test images binarised once with ``--eval-seed`` (``--eval-subset``) on
+    ``device``, and the grey test images (figures)."""
+    from pyg_spherical.repro.datasets import binarize_fixed
+
+    data = load_mnist(args)
+    train, val, test = data["train"], data["val"], data["test"]
+    if args.train_subset:
+        train = train._replace(x=train.x[: args.train_subset], y=train.y[: args.train_subset],
+                               index=train.index[: args.train_subset])
+    val_x, val_y = binarize_fixed(val.x, seed=args.eval_seed), val.y
+    test_x, test_y = binarize_fixed(test.x, seed=args.eval_seed + 1), test.y
+    if args.eval_subset:
+        val_x, val_y = val_x[: args.eval_subset], val_y[: args.eval_subset]
+        test_x, test_y = test_x[: args.eval_subset], test_y[: args.eval_subset]
+    return {"train": train, "val_x": val_x.to(device), "val_y": val_y.to(device),
+            "test_x": test_x.to(device), "test_y": test_y.to(device), "test_grey": test.x}
+
+
+def labelled_weight(args, n_l, n_u) -> float:
+    """``w_l``: 1 for ``equal``, ``N_l / N_u`` for ``kingma``, else the number given."""
+    if args.labelled_weight == "equal":
+        return 1.0
+    if args.labelled_weight == "kingma":
+        return n_l / n_u
+    return float(args.labelled_weight)
+
+
+def labelled_split(train, n_labels, seed):
+    """Class-balanced labelled indices and the complementary unlabelled ones (numpy int64)."""
+    from pyg_spherical.repro.evaluation import balanced_label_draw
+
+    try:
+        lab = balanced_label_draw(train.y.cpu(), n_labels, seed=seed, num_classes=10)
+    except ValueError as e:
+        fail(str(e))
+    mask = np.ones(train.y.shape[0], dtype=bool)
+    mask[lab] = False
+    return lab, np.flatnonzero(mask)
+
+
+def init_concentration_(model, scaled: bool) -> None:
+    """Start every vMF concentration head of ``model`` at ``kappa = m`` (the sphere's ambient
+    dimension) instead of ``softplus(0) + 1 = 1.7``: the bias is set so that
+    ``softplus(bias) + min_concentration = m`` (an ablation; at ``m = 10`` the sampled directions
+    then start about 1 radian from the mean instead of near-uniformly spread)."""
+    if not scaled:
+        return
+    heads = [(model.latent1, model.z1_scale), (model.latent2, model.z2_scale),
+             (model.latent_pz1, model.pz1_scale)]
+    for latent, head in heads:
+        if latent.kind != "vmf":
+            continue
+        per_factor = latent.dim // getattr(latent, "factors", 1)
+        target = torch.tensor(float(per_factor) - latent.min_concentration).clamp_min(1e-3)
+        with torch.no_grad():
+            head.bias.fill_(float(target.expm1().log()))  # softplus^{-1}
+
+
+def build_m1m2(args, combo, d1, d2, seed, device, *, checkpoint_dir, z2_options=None,
+               kl_warmup_epochs=0, max_epochs=None, scaled_init=False, val_elbo=False,
+               model_cls=None):
+    """Model, trainer and loader of one M1+M2 run (``args``: the protocol flags of
+    :func:`add_protocol_args`). ``z2_options`` (z2's latent layer), a linear KL warm-up of z2
+    over ``kl_warmup_epochs``, ``scaled_init`` (:func:`init_concentration_`), ``model_cls`` (a
+    subclass of :class:`~pyg_spherical.m1m2.M1M2`) and ``val_elbo`` (also record the unlabelled
+    bound ``-U`` of the validation images each epoch) are for the ablations;
+    ``checkpoint_dir=None`` keeps the best weights in memory only."""
+    from pyg_spherical.m1m2 import COMBINATIONS, M1M2, SemiSupervisedLoader
+    from pyg_spherical.repro.training import EarlyStopping, Trainer, linear_warmup
+
+    torch.manual_seed(seed)
+    z1_latent, z2_latent = COMBINATIONS[combo]
+    model = (model_cls or M1M2)(z1_latent, d1, z2_latent, d2, hidden=args.hidden,
+                                z2_options=z2_options or z2_options_of(args, combo)).to(device)
+    init_concentration_(model, scaled_init)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    alpha = args.alpha
+    train = args._data["train"]
+    lab, unl = labelled_split(train, args.labels, seed)
+    w_l = labelled_weight(args, len(lab), len(unl))
+
+    def train_step(batch, epoch):
+        xl, yl, xu = batch
+        loss, m = model.loss(xl, yl, xu, alpha=alpha, labelled_weight=w_l,
+                             kl_z2_weight=linear_warmup(epoch, kl_warmup_epochs))
+        return {"loss": loss, **m}
+
+    d = args._data
+    val_x, val_y, test_x, test_y = d["val_x"], d["val_y"], d["test_x"], d["test_y"]
+
+    def evaluate(m, epoch):
+        out = {"acc": float(m.accuracy(val_x, val_y)), "test_acc": float(m.accuracy(test_x, test_y))}
+        if val_elbo:  # one draw per image: the bound -U(x) of the unlabelled objective
+            out["elbo_u"] = float(torch.cat([m.unlabelled_bound(xb).elbo
+                                             for xb in val_x.split(2000)]).mean())
+        return out
+
+    stopper = EarlyStopping(patience=args.patience, mode="max")
+    trainer = Trainer(model, opt, train_step, evaluate, monitor="acc", early_stopping=stopper,
+                      max_epochs=max_epochs or args.max_epochs, checkpoint_dir=checkpoint_dir)
+    lab_t, unl_t = torch.as_tensor(lab), torch.as_tensor(unl)
+    loader = SemiSupervisedLoader(train.x.index_select(0, lab_t).to(device),
+                                  train.y.index_select(0, lab_t).to(device),
+                                  train.x.index_select(0, unl_t).to(device),
+                                  batch_size=args.batch_size, seed=seed)
+    return model, trainer, loader, lab
+
+
+def _spread(dist, layer):
+    """Median concentration (a spherical ``layer``: vMF, Power Spherical; over the factors of a
+    product) or median standard deviation (Gaussian, over all dims)."""
+    return float(dist.concentration.median() if layer.spherical else dist.base_dist.scale.median())
+
+
+@torch.no_grad()
+def model_diagnostics(model, x, y, x_train=None, y_train=None) -> dict:
+    """How a trained model classifies the images ``x`` (labels ``y``): accuracy of ``q(y|z1)``
+    and of M2's generative classifier (10 draws of z2), their agreement, the KL of
+    ``q(z2|z1,y)`` to its prior at the predicted class, the spreads of ``q(z1|x)``,
+    ``p(z1|y,z2)`` and ``q(z2|z1,y)``, the bound ``-U``, for a Gaussian z2 its active units and
+    mean KL per coordinate, and (given training images) a 5-NN on the z1 codes with 100 labels
+    (M1 alone)."""
+    from torch.distributions import kl_divergence
+
+    from pyg_spherical.repro.evaluation import metric_for_latent, semi_supervised_knn
+
+    k1, k2 = model.latent1.kind, model.latent2.kind
+    pred = torch.cat([model.class_logits(xb).argmax(-1) for xb in x.split(5000)])
+    gen = torch.cat([model.class_bounds(xb, num_samples=10).argmax(-1) for xb in x.split(2000)])
+    z1 = torch.cat([model.embed(xb) for xb in x.split(5000)])
+    q1 = model.q_z1(x)
+    yh = model.one_hot(pred)
+    q2 = model.q_z2(z1, yh)
+    kl2 = kl_divergence(q2, model.p_z2())
+    pz1 = model.p_z1(model.latent2.point(q2), yh)
+    bound = torch.cat([model.unlabelled_bound(xb).elbo for xb in x.split(2000)])
+    r = {"acc_q": 100 * float((pred == y).double().mean()),
+         "acc_generative": 100 * float((gen == y).double().mean()),
+         "agreement": 100 * float((gen == pred).double().mean()),
+         "kl_z2_median": float(kl2.median()), "kl_z2_mean": float(kl2.mean()),
+         "q_z1_spread": _spread(q1, model.latent1), "p_z1_spread": _spread(pz1, model.latent_pz1),
+         "q_z2_spread": _spread(q2, model.latent2), "test_bound_U": float(bound.double().mean())}
+    if k2 == "normal":  # which coordinates of a Gaussian z2 carry information, and how much
+        mu, sd = q2.base_dist.loc, q2.base_dist.scale
+        kl_dim = 0.5 * (sd * sd + mu * mu - 1) - sd.log()
+        # active units (Burda et al., 2016): Var_x E[z2_u] > 0.01
+        r["z2_active_units"] = int((mu.var(0) > 0.01).sum())
+        r["z2_kl_per_dim"] = [round(v, 3) for v in kl_dim.mean(0).tolist()]
+    if x_train is not None:
+        z_train = torch.cat([model.embed(xb) for xb in x_train.split(5000)])
+        knn = semi_supervised_knn(z_train.cpu(), y_train, z1.cpu(), y.cpu(), 100,
+                                  metric=metric_for_latent(k1), draws=5, seed=0)
+        r["knn_z1_100"] = 100 * float(knn.mean())
+    return r
+
+
+def add_protocol_args(p) -> None:
+    """The training-protocol flags of the M1+M2 benchmarks."""
+    p.add_argument("--labels", type=int, default=100, help="labelled images (class-balanced)")
+    p.add_argument("--alpha", type=non_negative(float), default=1.0,
+                   help="classification-loss weight per labelled image (paper: in [0.1, 1])")
+    p.add_argument("--labelled-weight", default="kingma",
+                   help="weight w_l of the labelled bound: 'kingma' (N_l/N_u: every image weighs "
+                        "the same, as Kingma et al.'s sum over the data), 'equal' (1: labelled "
+                        "and unlabelled batch means weigh the same), or a number")
+    p.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=positive(int), default=100,
+                   help="unlabelled (and labelled) batch")
+    p.add_argument("--hidden", type=positive(int), default=500, help="hidden units of every MLP")
+
+
+def check_protocol_args(p, args) -> None:
+    """``p.error`` (one line, exit 2) on invalid protocol flags."""
+    if args.labels < 10 or args.labels % 10:
+        p.error(f"--labels must be a positive multiple of 10 (class-balanced), got {args.labels}")
+    if args.labelled_weight not in ("kingma", "equal"):
+        try:
+            if not float(args.labelled_weight) >= 0:
+                raise ValueError
+        except ValueError:
+            p.error(f"--labelled-weight must be 'kingma', 'equal' or a number >= 0, "
+                    f"got {args.labelled_weight!r}")

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
-import random
 import statistics
 import sys
 import time
@@ -39,57 +37,36 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import (
+    LATENT_OF,
+    MODELS,
+    NAMES,
     PAPER_TABLE4,
-    PAPER_TABLE7,
     REPO,
     RUNS,
-    SEARCH_SCALE_INIT,
-    SELECTED_SETTINGS,
     Parser,
     add_common_args,
+    dataset_name,
     fmt,
     fmt_runs,
     interruptible,
     load_planetoid,
     out_dir,
     positive,
+    probability,
     progress_bar,
     run_metadata,
     set_threads,
+    settings,
     shown,
+    summarize,
     warn_ignored,
     write_json,
     wrote,
 )
-from torch import Tensor
 
-MODELS = {"svgae": "S-VGAE", "vgae": "N-VGAE"}  # the paper's pair ("--model both")
-#: every model this benchmark trains: the latent family of each, and its display name
-LATENT_OF = {"svgae": "vmf", "vgae": "normal", "pvgae": "power"}
-NAMES = {**MODELS, "pvgae": "P-VGAE"}
-DATASETS = ("Cora", "CiteSeer", "PubMed")
 #: the paper's grid (Appendix F.3), extended with d = 128
 GRID = {"lr": (0.01, 0.005, 0.001), "dropout": (0.0, 0.1, 0.2, 0.3, 0.4),
         "dim": (8, 16, 32, 64, 128)}
-
-
-# ---------------------------------------------------------------------------------------------
-def dataset_name(value: str) -> str:
-    for name in DATASETS:
-        if value.lower() == name.lower():
-            return name
-    raise argparse.ArgumentTypeError(
-        f"unknown dataset {value!r}; choose one of {', '.join(DATASETS)}")
-
-
-def probability(value):
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a float, got {value!r}")
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"dropout must be in [0, 1), got {value}")
-    return v
 
 
 def build_parser() -> Parser:
@@ -163,204 +140,19 @@ def build_parser() -> Parser:
     return p
 
 
-# ---------------------------------------------------------------------------------------------
-def seed_all(seed: int) -> None:
-    """PyG's negative sampling draws from Python's ``random``; the rest from torch."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def mean_se(values):
-    values = [float(v) for v in values]
-    m = statistics.fmean(values)
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
-    return m, se
-
-
-def settings(args, dataset: str, model: str) -> dict:
-    """The run configuration: flags > selected (or, with ``--paper-settings``, Table 7)."""
-    table = PAPER_TABLE7 if getattr(args, "paper_settings", False) else SELECTED_SETTINGS
-    # the P-VGAE (Power Spherical latent) runs at the S-VGAE's settings
-    # (lr, dropout, dim) or (lr, dropout, dim, epochs); the protocol's 200 (PubMed 400) epochs
-    # unless the entry says otherwise
-    lr, dropout, dim, *epochs = table[dataset]["svgae" if model == "pvgae" else model]
-    epochs = epochs[0] if epochs else (400 if dataset == "PubMed" else 200)
-    cfg = {
-        "lr": args.lr if args.lr is not None else lr,
-        "dropout": args.dropout if args.dropout is not None else dropout,
-        "dim": args.dim if args.dim is not None else dim,
-        "hidden": args.hidden,
-        "epochs": args.epochs if args.epochs is not None else epochs,
-    }
-    if LATENT_OF[model] != "normal":
-        cfg["decoder"] = getattr(args, "decoder", "scaled")
-        if cfg["decoder"] == "scaled":
-            scale = getattr(args, "scale_init", None)
-            cfg["scale_init"] = SEARCH_SCALE_INIT if scale is None else scale
-    return cfg
-
-
-class Graph:
-    """Features and split on the target device (``x`` sparse COO where supported)."""
-
-    def __init__(self, data, split, device):
-        x = data.x.to(device)
-        self.x = x if device.type == "mps" else x.to_sparse()
-        self.num_nodes, self.num_features = data.num_nodes, data.num_features
-        self.y = data.y
-        self.train = split.train_pos_edge_index.to(device)
-        self.val = (split.val_pos_edge_index.to(device), split.val_neg_edge_index.to(device))
-        self.test = (split.test_pos_edge_index.to(device), split.test_neg_edge_index.to(device))
-
-
-def make_decoder(cfg: dict):
-    """The decoder of a run: ``None`` (the model's default), the plain inner product, or the
-    scaled one with the run's initial scale and bias switch."""
-    from torch_geometric.nn import InnerProductDecoder
-
-    from pyg_spherical import ScaledInnerProductDecoder
-
-    kind = cfg.get("decoder", "default")
-    if kind == "plain":
-        return InnerProductDecoder()
-    if kind == "scaled":
-        return ScaledInnerProductDecoder(cfg["scale_init"], learn_scale=cfg.get("learn_scale", True),
-                                         bias=cfg.get("decoder_bias", False))
-    return None
-
-
-class LinkPredRun:
-    """One model, one run: full-batch training step, evaluation, best-validation bookkeeping.
-
-    Every trainer owns its random streams (torch CPU/CUDA generators and Python's ``random``,
-    which PyG's negative sampling uses), seeded with ``seed`` before the model is built, and
-    swapped in around each training step: a model trained side by side with another one sees
-    exactly the draws it would see alone, so neither model's results depend on the other's.
-    """
-
-    def __init__(self, model_name: str, cfg: dict, graph: Graph, device, seed: int,
-                 dtype=torch.float32):
-        from pyg_spherical import SphericalVGAE
-        from pyg_spherical.nn import GCNLatentEncoder
-
-        self.name, self.cfg, self.g, self.device = model_name, cfg, graph, device
-        self._cuda = device.type == "cuda"
-        outer = self._get_rng()
-        seed_all(seed)
-        enc = GCNLatentEncoder(graph.num_features, cfg["hidden"], cfg["dim"], cfg["dropout"],
-                               latent=LATENT_OF[model_name], cached=True,
-                               bias=cfg.get("bias", True))
-        self.model = SphericalVGAE(enc, decoder=make_decoder(cfg)).to(device=device, dtype=dtype)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"])
-        self._rng = self._get_rng()
-        self._set_rng(outer)
-        self.times: list[float] = []
-        self.best = {"val_auc": -1.0}
-        #: epoch budget -> the best-validation record within that many epochs (grid epoch axis)
-        self.at_budget: dict[int, dict] = {}
-        self.last_loss = None
-
-    def _get_rng(self):
-        cuda = torch.cuda.get_rng_state(self.device) if self._cuda else None
-        return torch.get_rng_state(), random.getstate(), cuda
-
-    def _set_rng(self, state) -> None:
-        torch.set_rng_state(state[0])
-        random.setstate(state[1])
-        if self._cuda:
-            torch.cuda.set_rng_state(state[2], self.device)
-
-    def step(self) -> None:
-        """One training epoch (timed), drawing from this trainer's own random streams."""
-        outer = self._get_rng()
-        self._set_rng(self._rng)
-        try:
-            self._train_step()
-        finally:
-            self._rng = self._get_rng()
-            self._set_rng(outer)
-
-    def _train_step(self) -> None:
-        m, g = self.model, self.g
-        t0 = time.perf_counter()
-        m.train()
-        self.before_step()
-        self.opt.zero_grad(set_to_none=True)
-        z = m.encode(g.x, g.train)
-        loss = self.objective(z)
-        loss.backward()
-        self.opt.step()
-        if self._cuda:
-            torch.cuda.synchronize()
-        self.times.append(time.perf_counter() - t0)
-        self.last_loss = loss.detach()
-
-    def before_step(self) -> None:
-        """A hook between ``model.train()`` and the forward pass (the ablations use it)."""
-
-    def objective(self, z: Tensor) -> Tensor:
-        """The training loss of codes ``z``: reconstruction + KL / N (PyG's example)."""
-        return self.recon(z) + self.model.kl_loss() / self.g.num_nodes
-
-    def recon(self, z: Tensor) -> Tensor:
-        """The reconstruction term of the run's configuration: PyG's negative sampling (one
-        non-edge per edge) and the sum of the two means, unless ``negatives="uniform"`` (any
-        node pair, edges not filtered out) or ``recon_average="joint"`` (one mean over positives
-        and negatives together, i.e. half the sum)."""
-        g, neg = self.g, None
-        if self.cfg.get("negatives") == "uniform":
-            neg = torch.randint(0, g.num_nodes, g.train.shape, device=g.train.device)
-        recon = self.model.recon_loss(z, g.train, neg)
-        return recon / 2 if self.cfg.get("recon_average") == "joint" else recon
-
-    @torch.no_grad()
-    def evaluate(self, epoch: int) -> float:
-        return self.record(epoch, self.model.embed(self.g.x, self.g.train))
-
-    @torch.no_grad()
-    def record(self, epoch: int, z: Tensor) -> float:
-        """Validation AUC of the embedding ``z``; test scores kept at the best validation AUC."""
-        m, g = self.model, self.g
-        val_auc, val_ap = m.test(z, *g.val)
-        if val_auc > self.best["val_auc"]:
-            test_auc, test_ap = m.test(z, *g.test)
-            self.best = {"epoch": epoch, "val_auc": float(val_auc), "val_ap": float(val_ap),
-                         "test_auc": float(test_auc), "test_ap": float(test_ap)}
-        return float(val_auc)
-
-    def summary(self) -> dict:
-        out = dict(self.best)
-        t = self.times[1:] or self.times  # the first epoch includes one-off setup
-        out["epoch_ms_median"] = 1000 * statistics.median(t)
-        out["epoch_ms_mean"] = 1000 * statistics.fmean(t)
-        out["final_loss"] = float(self.last_loss)
-        q = self.model.posterior
-        scale = getattr(self.model.decoder, "scale", None)
-        if scale is not None:
-            out["final_decoder_scale"] = float(scale.detach())
-        if LATENT_OF[self.name] != "normal":
-            out["final_kappa_median"] = float(q.concentration.median())
-        else:
-            out["final_sigma_median"] = float(q.base_dist.scale.median())
-        return out
-
-
-def make_split(data, seed):
-    from pyg_spherical.repro.datasets import link_split
-
-    return link_split(data, val_ratio=0.05, test_ratio=0.10, seed=seed)
-
-
 def train_runs(args, data, cfgs: dict, seeds, device, bar=None, budgets=()) -> dict:
     """Train every model of ``cfgs`` for each seed, side by side; returns per-model run lists.
 
     ``budgets``: epoch counts at which each run also records its best-validation point so far
     (``run["at_budget"][b]``), so one run to the largest budget stands for every budget."""
+    from pyg_spherical.repro.linkpred import Graph, LinkPredRun, make_split
+
     out = {name: [] for name in cfgs}
     for seed in seeds:
         graph = Graph(data, make_split(data, seed), device)
-        trainers = {name: LinkPredRun(name, cfg, graph, device, seed) for name, cfg in cfgs.items()}
+        trainers = {name: LinkPredRun(LATENT_OF[name], cfg, graph, device, seed)
+                    for name, cfg in cfgs.items()}
+        at_budget = {name: {} for name in cfgs}
         epochs = max(cfg["epochs"] for cfg in cfgs.values())
         for epoch in range(epochs):
             post = {}
@@ -369,7 +161,7 @@ def train_runs(args, data, cfgs: dict, seeds, device, bar=None, budgets=()) -> d
                     tr.step()
                     post[name] = tr.evaluate(epoch)
                     if epoch + 1 in budgets:
-                        tr.at_budget[epoch + 1] = dict(tr.best)
+                        at_budget[name][epoch + 1] = dict(tr.best)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({f"{NAMES[k]} val": f"{v:.3f}" for k, v in post.items()})
@@ -377,20 +169,9 @@ def train_runs(args, data, cfgs: dict, seeds, device, bar=None, budgets=()) -> d
             res = tr.summary()
             res["seed"] = seed
             if budgets:
-                res["at_budget"] = tr.at_budget
+                res["at_budget"] = at_budget[name]
             out[name].append(res)
     return out
-
-
-def summarize(runs: list[dict]) -> dict:
-    s = {}
-    for key in ("test_auc", "test_ap", "val_auc"):
-        m, se = mean_se([r[key] for r in runs])
-        s[key] = {"mean": 100 * m, "se": None if se is None else 100 * se}
-    s["runs"] = len(runs)
-    s["epoch_ms"] = statistics.median(r["epoch_ms_median"] for r in runs)
-    s["best_epoch_mean"] = statistics.fmean(r["epoch"] for r in runs)
-    return s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,11 +290,13 @@ def joint_selection(grids: dict, models) -> dict:
 
 def speed_test(args, data, device, dims=(16, 32, 64), epochs=60) -> list[dict]:
     """Epoch time of both models at equal latent dims, interleaved epoch by epoch."""
+    from pyg_spherical.repro.linkpred import Graph, LinkPredRun, make_split
+
     graph = Graph(data, make_split(data, args.seed), device)
     rows = []
     for dim in dims:
         cfg = {"lr": 0.01, "dropout": 0.1, "dim": dim, "hidden": args.hidden, "epochs": epochs}
-        trs = {m: LinkPredRun(m, cfg, graph, device, args.seed) for m in MODELS}
+        trs = {m: LinkPredRun(LATENT_OF[m], cfg, graph, device, args.seed) for m in MODELS}
         for _ in range(epochs):
             for tr in trs.values():
                 tr.step()
@@ -547,14 +330,15 @@ def synthetic_graph(num_nodes: int, num_edges: int, num_features: int, nnz_per_r
 
 def epoch_times(data, device, dim, hidden, epochs, seed, sparse_x=None) -> dict:
     """Median training-epoch time of both models (interleaved) on the full graph ``data``."""
-    from pyg_spherical import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
+    from pyg_spherical import GaussianGCNEncoder, SphericalGCNEncoder, SphericalVGAE
+    from pyg_spherical.repro.linkpred import seed_all
 
     x = (sparse_x if sparse_x is not None else data.x.to_sparse()).to(device)
     ei = data.edge_index.to(device)
     seed_all(seed)
     out = {}
     models = {}
-    for name, Enc in (("svgae", SphericalGCNEncoder), ("vgae", GCNEncoder)):
+    for name, Enc in (("svgae", SphericalGCNEncoder), ("vgae", GaussianGCNEncoder)):
         m = SphericalVGAE(Enc(x.size(1), hidden, dim, 0.1, cached=True)).to(device)
         models[name] = (m, torch.optim.Adam(m.parameters(), lr=0.01), [])
     for _ in range(epochs):
@@ -607,13 +391,14 @@ def run_plot(args, data, device) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from pyg_spherical.repro.linkpred import Graph, LinkPredRun, make_split
     from pyg_spherical.repro.plotting import plot_latent, save_figure
 
     cfgs = {m: dict(settings(args, args.dataset, m), dim=3)
             for m in MODELS}
     seed = args.seed
     graph = Graph(data, make_split(data, seed), device)
-    trainers = {m: LinkPredRun(m, cfgs[m], graph, device, seed) for m in MODELS}
+    trainers = {m: LinkPredRun(LATENT_OF[m], cfgs[m], graph, device, seed) for m in MODELS}
     bar = progress_bar(args, cfgs["svgae"]["epochs"], "figure 3")
     for epoch in range(cfgs["svgae"]["epochs"]):
         for tr in trainers.values():

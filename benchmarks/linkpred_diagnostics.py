@@ -17,7 +17,7 @@ Ablations (``--only`` selects a subset by name):
 * ``no_sampling``     ``z = mu`` in training (a deterministic spherical graph auto-encoder).
 * ``authors_grad``    the gradient in ``kappa`` of the authors' code: through the accepted Wood
   proposal only (``g_rep``, at a fixed Beta draw), without the correction term of eq. 30
-  (``VMFLatent(gradient="authors")``).
+  (:class:`AuthorsVonMisesFisher` below).
 * ``eval_mean``       evaluate with ``E[z] = A_d(kappa) mu`` instead of the mean direction ``mu``.
 * ``no_kl``           drop the KL term (it is weighted by ``1/N`` as in the reference code).
 * ``row_normalized``  row-normalised features (PyG's ``NormalizeFeatures``), for both models.
@@ -55,9 +55,11 @@ import time
 
 import torch
 from common import (
+    LATENT_OF,
     PAPER_TABLE4,
     Parser,
     add_common_args,
+    dataset_name,
     fmt_runs,
     load_planetoid,
     out_dir,
@@ -65,10 +67,14 @@ from common import (
     progress_bar,
     run_metadata,
     set_threads,
+    settings,
+    summarize,
     write_json,
     wrote,
 )
-from linkpred import Graph, LinkPredRun, dataset_name, make_split, settings, summarize
+
+from pyg_spherical import ScaledInnerProductDecoder, SphericalVGAE, VMFLatent, VonMisesFisher
+from pyg_spherical.repro.linkpred import Graph, LinkPredRun, make_split
 
 ABLATIONS = ("table7", "epochs1000", "lr0.01", "kappa_min20", "no_sampling", "authors_grad",
              "eval_mean", "no_kl", "row_normalized", "nvgae_table7", "full_adjacency",
@@ -90,42 +96,126 @@ SELECTED_ABLATIONS = {
 ABLATIONS = ABLATIONS + tuple(SELECTED_ABLATIONS)
 
 
-class AblationRun(LinkPredRun):
-    def __init__(self, model_name, cfg, graph, device, seed, ablation):
-        super().__init__(model_name, cfg, graph, device, seed)
-        self.ablation = ablation
-        if ablation in ("kappa_min20", "authors_grad"):
-            from pyg_spherical import VMFLatent
+# ------------------------------------------------------------------------- the ablated parts
+class _ProposalTheta(torch.autograd.Function):
+    r"""Identity on ``theta = arccos(omega)``; backward: ``d theta / d kappa`` at a fixed Beta draw.
 
-            self.model.latent = (VMFLatent(cfg["dim"], min_concentration=20.0)
-                                 if ablation == "kappa_min20"
-                                 else VMFLatent(cfg["dim"], gradient="authors"))
+    The Wood proposal is ``omega = (1 - (1 + b) eps) / (1 - (1 - b) eps)`` with
+    ``b = (-2 kappa + sqrt(4 kappa^2 + (m-1)^2)) / (m - 1)``; inverting it for the accepted
+    ``omega`` gives ``eps``, and ``d omega / d kappa = (d omega / d b)(db / d kappa)`` at that
+    ``eps`` is what differentiating through the accepted proposal (the authors' code) yields.
+    """
 
-    def before_step(self):
-        if self.ablation == "no_sampling":
-            self.model.latent.eval()  # z = mu (the encoder keeps its dropout)
+    @staticmethod
+    def forward(ctx, kappa, theta, m):
+        ctx.m = m
+        ctx.save_for_backward(kappa, theta)
+        return theta.clone()
 
-    def objective(self, z):
-        """The run's loss with the ablation's objective and KL switches."""
-        loss = (self._full_adjacency_loss(z) if self.ablation.endswith("full_adjacency")
-                else self.recon(z))
-        if self.ablation != "no_kl":
-            loss = loss + self.model.kl_loss() / self.g.num_nodes
-        return loss
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        kappa, theta = ctx.saved_tensors
+        m = ctx.m
+        k, om = kappa.double(), torch.cos(theta.double())
+        c = torch.sqrt(4 * k * k + (m - 1) ** 2)
+        b = (m - 1) / (2 * k + c)
+        eps = (1 - om) / ((1 + b) - om * (1 - b))
+        num, den = 1 - (1 + b) * eps, 1 - (1 - b) * eps
+        domega_db = -eps * (den + num) / den ** 2
+        db_dk = (-2 + 4 * k / c) / (m - 1)
+        # d theta / d kappa = -(d omega / d kappa) / sin(theta)
+        sin = torch.sin(theta.double()).clamp_min(1e-300)
+        return grad * (-(domega_db * db_dk) / sin).to(grad.dtype), None, None
 
-    def _full_adjacency_loss(self, z):
-        """Kipf & Welling's reference objective: weighted BCE over the dense ``A_train + I``."""
-        if not hasattr(self, "_labels"):
-            n = self.g.num_nodes
+
+class AuthorsVonMisesFisher(VonMisesFisher):
+    """The vMF with the authors' gradient in ``kappa``: the derivative through the accepted Wood
+    proposal at its fixed Beta draw (``g_rep`` of eq. 30) without the correction term
+    ``g_cor``, hence biased. The same samples and gradient in ``loc``; on ``S^2``, which their
+    code samples by the exact inverse CDF, the library's exact gradient is theirs too."""
+
+    def _kappa_gradient(self, kappa, theta):
+        if self._m == 3:
+            return super()._kappa_gradient(kappa, theta)
+        return _ProposalTheta.apply(kappa, theta, self._m)
+
+
+class AuthorsVMFLatent(VMFLatent):
+    """:class:`~pyg_spherical.nn.VMFLatent` whose posterior is :class:`AuthorsVonMisesFisher`."""
+
+    def _posterior(self, loc, kappa):
+        return AuthorsVonMisesFisher(loc, kappa, validate_args=False)
+
+
+class MeanLatent(VMFLatent):
+    """A vMF latent that never samples: ``z = mu`` in training too (a deterministic spherical
+    graph auto-encoder; the encoder keeps its dropout)."""
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+
+class AblatedVGAE(SphericalVGAE):
+    """The model of a run with its objective ablated (``ablation`` and the run's ``cfg``):
+    negatives uniform over all node pairs (``cfg["negatives"] == "uniform"``, edges not
+    filtered out), the BCE as one mean over positives and negatives together
+    (``cfg["recon_average"] == "joint"``, half of PyG's sum of the two means), Kipf & Welling's
+    reference objective over the dense ``A_train + I`` (``*full_adjacency``), or no KL term."""
+
+    def __init__(self, encoder, decoder, latent, ablation: str, cfg: dict):
+        super().__init__(encoder, decoder, latent)
+        self.ablation, self.cfg = ablation, cfg
+        self._dense = None
+
+    def recon_loss(self, z, pos_edge_index, neg_edge_index=None):
+        if self.ablation.endswith("full_adjacency"):
+            return self._full_adjacency_loss(z, pos_edge_index)
+        if self.cfg.get("negatives") == "uniform":
+            neg_edge_index = torch.randint(0, z.size(0), pos_edge_index.shape,
+                                           device=pos_edge_index.device)
+        recon = super().recon_loss(z, pos_edge_index, neg_edge_index)
+        return recon / 2 if self.cfg.get("recon_average") == "joint" else recon
+
+    def kl_loss(self, mu=None, logstd=None):
+        if self.ablation == "no_kl":  # the KL term dropped (it is weighted by 1/N)
+            return torch.zeros((), device=self.__mu__.device)
+        return super().kl_loss(mu, logstd)
+
+    def _full_adjacency_loss(self, z, pos_edge_index):
+        """Weighted BCE over all ``N^2`` entries of ``A_train + I``: ``pos_weight = (N^2 - |A|)
+        / |A|``, ``norm = N^2 / (2 (N^2 - |A|))``; every non-edge every epoch."""
+        if self._dense is None:
+            n = z.size(0)
             a = torch.zeros(n, n, device=z.device)
-            a[self.g.train[0], self.g.train[1]] = 1.0
+            a[pos_edge_index[0], pos_edge_index[1]] = 1.0
             edges = a.sum()
-            self._pos_weight = (n * n - edges) / edges
-            self._norm = n * n / (2 * (n * n - edges))
-            self._labels = a + torch.eye(n, device=z.device)
-        logits = z @ z.t()
-        return self._norm * torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, self._labels, pos_weight=self._pos_weight)
+            self._dense = (a + torch.eye(n, device=z.device), (n * n - edges) / edges,
+                           n * n / (2 * (n * n - edges)))
+        labels, pos_weight, norm = self._dense
+        return norm * torch.nn.functional.binary_cross_entropy_with_logits(
+            z @ z.t(), labels, pos_weight=pos_weight)
+
+
+class AblationRun(LinkPredRun):
+    """A run of :mod:`pyg_spherical.repro.linkpred` with the latent, decoder, objective or
+    evaluation of one ablation."""
+
+    def __init__(self, model_name, cfg, graph, device, seed, ablation):
+        self.ablation = ablation
+        super().__init__(LATENT_OF[model_name], cfg, graph, device, seed)
+
+    def _build_model(self, encoder, decoder):
+        cfg = self.cfg
+        # none of these parts draws random numbers: the model is initialised as in linkpred.py
+        latent = {"kappa_min20": lambda: VMFLatent(cfg["dim"], min_concentration=20.0),
+                  "authors_grad": lambda: AuthorsVMFLatent(cfg["dim"]),
+                  "no_sampling": lambda: MeanLatent(cfg["dim"])}.get(self.ablation, lambda: None)()
+        if "learn_scale" in cfg or "decoder_bias" in cfg:
+            decoder = ScaledInnerProductDecoder(cfg["scale_init"],
+                                                learn_scale=cfg.get("learn_scale", True),
+                                                bias=cfg.get("decoder_bias", False))
+        return AblatedVGAE(encoder, decoder, latent, self.ablation, cfg)
 
     @torch.no_grad()
     def evaluate(self, epoch):
@@ -138,6 +228,7 @@ class AblationRun(LinkPredRun):
         return self.record(epoch, z)
 
 
+# ------------------------------------------------------------------------------------- CLI
 def ablation_config(args, dataset, name):
     model = "vgae" if name.startswith("nvgae") else "svgae"
     # the first ablations keep the Table 7 setting and plain decoder they were first run with
@@ -148,78 +239,66 @@ def ablation_config(args, dataset, name):
     cfg = settings(args, dataset, model)
     if selected:
         return model, {**cfg, **SELECTED_ABLATIONS[name]}, args
-    if name == "epochs1000":
+    if name == "epochs1000" and args.epochs is None:
         cfg["epochs"] = 1000
     if name.startswith("lr0.01"):
         cfg["lr"] = 0.01
     return model, cfg, args
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = Parser(description="S-VGAE ablations against the paper's Table 4 (see module docstring).")
     p.add_argument("--dataset", type=dataset_name, default="Cora")
     p.add_argument("--runs", type=positive(int), default=5)
+    p.add_argument("--epochs", type=positive(int), default=None,
+                   help="train every ablation this many epochs instead of its own budget "
+                        "(smoke runs)")
     p.add_argument("--only", default=",".join(ABLATIONS),
                    help=f"comma-separated subset of {', '.join(ABLATIONS)}")
     p.add_argument("--out", default=None,
                    help="result name (default linkpred_diagnostics_<dataset>)")
     add_common_args(p)
     args = p.parse_args(argv)
-    args.lr = args.dropout = args.dim = args.epochs = None
+    args.lr = args.dropout = args.dim = None
     args.hidden = 32
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     bad = [n for n in names if n not in ABLATIONS]
     if bad:
         p.error(f"unknown ablation(s) {bad}; choose from {', '.join(ABLATIONS)}")
-    set_threads(args)
-    device = args.device
-    started = time.time()
-    data = load_planetoid(args, args.dataset)
-    normalized = None
-    rows, failed = {}, {}
-    name_out = args.out or f"linkpred_diagnostics_{args.dataset.lower()}"
-    payload = {"meta": run_metadata(args), "dataset": args.dataset, "ablations": rows,
-               "failed": failed}
-    for name in names:
-        model, cfg, run_args = ablation_config(args, args.dataset, name)
-        d = data
-        if name == "row_normalized":
-            if normalized is None:
-                import torch_geometric.transforms as T
-                normalized = T.NormalizeFeatures()(data.clone())
-            d = normalized
-        bar = progress_bar(args, args.runs * cfg["epochs"], name)
-        runs = []
-        models = [model] if name != "row_normalized" else ["svgae", "vgae"]
-        try:
-            for r in range(args.runs):
-                seed = args.seed + r
-                graph = Graph(d, make_split(d, seed), device)
-                trs = {m: AblationRun(m, settings(run_args, args.dataset, m)
-                                      if name == "row_normalized" else cfg,
-                                      graph, device, seed, name) for m in models}
-                for epoch in range(cfg["epochs"]):
-                    for tr in trs.values():
-                        tr.step()
-                        tr.evaluate(epoch)
-                    bar.update(1)
-                runs.append({m: dict(tr.summary(), seed=seed) for m, tr in trs.items()})
-        except (RuntimeError, ValueError) as e:
-            # an ablation whose training breaks (e.g. a code with no direction once the GCN has
-            # no bias) is a finding: record it in one line and go on with the others
-            failed[name] = {"config": cfg, "seed": seed, "error": str(e).splitlines()[0]}
-            print(f"{name}: failed at seed {seed}: {failed[name]['error']}", file=sys.stderr)
-            continue
-        finally:
-            bar.close()
-        for m in models:
-            key = name if len(models) == 1 else f"{name}:{m}"
-            rs = [run[m] for run in runs]
-            rows[key] = {"model": m, "config": cfg if len(models) == 1 else
-                         settings(run_args, args.dataset, m), "runs": rs,
-                         "summary": summarize(rs)}
-        # written after every ablation: a long run that stops keeps what it measured
-        write_json(name_out, payload, started, out_dir(args))
+    return args, names
+
+
+def run_ablation(args, data, name, device) -> tuple[list[dict], dict | None]:
+    """``--runs`` runs of one ablation (both models for ``row_normalized``): per run, the
+    summary of each model; or, if its training breaks, the failure."""
+    model, cfg, run_args = ablation_config(args, args.dataset, name)
+    models = [model] if name != "row_normalized" else ["svgae", "vgae"]
+    bar = progress_bar(args, args.runs * cfg["epochs"], name)
+    runs = []
+    seed = args.seed
+    try:
+        for r in range(args.runs):
+            seed = args.seed + r
+            graph = Graph(data, make_split(data, seed), device)
+            trs = {m: AblationRun(m, settings(run_args, args.dataset, m)
+                                  if name == "row_normalized" else cfg,
+                                  graph, device, seed, name) for m in models}
+            for epoch in range(cfg["epochs"]):
+                for tr in trs.values():
+                    tr.step()
+                    tr.evaluate(epoch)
+                bar.update(1)
+            runs.append({m: dict(tr.summary(), seed=seed) for m, tr in trs.items()})
+    except (RuntimeError, ValueError) as e:
+        # an ablation whose training breaks (e.g. a code with no direction once the GCN has
+        # no bias) is a finding: recorded in one line, and the others go on
+        return runs, {"config": cfg, "seed": seed, "error": str(e).splitlines()[0]}
+    finally:
+        bar.close()
+    return runs, None
+
+
+def print_table(args, rows, failed) -> None:
     print(f"\nS-VGAE ablations on {args.dataset} ({args.runs} runs; test %, mean ± s.e.)")
     paper = PAPER_TABLE4[args.dataset]
     print(f"{'ablation':26s} {'AUC':>15s} {'AP':>15s} {'best ep':>8s} {'kappa/sigma':>11s}  paper AUC/AP")
@@ -234,6 +313,42 @@ def main(argv=None):
               f"{sum(spread) / len(spread):11.2f}  {pa['AUC'][0]} / {pa['AP'][0]}")
     for name, f in failed.items():
         print(f"{name:26s} failed: {f['error']}")
+
+
+def main(argv=None):
+    args, names = parse_args(argv)
+    set_threads(args)
+    device = args.device
+    started = time.time()
+    data = load_planetoid(args, args.dataset)
+    normalized = None
+    rows, failed = {}, {}
+    name_out = args.out or f"linkpred_diagnostics_{args.dataset.lower()}"
+    payload = {"meta": run_metadata(args), "dataset": args.dataset, "ablations": rows,
+               "failed": failed}
+    for name in names:
+        d = data
+        if name == "row_normalized":
+            if normalized is None:
+                import torch_geometric.transforms as T
+                normalized = T.NormalizeFeatures()(data.clone())
+            d = normalized
+        runs, failure = run_ablation(args, d, name, device)
+        if failure is not None:
+            failed[name] = failure
+            print(f"{name}: failed at seed {failure['seed']}: {failure['error']}",
+                  file=sys.stderr)
+            continue
+        model, cfg, run_args = ablation_config(args, args.dataset, name)
+        for m in runs[0]:
+            key = name if len(runs[0]) == 1 else f"{name}:{m}"
+            rs = [run[m] for run in runs]
+            rows[key] = {"model": m, "config": cfg if len(runs[0]) == 1 else
+                         settings(run_args, args.dataset, m), "runs": rs,
+                         "summary": summarize(rs)}
+        # written after every ablation: a long run that stops keeps what it measured
+        write_json(name_out, payload, started, out_dir(args))
+    print_table(args, rows, failed)
     path = write_json(name_out, payload, started, out_dir(args))
     wrote(path)
     return 0

@@ -55,6 +55,7 @@ import resource
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 
 import torch
 from common import (
@@ -251,7 +252,7 @@ class Split:
 
 
 def synthetic_split(args) -> Split:
-    from _graphs import dcsbm_graph, intra_fraction, undirected_to_csc
+    from pyg_spherical.repro.graphs import dcsbm_graph, intra_fraction, undirected_to_csc
     from torch_geometric.data import Data
 
     t0 = time.perf_counter()
@@ -387,16 +388,20 @@ class Evaluator:
 
 # ---------------------------------------------------------------------------------------------
 def run(args, dist: Dist) -> dict:
+    """One training run (on every rank): set-up, the training loop, the result of rank 0."""
+    r = setup(args, dist)
+    t = train(args, dist, r)
+    return report(args, dist, r, t)
+
+
+def setup(args, dist: Dist) -> SimpleNamespace:
+    """The graph and this rank's shard of the training edges, the model (same initial
+    parameters on every rank), optimiser, neighbour sampler, link loader and evaluator."""
     from torch_geometric.loader import LinkLoader
     from torch_geometric.sampler import NegativeSampling
 
-    from pyg_spherical import GCNEncoder, SphericalGCNEncoder, SphericalVGAE
-    from pyg_spherical.minibatch import (
-        EncodeForward,
-        RandomBatchSampler,
-        link_batch_loss,
-        shard_edges,
-    )
+    from pyg_spherical import GaussianGCNEncoder, SphericalGCNEncoder, SphericalVGAE
+    from pyg_spherical.minibatch import EncodeForward, RandomBatchSampler, shard_edges
     from pyg_spherical.sampling import check_fanout, make_neighbor_sampler
 
     device = args.device
@@ -405,7 +410,7 @@ def run(args, dist: Dist) -> dict:
     cfg = settings(args)
     if cfg["dim"] < 2:
         raise CLIError(f"--dim must be >= 2, got {cfg['dim']}")
-    Enc = SphericalGCNEncoder if args.model == "svgae" else GCNEncoder
+    Enc = SphericalGCNEncoder if args.model == "svgae" else GaussianGCNEncoder
     torch.manual_seed(args.seed)  # same initial parameters on every rank
     enc = Enc(1, cfg["hidden"], cfg["dim"], cfg["dropout"])  # in_channels fixed below
     try:
@@ -444,32 +449,42 @@ def run(args, dist: Dist) -> dict:
     del shard
     evaluator = Evaluator(args, split, sampler, dist, device)
     torch.manual_seed(args.seed + 1000 * (dist.rank + 1))  # sampling / dropout streams per rank
+    return SimpleNamespace(device=device, cfg=cfg, fan=fan, split=split, data=data, model=model,
+                           fwd=fwd, opt=opt, sampler=sampler, loader=loader,
+                           loader_bytes=loader_bytes, evaluator=evaluator,
+                           steps_per_epoch=steps_per_epoch, total_steps=total_steps)
 
-    peak_setup = rss_mb()
+
+def train(args, dist: Dist, r: SimpleNamespace) -> SimpleNamespace:
+    """The training loop: ``r.total_steps`` steps (the first ``--warmup`` untimed), an
+    evaluation every ``--eval-every`` steps and at the end; timings, losses, memory."""
+    from pyg_spherical.minibatch import link_batch_loss
+
+    device, model, fwd, opt = r.device, r.model, r.fwd, r.opt
+    t = SimpleNamespace(peak_setup=rss_mb())
     release_freed_memory()
-    reset = reset_peak_rss()
-    rss_start = current_rss_mb()
-    bar = (progress_bar(args, total_steps, f"{MODELS[args.model]} N={split.info['nodes']}")
+    t.reset = reset_peak_rss()
+    t.rss_start = current_rss_mb()
+    bar = (progress_bar(args, r.total_steps, f"{MODELS[args.model]} N={r.split.info['nodes']}")
            if dist.main else None)
-
-    sample_t, compute_t, sub_nodes, sub_edges = [], [], [], []
-    loss_hist, evals, window = [], [], []
-    best = {"val_auc": -1.0}
-    train_wall = 0.0
+    t.sample_t, t.compute_t, t.sub_nodes, t.sub_edges = [], [], [], []
+    t.loss_hist, t.evals, window = [], [], []
+    t.best = {"val_auc": -1.0}
+    t.train_wall = 0.0
     step = 0
-    it = iter(loader)
+    it = iter(r.loader)
     model.train()
-    while step < total_steps:
+    while step < r.total_steps:
         t0 = time.perf_counter()
         try:
             batch = next(it)
         except StopIteration:
-            it = iter(loader)
+            it = iter(r.loader)
             batch = next(it)
         batch = batch.to(device)
         t1 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = link_batch_loss(model, batch, data.num_nodes, encode_with=fwd)
+        loss = link_batch_loss(model, batch, r.data.num_nodes, encode_with=fwd)
         loss.backward()
         opt.step()
         if device.type == "cuda":
@@ -478,53 +493,60 @@ def run(args, dist: Dist) -> dict:
         step += 1
         window.append(loss.detach())
         if step > args.warmup:
-            sample_t.append(t1 - t0)
-            compute_t.append(t2 - t1)
-            train_wall += t2 - t0
-            sub_nodes.append(batch.num_nodes)
-            sub_edges.append(batch.edge_index.size(1))
+            t.sample_t.append(t1 - t0)
+            t.compute_t.append(t2 - t1)
+            t.train_wall += t2 - t0
+            t.sub_nodes.append(batch.num_nodes)
+            t.sub_edges.append(batch.edge_index.size(1))
         if bar is not None:
             bar.update(1)
-        if (args.eval_every and step % args.eval_every == 0) or step == total_steps:
+        if (args.eval_every and step % args.eval_every == 0) or step == r.total_steps:
             mean_loss = dist.all_reduce(torch.stack(window).mean().reshape(1)) / dist.world
-            loss_hist.append([step, float(mean_loss)])
+            t.loss_hist.append([step, float(mean_loss)])
             window = []
-            r = evaluator.evaluate(model)
-            r["step"] = step
-            evals.append(r)
-            if r["val_auc"] > best["val_auc"]:
-                best = dict(r)
+            e = r.evaluator.evaluate(model)
+            e["step"] = step
+            t.evals.append(e)
+            if e["val_auc"] > t.best["val_auc"]:
+                t.best = dict(e)
             if bar is not None:
-                bar.set_postfix(loss=f"{float(mean_loss):.4f}", val_auc=f"{r['val_auc']:.4f}")
+                bar.set_postfix(loss=f"{float(mean_loss):.4f}", val_auc=f"{e['val_auc']:.4f}")
     if bar is not None:
         bar.close()
-    peak_train = rss_mb()
+    t.peak_train = rss_mb()
+    return t
 
-    timed = len(sample_t)
-    step_t = [a + b for a, b in zip(sample_t, compute_t)]
-    edges_proc = args.batch_size * timed / train_wall if timed else float("nan")
+
+def report(args, dist: Dist, r: SimpleNamespace, t: SimpleNamespace) -> dict:
+    """The run's result (rates summed and parameters compared over the ranks); closes the
+    process group."""
+    timed = len(t.sample_t)
+    step_t = [a + b for a, b in zip(t.sample_t, t.compute_t)]
+    edges_proc = args.batch_size * timed / t.train_wall if timed else float("nan")
     total_rate = dist.all_reduce(torch.tensor([edges_proc], dtype=torch.float64))
-    flat = torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters()])
+    flat = torch.cat([p.detach().reshape(-1).cpu() for p in r.model.parameters()])
     every = dist.all_gather(flat.unsqueeze(0))
     max_diff = float((every - every[0]).abs().max())
-    rss_all = dist.all_gather(torch.tensor([[peak_train, peak_setup]], dtype=torch.float64))
-    del fwd, it, loader  # DDP and loader state go before the process group does
+    rss_all = dist.all_gather(torch.tensor([[t.peak_train, t.peak_setup]], dtype=torch.float64))
+    r.fwd = r.loader = None  # DDP and loader state go before the process group does
     gc.collect()
     dist.close()
 
     mb = 1024.0 ** 2
-    graph_mb = split.info["graph_bytes"] / mb
+    data, sampler, peak_train = r.data, r.sampler, t.peak_train
+    graph_mb = r.split.info["graph_bytes"] / mb
     sampler_mb = (nbytes(getattr(sampler, "colptr", None), getattr(sampler, "perm", None))
                   + data.num_nodes * 8) / mb
     if getattr(sampler, "row", None) is not None and sampler.row.data_ptr() != data.edge_index.data_ptr():
         sampler_mb += nbytes(sampler.row) / mb
+    loader_mb = r.loader_bytes / mb
     med = statistics.median
     return {
-        "dataset": args.dataset, "model": args.model, "config": {**cfg, "batch_size": args.batch_size,
-                                                                 "num_neighbors": fan, "steps": total_steps,
-                                                                 "steps_per_epoch": steps_per_epoch,
+        "dataset": args.dataset, "model": args.model, "config": {**r.cfg, "batch_size": args.batch_size,
+                                                                 "num_neighbors": r.fan, "steps": r.total_steps,
+                                                                 "steps_per_epoch": r.steps_per_epoch,
                                                                  "eval": args.eval},
-        "graph": split.info,
+        "graph": r.split.info,
         "sampler": type(sampler).__name__,
         "world_size": dist.world,
         "backend": getattr(dist, "backend", None),
@@ -532,21 +554,21 @@ def run(args, dist: Dist) -> dict:
             "timed_steps": timed,
             "step_ms_median": 1000 * med(step_t) if timed else None,
             "step_ms_mean": 1000 * statistics.fmean(step_t) if timed else None,
-            "sample_ms_median": 1000 * med(sample_t) if timed else None,
-            "compute_ms_median": 1000 * med(compute_t) if timed else None,
+            "sample_ms_median": 1000 * med(t.sample_t) if timed else None,
+            "compute_ms_median": 1000 * med(t.compute_t) if timed else None,
             "edges_per_s_per_process": edges_proc,
             "edges_per_s_total": float(total_rate),
-            "subgraph_nodes_median": med(sub_nodes) if timed else None,
-            "subgraph_edges_median": med(sub_edges) if timed else None,
-            "loss_history": loss_hist,
+            "subgraph_nodes_median": med(t.sub_nodes) if timed else None,
+            "subgraph_edges_median": med(t.sub_edges) if timed else None,
+            "loss_history": t.loss_hist,
         },
-        "eval": {"history": evals, "best": best, "final": evals[-1]},
+        "eval": {"history": t.evals, "best": t.best, "final": t.evals[-1]},
         "memory": {
-            "peak_rss_mb": peak_train, "peak_rss_setup_mb": peak_setup, "peak_reset": reset,
-            "rss_start_of_training_mb": rss_start, "training_increment_mb": peak_train - rss_start,
-            "graph_mb": graph_mb, "loader_edges_mb": loader_bytes / mb, "sampler_mb": sampler_mb,
+            "peak_rss_mb": peak_train, "peak_rss_setup_mb": t.peak_setup, "peak_reset": t.reset,
+            "rss_start_of_training_mb": t.rss_start, "training_increment_mb": peak_train - t.rss_start,
+            "graph_mb": graph_mb, "loader_edges_mb": loader_mb, "sampler_mb": sampler_mb,
             "peak_rss_minus_graph_mb": peak_train - graph_mb,
-            "peak_rss_minus_graph_loader_sampler_mb": peak_train - graph_mb - loader_bytes / mb - sampler_mb,
+            "peak_rss_minus_graph_loader_sampler_mb": peak_train - graph_mb - loader_mb - sampler_mb,
             "per_rank_peak_rss_mb": rss_all[:, 0].tolist(),
         },
         "ddp_max_param_diff": max_diff,

@@ -24,10 +24,13 @@ import time
 
 import torch
 from common import (
+    DATASETS,
     Parser,
     add_common_args,
+    dataset_name,
     fmt,
     load_planetoid,
+    mean_se,
     out_dir,
     positive,
     run_metadata,
@@ -98,7 +101,6 @@ def run(model_cls, make_encoder, data, seed, epochs, lr, dim, device):
 
 
 def main(argv=None) -> int:
-    from linkpred import DATASETS, dataset_name, mean_se
     from torch_geometric.nn import VGAE
 
     from pyg_spherical import SphericalVGAE

@@ -79,7 +79,7 @@ def load_vae(args, latent, dim, seed, device):
     if not path.is_file():
         return None, None
     state = load_checkpoint(path, device)
-    model = VAE(latent=latent, latent_dim=dim).to(device)
+    model = VAE(latent=latent, dim=dim).to(device)
     load_weights(model, state, path)
     model.eval()
     last = path.with_name("last.pt")
@@ -98,7 +98,7 @@ def encode(model, x, batch_size=10_000):
     return torch.cat([model.embed(xb) for xb in x.split(batch_size)])
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter,
                epilog=__doc__.split("\n\n", 1)[1])
@@ -134,29 +134,24 @@ def main(argv=None):
     if not Path(args.checkpoint_dir).is_dir():
         p.error(f"checkpoint folder {args.checkpoint_dir} does not exist; train the VAEs with "
                 "benchmarks/mnist_vae.py first")
+    return args
 
-    started = time.time()
-    set_threads(args)
-    device = args.device
-    from pyg_spherical.repro.datasets import binarize_fixed
-    from pyg_spherical.repro.evaluation import metric_for_latent, semi_supervised_knn
 
-    # variants: (key, latent, latent_dim, d of the table row)
+def variants_of(args) -> list[tuple]:
+    """``(key, latent, latent_dim, d of the table row)`` of every requested cell."""
     variants = []
     for d in args.dims:
         for lat in args.latents:
             variants.append((lat, lat, d, d))
             if lat in SPHERICAL and args.intrinsic:
                 variants.append((f"{lat}_sd", lat, d + 1, d))
-    found, missing = [], []
-    for v in variants:
-        (found if vae_checkpoint(args, v[1], v[2], args.seed).is_file() else missing).append(v)
-    for key, lat, dim, d in missing:
-        print(f"missing: {vae_checkpoint(args, lat, dim, args.seed)} ({VARIANT_NAMES[key]}, "
-              f"d = {d}) -- train it with: python benchmarks/mnist_vae.py --latent {lat} "
-              f"--dim {dim}", file=sys.stderr)
-    if not found:
-        fail("none of the requested VAE checkpoints exist (see above)")
+    return variants
+
+
+def knn_cells(args, found, device) -> dict:
+    """k-NN accuracies of the codes of every found checkpoint: ``{key: {str(d): cell}}``."""
+    from pyg_spherical.repro.datasets import binarize_fixed
+    from pyg_spherical.repro.evaluation import metric_for_latent, semi_supervised_knn
 
     data = load_mnist(args)
     if args.encode == "binary":
@@ -165,7 +160,6 @@ def main(argv=None):
     else:  # grey levels = the expected binary image
         x_train, x_test = data["train"].x.to(device), data["test"].x.to(device)
     y_train, y_test = data["train"].y.numpy(), data["test"].y.numpy()
-
     bar = progress_bar(args, len(found) * len(args.labels), "kNN")
     results = {}
     for key, lat, dim, d in found:
@@ -185,9 +179,10 @@ def main(argv=None):
             bar.update(1)
         results.setdefault(key, {})[str(d)] = cell
     bar.close()
+    return results
 
-    keys = [k for k in VARIANT_NAMES if any(v[0] == k for v in variants)]
-    paper_lats = [lat for lat in args.latents if lat in PAPER_TABLE2]
+
+def print_table(args, results, keys, paper_lats, found, missing) -> None:
     print(f"\nTable 2 (M1 + {args.k}-NN, MNIST test accuracy %, mean ± std over {args.draws} "
           f"class-balanced label draws; ours vs paper; checkpoint: {args.checkpoint})")
     print("  N-VAE: R^d.  S-VAE S^(d-1): latent_dim d (codes in R^d).  S-VAE S^d: latent_dim d+1 "
@@ -218,6 +213,27 @@ def main(argv=None):
         print("missing (skipped): " + ", ".join(f"{VARIANT_NAMES[k]} d = {d}"
                                                   for k, _, _, d in missing))
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.time()
+    set_threads(args)
+    device = args.device
+    variants = variants_of(args)
+    found, missing = [], []
+    for v in variants:
+        (found if vae_checkpoint(args, v[1], v[2], args.seed).is_file() else missing).append(v)
+    for key, lat, dim, d in missing:
+        print(f"missing: {vae_checkpoint(args, lat, dim, args.seed)} ({VARIANT_NAMES[key]}, "
+              f"d = {d}) -- train it with: python benchmarks/mnist_vae.py --latent {lat} "
+              f"--dim {dim}", file=sys.stderr)
+    if not found:
+        fail("none of the requested VAE checkpoints exist (see above)")
+
+    results = knn_cells(args, found, device)
+    keys = [k for k in VARIANT_NAMES if any(v[0] == k for v in variants)]
+    paper_lats = [lat for lat in args.latents if lat in PAPER_TABLE2]
+    print_table(args, results, keys, paper_lats, found, missing)
     payload = {
         "ours": results,
         "paper": {lat: {str(d): {str(n): PAPER_TABLE2[lat][d][n] for n in args.labels

@@ -128,7 +128,7 @@ def build(args, latent, dim, seed, device):
     from pyg_spherical.vae import VAE
 
     torch.manual_seed(seed)
-    model = VAE(latent=latent, latent_dim=dim).to(device)
+    model = VAE(latent=latent, dim=dim).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 
     def train_step(xb, epoch):
@@ -180,7 +180,7 @@ def load_best_model(args, latent, dim, seed, device):
     if not path.is_file():
         return None, None
     best = load_checkpoint(path, device, keys=("model", "epoch", "record"))
-    model = VAE(latent=latent, latent_dim=dim).to(device)
+    model = VAE(latent=latent, dim=dim).to(device)
     load_weights(model, best, path)
     model.eval()
     last_path = path.with_name("last.pt")
@@ -188,28 +188,10 @@ def load_best_model(args, latent, dim, seed, device):
     return model, {"best": best, "last": last}
 
 
-@torch.no_grad()
-def posterior_summary(model, x) -> dict:
-    """How the encoder uses the latent on the images ``x``: quantiles (10/50/90%) of the vMF or
-    Power Spherical concentration, or of the Gaussian standard deviation, and the active units
-    (``Var_x E[z_u] > 0.01``, Burda et al., 2016) of the posterior means: the numbers that tell
-    a collapsed posterior (concentration near its floor, no active units) from a used one."""
-    means, spreads = [], []
-    for xb in x.split(2000):
-        dist = model.posterior(xb)
-        base = getattr(dist, "base_dist", dist)
-        spreads.append(base.concentration if model.kind != "normal" else base.scale)
-        means.append(model.embed(xb))
-    spread = torch.cat(spreads).double().flatten()
-    qs = torch.quantile(spread, spread.new_tensor([0.1, 0.5, 0.9]))  # on spread's device
-    active = int((torch.cat(means).double().var(dim=0) > 0.01).sum())
-    name = "concentration" if model.kind != "normal" else "std"
-    return {f"{name}_q10": float(qs[0]), f"{name}_median": float(qs[1]),
-            f"{name}_q90": float(qs[2]), "active_units": active}
-
-
 def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
     """Test-set metrics of a run's best checkpoint; writes ``mnist_vae_<run>.json``."""
+    from pyg_spherical.repro.evaluation import posterior_summary
+
     started = time.time()
     model, ck = load_best_model(args, latent, dim, seed, device)
     if model is None:
@@ -379,60 +361,77 @@ def write_table(args, dims, seeds, started):
 
 # --------------------------------------------------------------------------------- figures
 def make_figures(args, device):
-    from matplotlib.figure import Figure
-
-    from pyg_spherical.repro.plotting import (
-        image_grid,
-        plane_grid,
-        plot_latent,
-        save_figure,
-        sphere_grid,
-    )
-
     fig_dir = out_dir(args) / ("smoke_figures" if SMOKE["on"] else "figures")
     seed = args.seed
-    written = []
-    test_x, test_y = args._data["test_x"], args._data["test_y"]
-
-    # Figure 2: test latents, N-VAE in R^2 and S-VAE on S^2 (dim 3, Hammer projection).
     nvae2, _ = load_best_model(args, "normal", 2, seed, device)
     svae3, _ = load_best_model(args, "vmf", 3, seed, device)
     svae2, _ = load_best_model(args, "vmf", 2, seed, device)
+    written = [*figure2(args, fig_dir, nvae2, svae3, svae2), *figures78(args, fig_dir, device),
+               *figure9(args, fig_dir, device, nvae2, svae3, svae2)]
+    for w in written:
+        wrote(w)
+    if not written:
+        print("no checkpoints found for the figures (train normal d=2, vmf d=3 / d in --fig-dims)")
+
+
+def figure2(args, fig_dir, nvae2, svae3, svae2) -> list:
+    """Figure 2: test latents, N-VAE in R^2 and S-VAE on S^2 (dim 3, Hammer projection)."""
+    from matplotlib.figure import Figure
+
+    from pyg_spherical.repro.plotting import plot_latent, save_figure
+
+    test_x, test_y = args._data["test_x"], args._data["test_y"]
     panels = [(m, t, k) for m, t, k in (
         (nvae2, r"(a) $\mathbb{R}^2$ latent space of the N-VAE", "euclidean"),
         (svae3, r"(b) Hammer projection of the $\mathcal{S}^2$ latent space of the S-VAE", "hammer"),
         (svae2, r"(c) $\mathcal{S}^1$ latent space of the S-VAE (d = 2)", "circle"),
     ) if m is not None]
-    if panels:
-        fig = Figure(figsize=(6 * len(panels), 5.5))
-        for i, (m, title, kind) in enumerate(panels):
-            ax = fig.add_subplot(1, len(panels), i + 1)
-            z = m.embed(test_x)
-            plot_latent(z, test_y, ax=ax, kind=kind, title=title, s=1.5, legend=(i == len(panels) - 1))
-        fig.tight_layout()
-        written.append(save_figure(fig, fig_dir / "mnist_fig2_latents.png"))
+    if not panels:
+        return []
+    fig = Figure(figsize=(6 * len(panels), 5.5))
+    for i, (m, title, kind) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        z = m.embed(test_x)
+        plot_latent(z, test_y, ax=ax, kind=kind, title=title, s=1.5, legend=(i == len(panels) - 1))
+    fig.tight_layout()
+    return [save_figure(fig, fig_dir / "mnist_fig2_latents.png")]
 
-    # Figures 7 / 8: random samples from the prior for every trained d.
-    g = torch.Generator(device=device).manual_seed(args.eval_seed)
-    for lat, figno in (("normal", 7), ("vmf", 8)):
-        models = []
-        for d in sorted(set(args.fig_dims)):
-            m, _ = load_best_model(args, lat, d, seed, device)
-            if m is not None:
-                models.append((d, m))
-        if not models:
-            continue
-        fig = Figure(figsize=(4 * len(models), 4.4))
-        for i, (d, m) in enumerate(models):
-            ax = fig.add_subplot(1, len(models), i + 1)
-            image_grid(m.sample(100, generator=g), nrow=10, ax=ax, title=f"d = {d}")
-        fig.suptitle(f"Random samples from the {NAMES[lat]} (Figure {figno})")
-        fig.tight_layout()
-        written.append(save_figure(fig, fig_dir / f"mnist_fig{figno}_samples_{lat}.png"))
 
-    # Figure 9: 2-d latent manifolds (N-VAE d = 2 on a normal-quantile grid; S-VAE on S^2).
-    n = args.grid
-    panels = []
+def figures78(args, fig_dir, device) -> list:
+    """Figures 7 / 8: random samples from the prior for every trained d (one random stream,
+    seeded with ``--eval-seed``, for all the models in turn)."""
+    from matplotlib.figure import Figure
+
+    from pyg_spherical.repro.plotting import image_grid, save_figure
+
+    written, models = [], {}
+    for lat in ("normal", "vmf"):  # loaded first: building a model draws from the random stream
+        found = [(d, load_best_model(args, lat, d, args.seed, device)[0])
+                 for d in sorted(set(args.fig_dims))]
+        models[lat] = [(d, m) for d, m in found if m is not None]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(args.eval_seed)
+        for lat, figno in (("normal", 7), ("vmf", 8)):
+            if not models[lat]:
+                continue
+            fig = Figure(figsize=(4 * len(models[lat]), 4.4))
+            for i, (d, m) in enumerate(models[lat]):
+                ax = fig.add_subplot(1, len(models[lat]), i + 1)
+                image_grid(m.sample(100), nrow=10, ax=ax, title=f"d = {d}")
+            fig.suptitle(f"Random samples from the {NAMES[lat]} (Figure {figno})")
+            fig.tight_layout()
+            written.append(save_figure(fig, fig_dir / f"mnist_fig{figno}_samples_{lat}.png"))
+    return written
+
+
+def figure9(args, fig_dir, device, nvae2, svae3, svae2) -> list:
+    """Figure 9: 2-d latent manifolds (N-VAE d = 2 on a normal-quantile grid; S-VAE on S^2),
+    and the S-VAE "d = 2" manifold, the circle S^1, decoded along it."""
+    from matplotlib.figure import Figure
+
+    from pyg_spherical.repro.plotting import image_grid, plane_grid, save_figure, sphere_grid
+
+    n, written, panels = args.grid, [], []
     if nvae2 is not None:
         panels.append((nvae2, plane_grid(n), "N-VAE, $\\mathbb{R}^2$ (normal quantile grid)"))
     if svae3 is not None:
@@ -447,7 +446,7 @@ def make_figures(args, device):
             image_grid(img, nrow=n, ax=ax, title=title)
         fig.tight_layout()
         written.append(save_figure(fig, fig_dir / "mnist_fig9_manifold.png"))
-    if svae2 is not None:  # the S-VAE "d = 2" manifold is the circle S^1: decode along it
+    if svae2 is not None:
         k = 2 * n
         ang = torch.linspace(-math.pi, math.pi, k + 1, device=device)[:-1]
         z = torch.stack([torch.cos(ang), torch.sin(ang)], dim=-1)
@@ -458,10 +457,7 @@ def make_figures(args, device):
                    title="S-VAE d = 2: decoded along the circle $S^1$ (angle -pi..pi)")
         fig.tight_layout()
         written.append(save_figure(fig, fig_dir / "mnist_fig9_circle.png"))
-    for w in written:
-        wrote(w)
-    if not written:
-        print("no checkpoints found for the figures (train normal d=2, vmf d=3 / d in --fig-dims)")
+    return written
 
 
 # ----------------------------------------------------------------------------------- speed
@@ -591,7 +587,8 @@ def main(argv=None):
     set_threads(args)
     device = args.device
     SMOKE["on"] = bool(args.train_subset or args.eval_subset)
-    args._data = load_data(args, device)
+    if not (args.table1 and args.table_only) or args.figures or args.speed:  # a table needs no data
+        args._data = load_data(args, device)
     seeds = list(range(args.seed, args.seed + args.runs))
     if args.speed:
         speed(args, device)

@@ -8,8 +8,11 @@ nothing. Importing this package imports none of its modules; import them by name
 datasets    MNIST IDX loader (checksums, dynamic binarisation, 50k/10k split); Planetoid loader
             (packaged Cora and CiteSeer, a data root, or PyG's download) and the 85/5/10 link split
 training    a small training loop: KL warm-up, early stopping, resumable checkpoints
-evaluation  k-NN classification of latent codes (geodesic on the sphere), label draws
+evaluation  k-NN classification of latent codes (geodesic on the sphere), label draws,
+            summaries of trained posteriors
+linkpred    the full-batch link-prediction protocol of section 5.4 (split, runs, best-val test)
 synthetic   the circle-recovery experiment of section 5.1 (data, models, metrics)
+graphs      a degree-corrected stochastic block model for large-graph runs
 plotting    Hammer projection, latent scatter plots, image grids, surface area (Figure 6)
 ==========  ======================================================================================
 """

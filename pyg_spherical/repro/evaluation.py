@@ -26,6 +26,7 @@ Functions
 * :func:`knn_classifier` -- a fitted :class:`sklearn.neighbors.KNeighborsClassifier`.
 * :func:`knn_accuracy` -- test accuracy of one k-NN fit.
 * :func:`semi_supervised_knn` -- accuracies over repeated class-balanced draws (Table 2 cell).
+* :func:`posterior_summary` -- how a trained VAE's posteriors use the latent (spread, active units).
 
 All functions take torch tensors or numpy arrays and return numpy values; nothing is printed.
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 from typing import Union
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from .._utils import to_numpy
@@ -53,6 +55,7 @@ __all__ = [
     "knn_classifier",
     "knn_predict",
     "metric_for_latent",
+    "posterior_summary",
     "semi_supervised_knn",
 ]
 
@@ -206,3 +209,24 @@ def semi_supervised_knn(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLik
         clf = knn_classifier(zt[idx], yt[idx], k, "euclidean")
         out[r] = np.mean(clf.predict(zq) == yq)
     return out
+
+
+@torch.no_grad()
+def posterior_summary(model, x: Tensor) -> dict:
+    """How the encoder of a :class:`~pyg_spherical.vae.VAE` (anything with ``posterior(x)``,
+    ``embed(x)`` and ``kind``) uses the latent on the data ``x``, 2000 rows at a time: quantiles (10/50/90%) of the vMF or
+    Power Spherical concentration, or of the Gaussian standard deviation, and the active units
+    (``Var_x E[z_u] > 0.01``, Burda et al., 2016) of the posterior means: the numbers that tell
+    a collapsed posterior (concentration near its floor, no active units) from a used one."""
+    means, spreads = [], []
+    for xb in x.split(2000):
+        dist = model.posterior(xb)
+        base = getattr(dist, "base_dist", dist)
+        spreads.append(base.concentration if model.kind != "normal" else base.scale)
+        means.append(model.embed(xb))
+    spread = torch.cat(spreads).double().flatten()
+    qs = torch.quantile(spread, spread.new_tensor([0.1, 0.5, 0.9]))  # on spread's device
+    active = int((torch.cat(means).double().var(dim=0) > 0.01).sum())
+    name = "concentration" if model.kind != "normal" else "std"
+    return {f"{name}_q10": float(qs[0]), f"{name}_median": float(qs[1]),
+            f"{name}_q90": float(qs[2]), "active_units": active}

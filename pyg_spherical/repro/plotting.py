@@ -208,6 +208,30 @@ def plot_latent(
             latent dimension > 3: project first, e.g. with PCA or by taking the first
             coordinates), mismatched ``labels`` or zero vectors for ``"hammer"``/``"circle"``.
     """
+    z, labels, kind = _check_latent(z, labels, kind)
+    px, py = _project(z, kind)
+    if ax is None:
+        ax = _new_axes((8.0, 4.6) if kind == "hammer" else (5.0, 5.0))
+    _draw_frame(ax, kind)
+    if labels is None:
+        ax.scatter(px, py, s=s, color=_class_colors(cmap, 1)[0], linewidths=0, zorder=2)
+    else:
+        classes = np.unique(labels)
+        colors = _class_colors(cmap, len(classes))
+        for c, color in zip(classes, colors):
+            m = labels == c
+            ax.scatter(px[m], py[m], s=s, color=color, linewidths=0, label=str(c), zorder=2)
+        if legend:
+            ax.legend(markerscale=max(1.0, 6.0 / math.sqrt(max(s, 1e-12))), fontsize="small",
+                      loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def _check_latent(z, labels, kind: str):
+    """``(z, labels, kind)`` of :func:`plot_latent` as float64 / numpy arrays, ``kind`` resolved
+    from ``"auto"``; one clear error for what does not fit."""
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
     z = to_numpy(z, dtype=np.float64)
@@ -230,56 +254,42 @@ def plot_latent(
     expected = 3 if kind == "hammer" else 2
     if d != expected:
         raise ValueError(f"kind={kind!r} expects z of shape (N, {expected}), got {z.shape}")
-
     if labels is not None:
         labels = to_numpy(labels)
         if labels.ndim != 1 or labels.shape[0] != z.shape[0]:
             raise ValueError(
                 f"labels must have shape ({z.shape[0]},) to match z, got {labels.shape}"
             )
+    return z, labels, kind
 
+
+def _project(z: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Plane coordinates of the codes for ``kind`` (Hammer, unit circle or as given)."""
     if kind == "hammer":
-        px, py = hammer_projection(z)
-    elif kind == "circle":
+        return hammer_projection(z)
+    if kind == "circle":
         norms = np.linalg.norm(z, axis=1)
         if not np.all(norms > 0.0):
             raise ValueError("plot_latent(kind='circle'): z contains zero or non-finite rows")
-        px, py = z[:, 0] / norms, z[:, 1] / norms
-    else:
-        px, py = z[:, 0], z[:, 1]
+        return z[:, 0] / norms, z[:, 1] / norms
+    return z[:, 0], z[:, 1]
 
-    if ax is None:
-        ax = _new_axes((8.0, 4.6) if kind == "hammer" else (5.0, 5.0))
 
+def _draw_frame(ax: Axes, kind: str) -> None:
+    """The outline and axes of ``kind``: the Hammer ellipse, the unit circle or the plane."""
     if kind == "hammer":
         _draw_hammer_frame(ax)
-    elif kind == "circle":
+        return
+    if kind == "circle":
         t = np.linspace(0.0, 2.0 * np.pi, 361)
         ax.plot(np.cos(t), np.sin(t), color="k", lw=0.8, zorder=1)
         ax.set_xlim(-1.15, 1.15)
         ax.set_ylim(-1.15, 1.15)
         ax.set_aspect("equal")
-        ax.set_xlabel(r"$z_1$")
-        ax.set_ylabel(r"$z_2$")
     else:
         ax.set_aspect("equal", adjustable="datalim")
-        ax.set_xlabel(r"$z_1$")
-        ax.set_ylabel(r"$z_2$")
-
-    if labels is None:
-        ax.scatter(px, py, s=s, color=_class_colors(cmap, 1)[0], linewidths=0, zorder=2)
-    else:
-        classes = np.unique(labels)
-        colors = _class_colors(cmap, len(classes))
-        for c, color in zip(classes, colors):
-            m = labels == c
-            ax.scatter(px[m], py[m], s=s, color=color, linewidths=0, label=str(c), zorder=2)
-        if legend:
-            ax.legend(markerscale=max(1.0, 6.0 / math.sqrt(max(s, 1e-12))), fontsize="small",
-                      loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    if title is not None:
-        ax.set_title(title)
-    return ax
+    ax.set_xlabel(r"$z_1$")
+    ax.set_ylabel(r"$z_2$")
 
 
 # ---------------------------------------------------------------------------------------------

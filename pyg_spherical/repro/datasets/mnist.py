@@ -240,6 +240,37 @@ def _writable_dir(d: Path) -> bool:
     return p.is_dir() and bool(mode & 0o222) and os.access(p, os.W_OK | os.X_OK)
 
 
+def _download_missing(keys: Sequence[str], target: Path, mirrors: Sequence[str],
+                      timeout: float, errors: list[str]) -> dict[str, Path]:
+    """Download the MNIST files ``keys`` into ``target``, each from the first mirror that serves
+    it with the right md5 (a mirror that fails at the network level is not asked again); what
+    goes wrong is appended to ``errors``."""
+    got: dict[str, Path] = {}
+    dead: set = set()
+    for key in keys:
+        name, md5 = MNIST_FILES[key]
+        dest = target / name
+        for mirror in mirrors:
+            if mirror in dead:
+                continue
+            url = mirror + name
+            try:
+                download_url(url, dest, timeout=timeout)
+            except Exception as e:  # noqa: BLE001 - reported by the caller
+                dead.add(mirror)
+                errors.append(f"{url}: {type(e).__name__}: {e}")
+                continue
+            actual = md5sum(dest)
+            if actual != md5:
+                with contextlib.suppress(OSError):
+                    dest.unlink()
+                errors.append(f"{url}: md5 {actual}, expected {md5}")
+                continue
+            got[key] = dest
+            break
+    return got
+
+
 def mnist_raw_files(
     root: PathLike | None = None,
     *,
@@ -300,29 +331,8 @@ def mnist_raw_files(
         if target is None:
             errors.append(f"no writable folder to download into ({', '.join(map(str, search))})")
         else:
-            dead: set = set()  # mirrors that failed at the network level
-            for key in list(missing):
-                name, md5 = MNIST_FILES[key]
-                dest = target / name
-                for mirror in mirrors:
-                    if mirror in dead:
-                        continue
-                    url = mirror + name
-                    try:
-                        download_url(url, dest, timeout=timeout)
-                    except Exception as e:  # noqa: BLE001 - reported below
-                        dead.add(mirror)
-                        errors.append(f"{url}: {type(e).__name__}: {e}")
-                        continue
-                    actual = md5sum(dest)
-                    if actual != md5:
-                        with contextlib.suppress(OSError):
-                            dest.unlink()
-                        errors.append(f"{url}: md5 {actual}, expected {md5}")
-                        continue
-                    found[key] = dest
-                    missing.remove(key)
-                    break
+            found.update(_download_missing(missing, target, mirrors, timeout, errors))
+            missing = [k for k in missing if k not in found]
 
     if missing:
         names = [MNIST_FILES[k][0] for k in missing]
