@@ -1,5 +1,7 @@
 """Shared pieces of the benchmark CLIs: the paper's reference numbers, run metadata and JSON
-output, and the command-line interface (parser, common flags, data and checkpoint loading).
+output, the command-line interface (parser, common flags, data and checkpoint loading), the
+settings of the link-prediction runs and the M1+M2 training protocol. It is the one module a
+benchmark imports from another file of this folder.
 
 The paper's numbers live here and only here (one source of truth); every benchmark prints them
 beside ours and stores both in its JSON.
@@ -8,8 +10,8 @@ Every CLI writes its JSON and figures to the ignored ``runs/`` by default, to th
 ``results/`` only with ``--refresh`` (or to ``--out-dir DIR``), and reads back what it aggregates
 from the same folder. Bad input ends in one ``error: ...`` line and exit code 2.
 
-The scripts are run as ``python benchmarks/<name>.py``, which puts this folder on ``sys.path``;
-the tests get it from pytest's ``pythonpath`` setting (pyproject.toml).
+The scripts are run as ``python benchmarks/<name>.py``, which puts this folder on ``sys.path``
+(the tests run them so too).
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ Examples::
     python benchmarks/mnist_m1m2.py --max-epochs 300                               # N+N, S+S, S+N at 10/10
     python benchmarks/mnist_m1m2.py --z1-dims 5 10 50 --z2-dims 5 10 50            # full Table 3 grid
     python benchmarks/mnist_m1m2.py --eval-only                                    # table from checkpoints
+    python benchmarks/mnist_m1m2.py --table-only                                   # table from the run JSONs
     python benchmarks/mnist_m1m2.py --figure --fig-combo S+N --fig-z1 10 --fig-z2 10   # Figure 10
     python benchmarks/mnist_m1m2.py --diagnose                                     # q(y|z1) vs generative classifier, z2 usage
     python benchmarks/mnist_m1m2.py --combos S+S --z2-dims 3                       # the improved S+S: z2 on S^2
@@ -358,6 +359,9 @@ def parse_args(argv=None):
     p.add_argument("--eval-only", action="store_true",
                    help="no training: evaluate the best checkpoints (all must exist)")
     p.add_argument("--no-eval", action="store_true", help="train only")
+    p.add_argument("--table-only", action="store_true",
+                   help="only print and write Table 3 from the per-run results of the output "
+                        "folder (no data, no training)")
     p.add_argument("--figure", action="store_true",
                    help="only write Figure 10 from the checkpoint of --fig-combo/--fig-z1/--fig-z2")
     p.add_argument("--diagnose", action="store_true",
@@ -400,6 +404,9 @@ def main(argv=None):
     device = args.device
     SMOKE["on"] = bool(args.train_subset or args.eval_subset)
     VARIANT["tag"] = variant_tag(args)
+    if args.table_only:
+        print_table(args, [], [], started)
+        return
     args._data = load_mnist_splits(args, device)
     seeds = list(range(args.seed, args.seed + args.runs))
     configs = [(c, d1, d2) for d1 in args.z1_dims for d2 in args.z2_dims for c in args.combos]

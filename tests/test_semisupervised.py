@@ -9,14 +9,17 @@ standard errors.
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from cli import cli
 from scipy import special as sps
 
 from pyg_spherical.m1m2 import COMBINATIONS, M1M2, SemiSupervisedLoader, marginalise_labels
+from pyg_spherical.nn import make_latent
 from pyg_spherical.repro.evaluation import (
     balanced_label_draw,
     geodesic_distance,
@@ -139,11 +142,19 @@ def test_semi_supervised_knn_on_separated_clusters():
 
 
 # ------------------------------------------------------------------------------- M1+M2
+class GaussianPz1(M1M2):
+    """M1+M2 with a diagonal Gaussian p(z1|y,z2) of a spherical z1, through the model's seam
+    for the family of p(z1|y,z2) (the M1+M2 ablations use one like it)."""
+
+    def _pz1_latent(self):
+        return make_latent("normal", self.latent1.dim)
+
+
 def tiny(combo, K=3, D=12, d1=3, d2=2, seed=0, pz1_latent=None):
     torch.manual_seed(seed)
     z1, z2 = COMBINATIONS[combo]
-    return M1M2(z1, d1, z2, d2, num_classes=K, in_features=D, hidden=16,
-                pz1_latent=pz1_latent).double()
+    cls = GaussianPz1 if pz1_latent == "normal" else M1M2
+    return cls(z1, d1, z2, d2, num_classes=K, in_features=D, hidden=16).double()
 
 
 def binary(n, D, seed=1):
@@ -195,10 +206,12 @@ def _ref_kl_to_prior(dist_kind, loc_raw, scale_raw):
                                         ("S+S", "normal"), ("S+N", "normal")])
 def test_m2_bound_against_closed_forms(combo, pz1):
     """-L2(z1, y) = log p(z1|y,z2) + log p(y) - KL(q(z2|z1,y)||p(z2)) at the mode of z2; with
-    ``pz1_latent="normal"`` the likelihood of the spherical z1 is a diagonal Gaussian."""
+    a Gaussian ``p(z1|y,z2)`` the likelihood of the spherical z1 is a diagonal Gaussian, from
+    a head with one scale per coordinate."""
     model = tiny(combo, pz1_latent=pz1)
     K, kind1, kind2 = 3, model.latent_pz1.kind, model.latent2.kind
     assert kind1 == (pz1 or model.latent1.kind)
+    assert model.pz1_scale.out_features == model.latent_pz1.scale_dim
     x = binary(5, 12)
     z1 = model.embed(x)
     y = torch.tensor([0, 1, 2, 1, 0])
@@ -435,29 +448,23 @@ def test_short_m1m2_run_beats_chance(combo, dim):
 
 @pytest.mark.slow  # a CLI run: ~8 s
 def test_ablation_cli_runs_and_records_what_changed(tmp_path):
-    """benchmarks/mnist_m1m2_ablations.py end to end on a few hundred images (smoke outputs)."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
+    """benchmarks/mnist_m1m2_ablations.py end to end on a few hundred images (smoke outputs),
+    with ablations of each kind: a z2 option, a warm-up, a protocol override, a Power Spherical
+    z2, the concentration init, scaled inputs and the Gaussian likelihood of z1."""
     _mnist_or_skip()
-    repo = Path(__file__).resolve().parents[1]
-    script = str(repo / "benchmarks" / "mnist_m1m2_ablations.py")
-    bad = subprocess.run([sys.executable, script, "--only", "bogus"], check=False,
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "unknown ablation" in bad.stderr
-    res = subprocess.run([sys.executable, script, "--only", "SN_iso", "SS_kl-warmup", "SS_alpha-10",
-                          "SP_z2-3", "--epochs", "2",
-                          "--train-subset", "300", "--eval-subset", "100", "--diag-subset", "50",
-                          "--no-progress", "--no-download", "--out-dir", str(tmp_path)],
-                         check=False, capture_output=True, text=True, timeout=300)
+    res = cli("mnist_m1m2_ablations", "--only", "SN_iso", "SS_kl-warmup", "SS_alpha-10",
+              "SP_z2-3", "SS_kappa-init", "SS_scaled", "SS_pz1-normal", "--epochs", "2",
+              "--train-subset", "300", "--eval-subset", "100", "--diag-subset", "50",
+              "--no-progress", "--no-download", "--out-dir", tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     table = json.loads((tmp_path / "smoke_mnist_m1m2_ablations.json").read_text())
     rows = table["ablations"]
     assert rows["SN_iso"]["z2_options"] == {"isotropic": True}
     assert rows["SS_kl-warmup"]["kl_warmup_epochs"] == 6
     assert rows["SS_alpha-10"]["overrides"] == {"alpha": 10.0, "scaled_init": False}
+    assert rows["SS_kappa-init"]["overrides"] == {"scaled_init": True}
+    assert rows["SS_scaled"]["overrides"] == {"scaled_init": False, "input_scale": "z1z2"}
+    assert rows["SS_pz1-normal"]["overrides"] == {"scaled_init": False, "pz1_latent": "normal"}
     # a Power Spherical z2 reports its median concentration as its spread: softplus(.) + 1 >= 1
     # (the diagnostics used to crash on it; a standard deviation would be reported instead)
     assert rows["SP_z2-3"]["combo"] == "S+P" and rows["SP_z2-3"]["diagnostics"]["q_z2_spread"] >= 1.0
@@ -465,50 +472,6 @@ def test_ablation_cli_runs_and_records_what_changed(tmp_path):
         assert len(r["val_curve"]) == 2 and r["best_val_acc"] == max(r["val_curve"])
         elbo = r["val_elbo_u_curve"]
         assert r["best_elbo_epoch"] == 1 + elbo.index(max(elbo))
-
-
-def test_scaled_concentration_init_starts_every_vmf_head_at_its_dimension():
-    """The ablation's ``init_concentration_``: softplus(bias) + min_concentration = m per factor,
-    for the vMF heads only (a Gaussian head keeps its init)."""
-    import torch.nn.functional as F
-    from mnist_m1m2 import init_concentration_
-
-    torch.manual_seed(0)
-    model = M1M2("vmf", 10, "vmf", 9, hidden=8, z2_options={"factors": 3})
-    init_concentration_(model, True)
-    for head, m in ((model.z1_scale, 10), (model.pz1_scale, 10), (model.z2_scale, 3)):
-        kappa0 = F.softplus(head.bias.double()) + 1.0
-        torch.testing.assert_close(kappa0, torch.full_like(kappa0, float(m)), rtol=1e-6, atol=0)
-    mixed = M1M2("vmf", 10, "normal", 4, hidden=8)
-    before = mixed.z2_scale.bias.clone()
-    init_concentration_(mixed, True)
-    assert torch.equal(mixed.z2_scale.bias, before)
-
-
-def test_ablation_input_scale_multiplies_only_the_spherical_codes():
-    """``scale_spherical_inputs``: each wrapped MLP sees its leading latent coordinates times
-    sqrt(d) and the one-hot class unchanged; no parameter is added."""
-    from mnist_m1m2_ablations import scale_spherical_inputs
-
-    torch.manual_seed(0)
-    model = M1M2("vmf", 4, "vmf", 3, num_classes=5, in_features=12, hidden=8).double()
-    nets = {n: getattr(model, n) for n in ("m2_decoder", "m1_decoder", "classifier", "m2_encoder")}
-    params = [id(p) for p in model.parameters()]
-    h2 = torch.randn(6, 3 + 5, dtype=torch.double)
-    h1 = torch.randn(6, 4 + 5, dtype=torch.double)
-    z1 = torch.randn(6, 4, dtype=torch.double)
-    scale2 = torch.tensor([3 ** 0.5] * 3 + [1.0] * 5, dtype=torch.double)
-    scale1 = torch.tensor([2.0] * 4 + [1.0] * 5, dtype=torch.double)
-    with torch.no_grad():
-        want = {"m2_decoder": nets["m2_decoder"](h2 * scale2),
-                "m2_encoder": nets["m2_encoder"](h1 * scale1),
-                "m1_decoder": nets["m1_decoder"](2.0 * z1), "classifier": nets["classifier"](2.0 * z1)}
-        scale_spherical_inputs(model, "z1z2")
-        got = {"m2_decoder": model.m2_decoder(h2), "m2_encoder": model.m2_encoder(h1),
-               "m1_decoder": model.m1_decoder(z1), "classifier": model.classifier(z1)}
-    for name, value in want.items():
-        torch.testing.assert_close(got[name], value, msg=name)
-    assert [id(p) for p in model.parameters()] == params
 
 
 def test_power_spherical_latents_in_m1m2():
@@ -524,84 +487,52 @@ def test_power_spherical_latents_in_m1m2():
     assert metric_for_latent("power") == "geodesic"
 
 
-def test_protocol_variants_get_their_own_run_names():
-    """A non-default protocol (labelled weight, alpha, a product-of-spheres z2) is tagged in the
-    run name, so its checkpoints and results never overwrite the paper-literal runs."""
-    import argparse
-
-    from mnist_m1m2 import variant_tag, z2_options_of
-
-    ns = argparse.Namespace
-    assert variant_tag(ns(labelled_weight="kingma", alpha=1.0, z2_factors=1)) == ""
-    assert (variant_tag(ns(labelled_weight="equal", alpha=0.5, z2_factors=3))
-            == "_lw-equal_alpha-0.5_z2x3")
-    three = ns(z2_factors=3)
-    assert z2_options_of(three, "S+S") == {"factors": 3} and z2_options_of(three, "S+N") is None
+# ------------------------------------------------------------------ the benchmark's Table 3
+def _table3(tmp_path, *flags):
+    res = cli("mnist_m1m2", "--table-only", "--out-dir", tmp_path, *flags)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
 
 
-def test_table3_keeps_the_runs_of_earlier_calls(tmp_path):
-    """The Table 3 written after a subset of runs lists every stored run of the same protocol
-    variant (and only those): a later call never drops what an earlier one wrote."""
-    import argparse
+RUN = {"seed": 0, "test_acc": 95.25, "val_acc": 95.0, "epochs": 80, "best_epoch": 30,
+       "finished": True, "stop_reason": "early_stopping", "train_time_s": 1.0,
+       "epoch_time_s": {"median": 1.0}}
 
-    import mnist_m1m2 as m
 
+def test_table3_keeps_the_runs_of_earlier_calls_and_protocol_variants_apart(tmp_path):
+    """The Table 3 written from the stored per-run results lists every run of the same protocol
+    variant (and only those), so a later call never drops what an earlier one wrote; a
+    non-default protocol (labelled weight, alpha, a product-of-spheres z2) is tagged in the run
+    and table names, so it never overwrites the paper-literal results."""
     for name in ("SS_z1-10_z2-10_s0", "SN_z1-10_z2-10_s1", "SS_z1-10_z2-3_s0",
-                 "SS_z1-10_z2-10_lw-equal_s0"):
-        (tmp_path / f"mnist_m1m2_{name}.json").write_text("{}")
-    args = argparse.Namespace(out_dir=str(tmp_path), refresh=False)
-    configs, seeds = m.stored_runs(args)
-    assert configs == [("S+N", 10, 10), ("S+S", 10, 3), ("S+S", 10, 10)] and seeds == [0, 1]
-    m.VARIANT["tag"] = "_lw-equal"
-    try:
-        assert m.stored_runs(args) == ([("S+S", 10, 10)], [0])
-    finally:
-        m.VARIANT["tag"] = ""
+                 "SS_z1-10_z2-10_lw-equal_s0", "SS_z1-10_z2-9_lw-equal_alpha-0.5_z2x3_s0"):
+        (tmp_path / f"mnist_m1m2_{name}.json").write_text(json.dumps(RUN))
+    _table3(tmp_path)
+    table = json.loads((tmp_path / "mnist_m1m2_table3.json").read_text())
+    assert table["variant"] == "paper-literal"
+    assert {(cell, c) for cell, by in table["ours"].items() for c in by} == {
+        ("10,10", "S+S"), ("10,10", "S+N"), ("10,3", "S+S")}
+    assert table["ours"]["10,10"]["S+N"]["runs"][0]["seed"] == 0  # the seed-1 file's content
+    _table3(tmp_path, "--labelled-weight", "equal")
+    table = json.loads((tmp_path / "mnist_m1m2_table3_lw-equal.json").read_text())
+    assert table["variant"] == "lw-equal" and set(table["ours"]) == {"10,10"}
+    _table3(tmp_path, "--labelled-weight", "equal", "--alpha", "0.5", "--z2-factors", "3",
+            "--z2-dims", "9")
+    table = json.loads((tmp_path / "mnist_m1m2_table3_lw-equal_alpha-0.5_z2x3.json").read_text())
+    assert set(table["ours"]) == {"10,9"} and set(table["ours"]["10,9"]) == {"S+S"}
 
 
-def test_table3_marks_every_unmeasured_cell_of_the_paper(tmp_path, capsys, monkeypatch):
+def test_table3_marks_every_unmeasured_cell_of_the_paper(tmp_path):
     """The paper-literal Table 3 shows all nine (z1, z2) cells of the paper for all three
     models; a cell without a run reads 'not measured' (in the printout and in the JSON). A
     configuration beyond the paper's table (z2 = 3) adds a row, but its unrun models are not
     'not measured' paper cells."""
-    import argparse
-    import json
-    import time
-
-    import mnist_m1m2 as m
-
-    monkeypatch.setitem(m.SMOKE, "on", False)  # an earlier smoke run in this process sets it
-    run = {"seed": 0, "test_acc": 95.25, "val_acc": 95.0, "epochs": 80, "best_epoch": 30,
-           "finished": True, "stop_reason": "early_stopping", "train_time_s": 1.0,
-           "epoch_time_s": {"median": 1.0}}
-    (tmp_path / "mnist_m1m2_SN_z1-10_z2-5_s0.json").write_text(json.dumps(run))
-    (tmp_path / "mnist_m1m2_SS_z1-10_z2-3_s0.json").write_text(json.dumps(run))
-    args = argparse.Namespace(out_dir=str(tmp_path), refresh=False, labels=100)
-    m.print_table(args, [("S+N", 10, 5)], [0], time.time())
-    out = capsys.readouterr().out
+    (tmp_path / "mnist_m1m2_SN_z1-10_z2-5_s0.json").write_text(json.dumps(RUN))
+    (tmp_path / "mnist_m1m2_SS_z1-10_z2-3_s0.json").write_text(json.dumps(RUN))
+    out = _table3(tmp_path)
     rows = [line for line in out.splitlines() if line[:7].strip() and line.split()[0].isdigit()]
     assert len(rows) == 10 and out.count("not measured") == 26
     assert "95.2 (n=1) [80]" in next(r for r in rows if r.split()[:2] == ["10", "5"])
     table = json.loads((tmp_path / "mnist_m1m2_table3.json").read_text())
     assert len(table["not_measured"]) == 26 and "10,5 S+N" not in table["not_measured"]
     assert table["ours"]["10,5"]["S+N"]["mean"] == 95.25
-
-
-def test_gaussian_likelihood_of_a_spherical_z1_decodes_from_the_sphere():
-    """With ``pz1_latent="normal"`` the heads of p(z1|y,z2) have one scale per coordinate, and
-    :meth:`M1M2.generate` projects the Gaussian's centre onto the sphere before decoding."""
-    model = tiny("S+S", d1=4, pz1_latent="normal")
-    assert model.pz1_scale.out_features == 4 and model.z1_scale.out_features == 1
-    z2, y = torch.nn.functional.normalize(torch.randn(5, 2, dtype=torch.float64), dim=-1), torch.arange(5) % 3
-    with torch.no_grad():
-        centre = model.p_z1(z2, model.one_hot(y)).mean
-        want = torch.sigmoid(model.decode(centre / centre.norm(dim=-1, keepdim=True)))
-        torch.testing.assert_close(model.generate(z2, y), want)
-        assert not torch.allclose(centre.norm(dim=-1), torch.ones(5, dtype=torch.float64))
-
-
-def test_spherical_likelihood_of_a_gaussian_z1_is_refused():
-    with pytest.raises(ValueError, match="pz1_latent='vmf' with z1_latent='normal'"):
-        M1M2("normal", 4, "normal", 2, pz1_latent="vmf")
-    with pytest.raises(ValueError, match="unknown latent 'bogus'"):
-        M1M2("vmf", 4, "vmf", 2, pz1_latent="bogus")

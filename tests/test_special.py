@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from pyg_spherical.special import iv_ratio, iv_ratio_complement, log_iv, log_ive
+from pyg_spherical.special import (
+    iv_ratio,
+    iv_ratio_complement,
+    iv_ratio_derivative,
+    log_iv,
+    log_ive,
+    vmf_terms,
+)
 
 mp.mp.dps = 40
 
@@ -137,3 +144,37 @@ def test_dtypes_and_inputs():
         log_iv(torch.tensor(1.0, requires_grad=True), torch.tensor([1.0]))
     with pytest.raises(TypeError):
         log_iv("1", torch.tensor([1.0]))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-11), (torch.float32, 5e-5)])
+def test_ratio_derivative_against_mpmath(dtype, tol):
+    """``iv_ratio_derivative`` is ``R_v'`` (it falls as (2v - 1) / (2 x^2): no cancellation)
+    and not itself differentiable."""
+    x = torch.tensor([1e-4, 0.5, 2.0, 30.0, 1e4], dtype=dtype)
+    for v in (0.5, 4.5, 50):
+        got = iv_ratio_derivative(v, x)
+        assert got.dtype == dtype and not got.requires_grad
+        for xi, gi in zip(x.tolist(), got.tolist()):
+            ref = mp.diff(lambda t: mp.besseli(v, t) / mp.besseli(v - 1, t), mp.mpf(xi))
+            if v == 0.5:  # sech^2(x): exponentially small, only absolutely accurate
+                assert abs(gi - float(ref)) <= 10 * torch.finfo(dtype).eps, (xi, gi)
+            else:
+                assert _rel(gi, ref) < tol, (v, xi, gi, ref)
+
+
+@pytest.mark.parametrize("m", [3, 10, 100])
+def test_vmf_terms_against_mpmath(m):
+    """Every Bessel quantity of the vMF on S^{m-1} from one pass, in float64: A_m, 1 - A_m,
+    A_m', the scaled log normaliser, and its exact small-kappa form where ``small``."""
+    kappa = torch.tensor([1e-3, 1.5, 2.0, 2.5, 40.0, 3e3], dtype=torch.float64)
+    t = vmf_terms(m, kappa)
+    assert t.small.tolist() == [k <= 2 for k in kappa.tolist()]
+    for i, k in enumerate(kappa.tolist()):
+        K, h = mp.mpf(k), mp.mpf(m) / 2
+        a = mp.besseli(h, K) / mp.besseli(h - 1, K)
+        ell = mp.loggamma(h) + (h - 1) * mp.log(2 / K) + mp.log(mp.besseli(h - 1, K))
+        assert _rel(t.A[i].item(), a) < 1e-12 and _rel(t.comp[i].item(), 1 - a) < 1e-11
+        assert _rel(t.dA[i].item(), 1 - a**2 - (m - 1) * a / K) < 1e-10
+        assert _rel(t.lnorm[i].item(), ell - K) < 1e-12
+        if k <= 2:  # the series form keeps its relative precision as ell -> kappa^2 / (2m)
+            assert _rel(t.ell_small[i].item(), ell) < 1e-12

@@ -58,37 +58,42 @@ def _odd_series(coef, x: Tensor, first: int) -> Tensor:
     return (_powers(r2, len(coef)) @ _coef(coef, x.dtype, x.device)) * r**first / r2
 
 
+def _by_size(a: Tensor, stirling, direct) -> Tensor:
+    """``stirling(a)`` where ``a >= _STIRLING``, ``direct(a)`` below (each on its clamped half)."""
+    return torch.where(a >= _STIRLING, stirling(a.clamp(min=_STIRLING)),
+                       direct(a.clamp(max=_STIRLING)))
+
+
 def _lgamma_diff(a: Tensor, b: float) -> Tensor:
     r"""``lgamma(a + b) - lgamma(a)`` for ``a > 0``, ``b >= 0``, without cancellation at large ``a``:
     ``b log(a + b) + a (log1p(b / a) - b / a) - log1p(b / a) / 2 + S(a + b) - S(a)``."""
-    big = a.clamp(min=_STIRLING)
-    lp = torch.log1p(b / big)
-    stirling = (b * torch.log(big + b) + big * lp - b - 0.5 * lp
+
+    def stirling(big):
+        lp = torch.log1p(b / big)
+        return (b * torch.log(big + b) + big * lp - b - 0.5 * lp
                 + _odd_series(_LGAMMA_SERIES, big + b, 1) - _odd_series(_LGAMMA_SERIES, big, 1))
-    small = a.clamp(max=_STIRLING)
-    direct = torch.lgamma(small + b) - torch.lgamma(small)
-    return torch.where(a >= _STIRLING, stirling, direct)
+
+    return _by_size(a, stirling, lambda small: torch.lgamma(small + b) - torch.lgamma(small))
 
 
 def _digamma_diff(a: Tensor, b: float) -> Tensor:
     r"""``psi(a + b) - psi(a)``: ``log1p(b / a) + b / (2 a (a + b)) + [T(a + b) - T(a)]``."""
-    big = a.clamp(min=_STIRLING)
-    stirling = (torch.log1p(b / big) + b / (2 * big * (big + b))
-                + _odd_series(_DIGAMMA_SERIES, big + b, 2) - _odd_series(_DIGAMMA_SERIES, big, 2))
-    small = a.clamp(max=_STIRLING)
-    direct = torch.digamma(small + b) - torch.digamma(small)
-    return torch.where(a >= _STIRLING, stirling, direct)
+    return _by_size(
+        a, lambda big: (torch.log1p(b / big) + b / (2 * big * (big + b))
+                        + _odd_series(_DIGAMMA_SERIES, big + b, 2)
+                        - _odd_series(_DIGAMMA_SERIES, big, 2)),
+        lambda small: torch.digamma(small + b) - torch.digamma(small))
 
 
 def _trigamma_diff(a: Tensor, b: float) -> Tensor:
     r"""``psi'(a) - psi'(a + b) >= 0``: ``b / (a (a + b)) + b (2a + b) / (2 a^2 (a + b)^2) + ...``."""
-    big = a.clamp(min=_STIRLING)
-    ab = big + b
-    stirling = (b / (big * ab) + b * (big + ab) / (2 * (big * ab) ** 2)
+
+    def stirling(big):
+        ab = big + b
+        return (b / (big * ab) + b * (big + ab) / (2 * (big * ab) ** 2)
                 + _odd_series(_TRIGAMMA_SERIES, big, 3) - _odd_series(_TRIGAMMA_SERIES, ab, 3))
-    small = a.clamp(max=_STIRLING)
-    direct = _trigamma(small) - _trigamma(small + b)
-    return torch.where(a >= _STIRLING, stirling, direct)
+
+    return _by_size(a, stirling, lambda small: _trigamma(small) - _trigamma(small + b))
 
 
 def _trigamma(x: Tensor) -> Tensor:

@@ -29,7 +29,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["dcsbm_graph", "expected_intra_fraction", "intra_fraction", "undirected_to_csc"]
+__all__ = ["dcsbm_graph", "expected_intra_fraction", "hill_tail_index", "intra_fraction",
+           "undirected_to_csc"]
 
 _CHUNK = 1 << 21  # edges drawn per vectorised chunk
 

@@ -82,6 +82,7 @@ from ..vae import MLP, glorot_init_
 __all__ = [
     "DEFAULT_KAPPAS",
     "DEFAULT_MEANS",
+    "KINDS",
     "CircleAutoEncoder",
     "CircleData",
     "CircleEmbedding",
@@ -89,10 +90,13 @@ __all__ = [
     "circle_mixture_log_prob",
     "circular_correlation",
     "code_angles",
+    "evaluate_recovery",
     "fit",
     "make_circle_data",
+    "manifold_distance",
     "radial_spread",
     "sample_circle_mixture",
+    "true_aggregate_kl",
 ]
 
 #: mean angles (radians) of the three vMF components
@@ -578,6 +582,3 @@ def evaluate_recovery(model: CircleAutoEncoder, data: CircleData, embedding: Cir
     out["test_mse"] = float(((data.x - model.decode(z_mode)) ** 2).mean())
     out["z_mode"], out["z_sample"] = z_mode, z_sample
     return out
-
-
-__all__ += ["KINDS", "evaluate_recovery", "manifold_distance", "true_aggregate_kl"]
