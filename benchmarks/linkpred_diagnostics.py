@@ -339,7 +339,7 @@ def main(argv=None):
             print(f"{name}: failed at seed {failure['seed']}: {failure['error']}",
                   file=sys.stderr)
             continue
-        model, cfg, run_args = ablation_config(args, args.dataset, name)
+        _, cfg, run_args = ablation_config(args, args.dataset, name)
         for m in runs[0]:
             key = name if len(runs[0]) == 1 else f"{name}:{m}"
             rs = [run[m] for run in runs]

@@ -252,8 +252,9 @@ class Split:
 
 
 def synthetic_split(args) -> Split:
-    from pyg_spherical.repro.graphs import dcsbm_graph, intra_fraction, undirected_to_csc
     from torch_geometric.data import Data
+
+    from pyg_spherical.repro.graphs import dcsbm_graph, intra_fraction, undirected_to_csc
 
     t0 = time.perf_counter()
     g = dcsbm_graph(args.nodes, args.avg_degree, args.features, num_communities=min(args.communities, args.nodes),

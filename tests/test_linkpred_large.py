@@ -83,7 +83,7 @@ def test_refresh_writes_results_under_the_given_name(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "results" / "linkpred_large" / "x.json").is_file()
     assert not (tmp_path / "runs").exists()
-    committed = sorted((REPO / "results" / "linkpred_large").glob("pubmed_minibatch_*.json"))[0]
+    committed = min((REPO / "results" / "linkpred_large").glob("pubmed_minibatch_*.json"))
     res = cli("linkpred_large", *TINY, "--steps", "2", "--out", committed.stem,
               "--out-dir", tmp_path / "o")
     assert res.returncode == 0, res.stderr[-2000:]

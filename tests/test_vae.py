@@ -386,3 +386,47 @@ def test_short_training_improves_elbo_and_resumes_exactly(latent, tmp_path):
     assert not t3.finished
     t3.fit(l3)
     assert t3.epoch == 7
+
+
+# ------------------------------------------------------------- posterior summaries
+class _StubPosterior(torch.nn.Module):
+    """Posteriors with known spreads and means, for :func:`posterior_summary`."""
+
+    def __init__(self, kind, spread, means):
+        super().__init__()
+        self.kind, self.spread, self.means = kind, spread, means
+
+    def posterior(self, x):
+        from pyg_spherical.distributions import VonMisesFisher
+
+        rows = self.spread[x[:, 0].long()]
+        if self.kind == "normal":
+            return torch.distributions.Independent(
+                torch.distributions.Normal(torch.zeros_like(rows).expand(-1, 2), rows), 1)
+        loc = torch.nn.functional.normalize(torch.ones(len(x), 3, dtype=torch.float64), dim=-1)
+        return VonMisesFisher(loc, rows.squeeze(-1))
+
+    def embed(self, x):
+        return self.means[x[:, 0].long()]
+
+
+@pytest.mark.parametrize("kind", ["normal", "vmf"])
+def test_posterior_summary_quantiles_and_active_units(kind):
+    """Quantiles against numpy's, and the active-unit count of means whose per-unit variances
+    are known in closed form (alternating +-a over n rows: variance a^2 n / (n - 1)), across
+    the 2000-image chunks the summary encodes in."""
+    from pyg_spherical.repro.evaluation import posterior_summary
+
+    n = 2500
+    gen = torch.Generator().manual_seed(0)
+    spread = torch.rand(n, 1, generator=gen, dtype=torch.float64) * 50 + 0.5
+    sign = torch.tensor([1.0, -1.0], dtype=torch.float64).repeat(n // 2)
+    amplitude = torch.tensor([0.0, 0.07, 0.15, 1.0], dtype=torch.float64)  # var 0, .0049, .0225, 1
+    means = sign[:, None] * amplitude
+    x = torch.arange(n, dtype=torch.float64)[:, None]
+    out = posterior_summary(_StubPosterior(kind, spread, means), x)
+    name = "std" if kind == "normal" else "concentration"
+    values = spread.expand(-1, 2 if kind == "normal" else 1).flatten().numpy()
+    for q, key in ((0.1, "q10"), (0.5, "median"), (0.9, "q90")):
+        assert out[f"{name}_{key}"] == pytest.approx(float(np.quantile(values, q)), rel=1e-12)
+    assert out["active_units"] == 2

@@ -634,6 +634,31 @@ def test_linkpred_side_by_side_training_is_independent_of_the_other_model(graph)
     assert 0.5 < s["test_auc"] <= 1.0 and s["epoch"] < cfg["epochs"]
 
 
+def test_linkpred_protocol_split_decoders_and_seeding(graph):
+    """The 85 / 5 / 10 split of a seed, the decoder of a configuration, and the seeding of
+    every stream a run draws from (torch, NumPy, Python's random)."""
+    import numpy as np
+    from torch_geometric.nn import InnerProductDecoder
+
+    from pyg_spherical import ScaledInnerProductDecoder
+    from pyg_spherical.repro.linkpred import make_decoder, make_split, seed_all
+
+    a, b = make_split(graph, 4), link_split(graph, val_ratio=0.05, test_ratio=0.10, seed=4)
+    assert torch.equal(a.test_pos_edge_index, b.test_pos_edge_index)
+    n_test, n_val = a.test_pos_edge_index.size(1), a.val_pos_edge_index.size(1)
+    n_all = n_test + n_val + a.train_pos_edge_index.size(1) // 2
+    assert n_test == math.floor(0.10 * n_all) and n_val == math.floor(0.05 * n_all)
+    assert isinstance(make_decoder({"decoder": "plain"}), InnerProductDecoder)
+    scaled = make_decoder({"decoder": "scaled", "scale_init": 3.0})
+    assert isinstance(scaled, ScaledInnerProductDecoder) and float(scaled.scale) == pytest.approx(3.0)
+    assert make_decoder({}) is None
+    draws = []
+    for _ in range(2):
+        seed_all(11)
+        draws.append((torch.rand(3).tolist(), float(np.random.rand()), random.random()))
+    assert draws[0] == draws[1]
+
+
 # ----------------------------------------------------------------- Power Spherical latent
 def test_power_spherical_latent_in_the_vgae(graph):
     """latent="power": from a concentration head of width 1 (the S-VGAE encoder) or from

@@ -1,6 +1,6 @@
 """Neural-network building blocks: latent layers, GCN encoders and edge decoders."""
 from .decoders import DEFAULT_SCALE_INIT, ScaledInnerProductDecoder
-from .graph_encoders import GCNEncoder, GCNLatentEncoder, GaussianGCNEncoder, SphericalGCNEncoder
+from .graph_encoders import GaussianGCNEncoder, GCNEncoder, GCNLatentEncoder, SphericalGCNEncoder
 from .latent import (
     GaussianLatent,
     LatentLayer,
