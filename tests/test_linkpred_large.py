@@ -49,6 +49,7 @@ def test_world_size_larger_than_training_edges():
             in error_line(cli("linkpred_large", *TINY, env=env)))
 
 
+@pytest.mark.slow
 def test_pubmed_offline_is_one_error_line_in_flags(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYG_SPHERICAL_DATA"}
     env.update(HOME=str(tmp_path / "home"), PYG_SPHERICAL_CACHE=str(tmp_path / "cache"))

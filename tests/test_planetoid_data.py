@@ -275,6 +275,7 @@ def test_cli_offline_message_speaks_in_flags():
     assert "download=True" not in line and "root=" not in line, line
 
 
+@pytest.mark.slow
 def test_cli_truncated_raw_file_is_one_error_line(tmp_path):
     raw = copy_cora(tmp_path / "data")
     (raw / "ind.cora.graph").write_bytes((raw / "ind.cora.graph").read_bytes()[:1000])
