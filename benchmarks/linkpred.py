@@ -514,6 +514,41 @@ def check_args(p: Parser, args) -> None:
         warn_ignored(p, args, ["scale_init"], "with --decoder plain (no scale)")
 
 
+def write_scaling(args, device, meta, started) -> int:
+    """``--scaling``: the epoch-time table over graph sizes, printed and written."""
+    res = run_scaling(args, device)
+    print("\nTraining-epoch time vs graph size (full batch, dim 32, hidden "
+          f"{args.hidden}, median over epochs)")
+    print(f"{'graph':26s} {'nodes':>8s} {'edges':>9s} {'S-VGAE ms':>10s} {'N-VGAE ms':>10s} {'ratio':>6s}")
+    for r in res["rows"]:
+        print(f"{r['graph']:26s} {r['nodes']:8d} {r['undirected_edges']:9d} "
+              f"{r['svgae_ms']:10.1f} {r['vgae_ms']:10.1f} {r['ratio']:6.2f}")
+    path = write_json(args.out or "linkpred_scaling", {"meta": meta, "scaling": res}, started,
+                      out_dir(args))
+    wrote(path)
+    return 0
+
+
+def write_joint_grid(args, device, meta, started) -> int:
+    """``--grid-datasets``: one grid per data set, then the setting of best mean validation AUC
+    over them, printed and written."""
+    models = list(MODELS) if args.model == "both" else [args.model]
+    grids = {ds: grid_search(args, load_planetoid(args, ds), ds, models, device)
+             for ds in args.grid_datasets}
+    joint = joint_selection(grids, models)
+    for m in models:
+        s = joint[m]["selected"]
+        picked = " ".join(f"{k}={s[k]:g}" for k in GRID_KEYS if k in s)
+        each = ", ".join(f"{ds} {100 * v:.2f}" for ds, v in s["val_auc_by_dataset"].items())
+        print(f"joint grid: {NAMES[m]} selected {picked} (mean val AUC "
+              f"{100 * s['val_auc']:.2f}: {each})")
+    name = args.out or f"linkpred_grid_joint_{args.model}"
+    path = write_json(name, {"meta": meta, "datasets": args.grid_datasets, "grids": grids,
+                             "joint": joint}, started, out_dir(args))
+    wrote(path, f" ({time.time() - started:.0f} s)")
+    return 0
+
+
 @interruptible("nothing half-written: a run writes its result when it ends (--grid keeps the "
                "points it finished under grid/ in the output folder, for the next call)")
 def main(argv=None) -> int:
@@ -528,34 +563,9 @@ def main(argv=None) -> int:
     meta = run_metadata(args)
 
     if args.scaling:
-        res = run_scaling(args, device)
-        print("\nTraining-epoch time vs graph size (full batch, dim 32, hidden "
-              f"{args.hidden}, median over epochs)")
-        print(f"{'graph':26s} {'nodes':>8s} {'edges':>9s} {'S-VGAE ms':>10s} {'N-VGAE ms':>10s} {'ratio':>6s}")
-        for r in res["rows"]:
-            print(f"{r['graph']:26s} {r['nodes']:8d} {r['undirected_edges']:9d} "
-                  f"{r['svgae_ms']:10.1f} {r['vgae_ms']:10.1f} {r['ratio']:6.2f}")
-        path = write_json(args.out or "linkpred_scaling", {"meta": meta, "scaling": res}, started,
-                          out_dir(args))
-        wrote(path)
-        return 0
-
+        return write_scaling(args, device, meta, started)
     if args.grid_datasets:
-        models = list(MODELS) if args.model == "both" else [args.model]
-        grids = {ds: grid_search(args, load_planetoid(args, ds), ds, models, device)
-                 for ds in args.grid_datasets}
-        joint = joint_selection(grids, models)
-        for m in models:
-            s = joint[m]["selected"]
-            picked = " ".join(f"{k}={s[k]:g}" for k in GRID_KEYS if k in s)
-            each = ", ".join(f"{ds} {100 * v:.2f}" for ds, v in s["val_auc_by_dataset"].items())
-            print(f"joint grid: {NAMES[m]} selected {picked} (mean val AUC "
-                  f"{100 * s['val_auc']:.2f}: {each})")
-        name = args.out or f"linkpred_grid_joint_{args.model}"
-        path = write_json(name, {"meta": meta, "datasets": args.grid_datasets, "grids": grids,
-                                 "joint": joint}, started, out_dir(args))
-        wrote(path, f" ({time.time() - started:.0f} s)")
-        return 0
+        return write_joint_grid(args, device, meta, started)
 
     data = load_planetoid(args, args.dataset)
     if args.plot:

@@ -289,6 +289,36 @@ def run_syncs(args, device) -> dict:
     return {"rows": rows, "counted_by": how}
 
 
+def print_table(args, rows, device) -> None:
+    """The timing table and the targets it is held to."""
+    cols = [c for c in ("vmf", "power", "gauss", "powersph", "scipy") if c in rows[0]["ms"]]
+    ratios = [r for r in ("vmf_over_gauss", "power_over_gauss", "vmf_over_powersph",
+                          "power_over_powersph") if r in rows[0]]
+    short = {"vmf_over_gauss": "vmf/gauss", "power_over_gauss": "power/gauss",
+             "vmf_over_powersph": "vmf/powersph", "power_over_powersph": "power/powersph"}
+    header = f"{'m':>4} {'kappa':>7} | " + " ".join(f"{c + ' ms':>11}" for c in cols) + " | " + \
+        " ".join(f"{short[r]:>14}" for r in ratios)
+    print(f"\nrsample + backward, batch {args.batch}, {args.dtype}, {device}, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats}"
+          + (", vmf quadrature compiled" if args.compile else ""))
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        line = f"{r['m']:>4} {r['kappa']:>7g} | " + " ".join(f"{r['ms'][c]:>11.2f}" for c in cols)
+        line += " | " + " ".join(f"{r[q]:>14.2f}" for q in ratios)
+        print(line)
+    for name, limit in (("vmf", 5.0), ("power", 2.5)):
+        at10 = [r[f"{name}_over_gauss"] for r in rows if r["m"] == 10]
+        if at10:
+            print(f"target {name} <= {limit:g}x gauss at m = 10: worst {max(at10):.2f}x "
+                  f"({'met' if max(at10) <= limit else 'missed'})")
+    if "powersph" in cols:
+        for name in ("power", "vmf"):
+            worst = max(r[f"{name}_over_powersph"] for r in rows)
+            print(f"target {name} faster than power-spherical: worst ratio {worst:.2f} "
+                  f"({'met' if worst < 1 else 'missed'})")
+
+
 def main(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -345,32 +375,7 @@ def main(argv=None):
         bar.update(1)
     bar.close()
 
-    cols = [c for c in ("vmf", "power", "gauss", "powersph", "scipy") if c in rows[0]["ms"]]
-    ratios = [r for r in ("vmf_over_gauss", "power_over_gauss", "vmf_over_powersph",
-                          "power_over_powersph") if r in rows[0]]
-    short = {"vmf_over_gauss": "vmf/gauss", "power_over_gauss": "power/gauss",
-             "vmf_over_powersph": "vmf/powersph", "power_over_powersph": "power/powersph"}
-    header = f"{'m':>4} {'kappa':>7} | " + " ".join(f"{c + ' ms':>11}" for c in cols) + " | " + \
-        " ".join(f"{short[r]:>14}" for r in ratios)
-    print(f"\nrsample + backward, batch {args.batch}, {args.dtype}, {device}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}"
-          + (", vmf quadrature compiled" if args.compile else ""))
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        line = f"{r['m']:>4} {r['kappa']:>7g} | " + " ".join(f"{r['ms'][c]:>11.2f}" for c in cols)
-        line += " | " + " ".join(f"{r[q]:>14.2f}" for q in ratios)
-        print(line)
-    for name, limit in (("vmf", 5.0), ("power", 2.5)):
-        at10 = [r[f"{name}_over_gauss"] for r in rows if r["m"] == 10]
-        if at10:
-            print(f"target {name} <= {limit:g}x gauss at m = 10: worst {max(at10):.2f}x "
-                  f"({'met' if max(at10) <= limit else 'missed'})")
-    if "powersph" in cols:
-        for name in ("power", "vmf"):
-            worst = max(r[f"{name}_over_powersph"] for r in rows)
-            print(f"target {name} faster than power-spherical: worst ratio {worst:.2f} "
-                  f"({'met' if worst < 1 else 'missed'})")
+    print_table(args, rows, device)
     path = write_json(args.out, {"meta": meta, "rows": rows}, started, out_dir(args))
     wrote(path)
 
