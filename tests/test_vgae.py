@@ -332,17 +332,6 @@ def test_a_zero_mean_direction_row_gets_the_first_basis_vector_and_finite_gradie
 def test_pygs_example_encoder_trains_on_featureless_isolated_nodes():
     """PyG's GCNConv starts with zero biases: a node without features and edges encodes to an
     exactly zero loc_raw (CiteSeer has such nodes). SphericalVGAE trains through it, as VGAE does."""
-    from torch_geometric.nn import GCNConv
-
-    class VariationalGCNEncoder(torch.nn.Module):  # PyG's examples/autoencoder.py
-        def __init__(self, i, o):
-            super().__init__()
-            self.conv1, self.conv_mu, self.conv_logstd = GCNConv(i, 2 * o), GCNConv(2 * o, o), GCNConv(2 * o, o)
-
-        def forward(self, x, edge_index):
-            x = self.conv1(x, edge_index).relu()
-            return self.conv_mu(x, edge_index), self.conv_logstd(x, edge_index)
-
     torch.manual_seed(0)
     x = torch.rand(6, 5)
     x[5] = 0.0  # node 5: no features, no edges
