@@ -21,9 +21,7 @@ import json
 import math
 import os
 import pickle
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -128,69 +126,11 @@ PAPER_TABLE5 = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=REPO, capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False,
-                               cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):  # pragma: no cover - no git
-        return "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def gpu_info(device) -> dict:
-    """The GPU a run used (``device`` a CUDA device): name, memory, compute capability;
-    ``{"gpu": None}`` for any other device."""
-    device = torch.device(device) if device is not None else None
-    if device is None or device.type != "cuda" or not torch.cuda.is_available():
-        return {"gpu": None}
-    props = torch.cuda.get_device_properties(device)
-    return {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 2**30, 1),
-            "gpu_capability": f"{props.major}.{props.minor}"}
-
-
 def run_metadata(args=None) -> dict:
-    """What produced a result: command, commit, hardware (with the run's device and, on CUDA,
-    its GPU), versions (torch and the CUDA / cuDNN it was built with), start time."""
-    device = getattr(args, "device", None)
-    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return {
-        "command": "python " + " ".join(sys.argv),
-        "args": dict(vars(args)) if args is not None else None,  # a snapshot, not the live namespace
-        "commit": git_commit(),
-        "hardware": {"cpu": cpu_model(), "cores": os.cpu_count(),
-                     "torch_threads": torch.get_num_threads(),
-                     # float32 results depend on the kernels' vector code path (RESULTS.md,
-                     # reproducibility): the ATen dispatch level and MKL's CNR mode
-                     "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                     "mkl_cbwr": os.environ.get("MKL_CBWR"),
-                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                     "device": str(device) if device is not None else None, **gpu_info(device)},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "cuda": torch.version.cuda, "cudnn": cudnn,
-                     "torch_geometric": _version("torch_geometric")},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    """:func:`pyg_spherical.repro.provenance.run_metadata` of this checkout."""
+    from pyg_spherical.repro import provenance
 
-
-def _version(package: str) -> str | None:
-    try:
-        return __import__(package).__version__
-    except ImportError:
-        return None
+    return provenance.run_metadata(args, repo=REPO)
 
 
 def write_json(name: str, payload: dict, started: float | None = None,
@@ -201,14 +141,10 @@ def write_json(name: str, payload: dict, started: float | None = None,
     if started is not None:
         payload["wall_time_s"] = round(time.time() - started, 2)
     path = directory / name if name.endswith(".json") else directory / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # written aside, then renamed: an interrupted run never leaves a half-written result
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from pyg_spherical.repro.training import write_text_atomic
+
+    # an interrupted run never leaves a half-written result
+    write_text_atomic(path, json.dumps(payload, indent=2, default=_jsonable) + "\n")
     return path
 
 
@@ -794,8 +730,13 @@ def build_m1m2(args, combo, d1, d2, seed, device, *, checkpoint_dir, z2_options=
     subclass of :class:`~pyg_spherical.m1m2.M1M2`) and ``val_elbo`` (also record the unlabelled
     bound ``-U`` of the validation images each epoch) are for the ablations;
     ``checkpoint_dir=None`` keeps the best weights in memory only."""
-    from pyg_spherical.m1m2 import COMBINATIONS, M1M2, SemiSupervisedLoader
-    from pyg_spherical.repro.training import EarlyStopping, Trainer, linear_warmup
+    from pyg_spherical.m1m2 import COMBINATIONS, M1M2
+    from pyg_spherical.repro.training import (
+        EarlyStopping,
+        SemiSupervisedLoader,
+        Trainer,
+        linear_warmup,
+    )
 
     torch.manual_seed(seed)
     z1_latent, z2_latent = COMBINATIONS[combo]

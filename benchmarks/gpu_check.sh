@@ -43,6 +43,10 @@ if [ "${INSTALL:-0}" = 1 ]; then
     "$PY" -m pip install --no-deps --no-build-isolation -e . >> "$LOG" 2>&1 ||
         { echo "error: pip install -e . failed (see $LOG)" >&2; exit 2; }
 fi
+if ! "$PY" -c "import torch" 2>/dev/null; then
+    echo "error: $PY cannot import torch (activate the environment, or set PYTHON=...)" >&2
+    exit 2
+fi
 if ! "$PY" -c "import torch, sys; sys.exit(0 if '$DEVICE' == 'cpu' or torch.cuda.is_available() else 1)"; then
     echo "error: DEVICE=$DEVICE but this torch sees no CUDA device" >&2
     exit 2

@@ -46,6 +46,16 @@ change one choice each, the choices in which public re-implementations differ fr
 * ``selected_joint_bce``  the BCE averaged over positives and negatives together (half of PyG's
   sum of the two means, i.e. twice the relative weight of the KL).
 * ``selected_dim128``     latent dimension 128.
+
+Encoder variants (ours, not the paper's encoder), the same start and one change each:
+
+* ``selected_input_dropout``   dropout on the input features only, not on the hidden layer.
+* ``selected_hidden_dropout``  dropout on the hidden layer only, not on the input features.
+* ``selected_two_hop``         the two heads propagate twice, ``A_hat (A_hat drop(H) W)``: each
+  code sees three hops instead of two.
+* ``selected_skip``            a skip connection around the heads' propagation:
+  ``A_hat drop(H) W_mu + drop(H) W_skip`` (a node's own hidden features reach its code
+  directly, not only averaged with its neighbours').
 """
 from __future__ import annotations
 
@@ -54,6 +64,7 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 from common import (
     LATENT_OF,
     PAPER_TABLE4,
@@ -72,8 +83,10 @@ from common import (
     write_json,
     wrote,
 )
+from torch import nn
 
 from pyg_spherical import ScaledInnerProductDecoder, SphericalVGAE, VMFLatent, VonMisesFisher
+from pyg_spherical.nn import GCNLatentEncoder
 from pyg_spherical.repro.linkpred import Graph, LinkPredRun, make_split
 
 ABLATIONS = ("table7", "epochs1000", "lr0.01", "kappa_min20", "no_sampling", "authors_grad",
@@ -92,6 +105,10 @@ SELECTED_ABLATIONS = {
     "selected_uniform_negatives": {"negatives": "uniform"},
     "selected_joint_bce": {"recon_average": "joint"},
     "selected_dim128": {"dim": 128},
+    "selected_input_dropout": {"encoder": "input_dropout"},
+    "selected_hidden_dropout": {"encoder": "hidden_dropout"},
+    "selected_two_hop": {"encoder": "two_hop"},
+    "selected_skip": {"encoder": "skip"},
 }
 ABLATIONS = ABLATIONS + tuple(SELECTED_ABLATIONS)
 
@@ -156,6 +173,36 @@ class MeanLatent(VMFLatent):
         return super().train(False)
 
 
+class VariantEncoder(GCNLatentEncoder):
+    """The GCN encoder with one change (``variant``): dropout on the input only
+    (``input_dropout``) or on the hidden layer only (``hidden_dropout``), a second
+    propagation of the heads (``two_hop``), or a linear skip from the hidden layer to the mean
+    direction (``skip``). Built from the run's encoder, so that it starts from the same weights."""
+
+    def __init__(self, base: GCNLatentEncoder, variant: str):
+        with torch.random.fork_rng(devices=[]):  # the run's random stream stays as it was
+            super().__init__(base.in_channels, base.hidden_channels, base.out_channels,
+                             base.dropout, latent=base.latent_kind, cached=base.cached,
+                             bias=base.conv1.bias is not None)
+        self.load_state_dict(base.state_dict())
+        self.variant = variant
+        if variant == "skip":  # drawn from the run's seeded stream, after the GCN weights
+            self.skip = nn.Linear(base.hidden_channels, base.out_channels, bias=False)
+
+    def forward(self, x, edge_index, edge_weight=None):
+        ei, ew = self.normalized_adjacency(edge_index, x.size(0), edge_weight, dtype=x.dtype)
+        p_in = 0.0 if self.variant == "hidden_dropout" else self.dropout
+        p_hidden = 0.0 if self.variant == "input_dropout" else self.dropout
+        h = self.conv1(F.dropout(x, p=p_in, training=self.training), ei, ew).relu()
+        h = F.dropout(h, p=p_hidden, training=self.training)
+        loc, scale = self.conv_loc(h, ei, ew), self.conv_scale(h, ei, ew)
+        if self.variant == "two_hop":
+            loc, scale = (self.conv_loc.propagate(ei, x=t, edge_weight=ew) for t in (loc, scale))
+        if self.variant == "skip":
+            loc = loc + self.skip(h)
+        return loc, scale
+
+
 class AblatedVGAE(SphericalVGAE):
     """The model of a run with its objective ablated (``ablation`` and the run's ``cfg``):
     negatives uniform over all node pairs (``cfg["negatives"] == "uniform"``, edges not
@@ -211,6 +258,8 @@ class AblationRun(LinkPredRun):
         latent = {"kappa_min20": lambda: VMFLatent(cfg["dim"], min_concentration=20.0),
                   "authors_grad": lambda: AuthorsVMFLatent(cfg["dim"]),
                   "no_sampling": lambda: MeanLatent(cfg["dim"])}.get(self.ablation, lambda: None)()
+        if "encoder" in cfg:
+            encoder = VariantEncoder(encoder, cfg["encoder"])
         if "learn_scale" in cfg or "decoder_bias" in cfg:
             decoder = ScaledInnerProductDecoder(cfg["scale_init"],
                                                 learn_scale=cfg.get("learn_scale", True),
@@ -301,13 +350,15 @@ def run_ablation(args, data, name, device) -> tuple[list[dict], dict | None]:
 def print_table(args, rows, failed) -> None:
     print(f"\nS-VGAE ablations on {args.dataset} ({args.runs} runs; test %, mean ± s.e.)")
     paper = PAPER_TABLE4[args.dataset]
-    print(f"{'ablation':26s} {'AUC':>15s} {'AP':>15s} {'best ep':>8s} {'kappa/sigma':>11s}  paper AUC/AP")
+    print(f"{'ablation':26s} {'val AUC':>15s} {'AUC':>15s} {'AP':>15s} {'best ep':>8s} "
+          f"{'kappa/sigma':>11s}  paper AUC/AP")
     for key, row in rows.items():
         s, m = row["summary"], row["model"]
         spread = [r.get("final_kappa_median", r.get("final_sigma_median")) for r in row["runs"]]
         pa = paper[m]
         n = s["runs"]
-        print(f"{key:26s} {fmt_runs(s['test_auc']['mean'], s['test_auc']['se'], n):>15s} "
+        print(f"{key:26s} {fmt_runs(s['val_auc']['mean'], s['val_auc']['se'], n):>15s} "
+              f"{fmt_runs(s['test_auc']['mean'], s['test_auc']['se'], n):>15s} "
               f"{fmt_runs(s['test_ap']['mean'], s['test_ap']['se'], n):>15s} "
               f"{s['best_epoch_mean']:8.0f} "
               f"{sum(spread) / len(spread):11.2f}  {pa['AUC'][0]} / {pa['AP'][0]}")

@@ -23,7 +23,7 @@ training step (an MNIST VAE step, a full-batch S-VGAE / N-VGAE step on Cora, a m
 link-prediction step on Cora), and writes ``sampler_syncs.json``. On CUDA they are what
 ``torch.cuda.set_sync_debug_mode("warn")`` reports; elsewhere a proxy counts the operations that
 would synchronise on an accelerator, on the accelerator's code path
-(``pyg_spherical._utils.HostSyncCounter``). Targets: at most one per step on the vMF path,
+(``pyg_spherical.repro.host_syncs.HostSyncCounter``). Targets: at most one per step on the vMF path,
 none on the Gaussian path.
 
     python benchmarks/sampler.py                       # full table, writes runs/sampler.json
@@ -233,7 +233,7 @@ def count_step_syncs(model, step, device, steps: int) -> list:
     """The :class:`HostSyncCounter` of each of ``steps`` training steps after a warm-up step
     (lazy initialisation, caches). The optimiser's step is counted on CUDA only: on the CPU,
     Adam reads its step counters with ``item()``, which on CUDA stay on the host."""
-    from pyg_spherical._utils import HostSyncCounter
+    from pyg_spherical.repro.host_syncs import HostSyncCounter
 
     opt = torch.optim.Adam(model.parameters(), lr=1e-3) if model is not None else None
     counted = []

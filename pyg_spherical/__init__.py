@@ -60,8 +60,8 @@ packaged Cora and CiteSeer, the link split), ``training``, ``evaluation`` (k-NN)
 (the circle experiment), ``plotting``. Data sets are read from ``$PYG_SPHERICAL_DATA`` (or a
 ``root=`` argument), derived files go to ``$PYG_SPHERICAL_CACHE``.
 
-Each name lives in its module (``from pyg_spherical.vae import VAE``); the most used classes
-are also importable from the package itself. Walkthroughs: ``notebooks/``; paper reproductions: ``benchmarks/`` (each with ``--help``).
+Each name lives in its module (``from pyg_spherical.vae import VAE``), the most used also in the
+package. Walkthroughs: ``notebooks/``; paper reproductions: ``benchmarks/`` (``--help``).
 """
 from . import distributions, special
 from .distributions import HypersphericalUniform, PowerSpherical, ProductOfSpheres, VonMisesFisher

@@ -13,6 +13,7 @@ Stirling's series (DLMF 5.11.1), ``lgamma(x) - (x - 1/2) log x + x - log(2 pi) /
 """
 from fractions import Fraction
 from functools import cache
+from itertools import zip_longest
 
 
 def _mul(a, b):
@@ -24,10 +25,7 @@ def _mul(a, b):
 
 
 def _add(a, b):
-    n = max(len(a), len(b))
-    a = a + [Fraction(0)] * (n - len(a))
-    b = b + [Fraction(0)] * (n - len(b))
-    return [x + y for x, y in zip(a, b)]
+    return [x + y for x, y in zip_longest(a, b, fillvalue=Fraction(0))]
 
 
 def _deriv(a):

@@ -18,12 +18,10 @@ Inference model:
     q(z_2 \mid z_1, y).
 
 Each of the five maps (``x -> z1``, ``z1 -> x``, ``z1 -> y``, ``(z1, y) -> z2``,
-``(z2, y) -> z1``) is an MLP with one hidden layer of 500 ReLU units (Appendix F.2), Glorot
-initialised. The two latents go through the shared latent layer
-(:func:`~pyg_spherical.nn.latent.make_latent`), so ``N+N``, ``S+S`` and ``S+N`` (``z1`` first)
-differ only in the two ``latent`` arguments. With a vMF ``z1`` the conditional prior
-:math:`p(z_1 \mid y, z_2)` is a vMF too (the ``z1`` layer's ``distribution``), with a Gaussian
-``z1`` it is a diagonal Gaussian; the prior of ``z2`` is :math:`U(\mathcal{S}^{d_2-1})` or
+``(z2, y) -> z1``) is a Glorot-initialised MLP with one hidden layer of 500 ReLU units (Appendix
+F.2). Both latents are :func:`~pyg_spherical.nn.latent.make_latent` layers, so ``N+N``, ``S+S``
+and ``S+N`` (``z1`` first) differ only in the two ``latent`` arguments; :math:`p(z_1 \mid y, z_2)`
+is of the ``z1`` layer's family, the prior of ``z2`` :math:`U(\mathcal{S}^{d_2-1})` or
 :math:`N(0, I)`.
 
 Bounds (Kingma et al., 2014, eqs. 6-9, stacked on M1)
@@ -61,15 +59,12 @@ Training objective (per step, mini-batches of labelled and unlabelled data)
              + \operatorname{mean}_{x \in \text{unl}} \mathcal{U}(x)
              + \alpha \operatorname{mean}_{(x,y) \in \text{lab}} [-\log q(y \mid z_1(x))].
 
-Kingma et al. write :math:`J^\alpha = \sum_l \mathcal{L} + \sum_u \mathcal{U} + \alpha'
-\mathbb{E}_l[-\log q]` with :math:`\alpha' = 0.1 N`; divided by :math:`N_u` and estimated with
-mini-batches this is ``w_l = N_l / N_u`` (every image weighs the same in the bound, so the
-labelled images, revisited every step, count little) and ``alpha = 0.1 N / N_u`` (about 0.1):
-the classification loss is weighted by ``alpha`` relative to the *per-image* bound. Davidson et
-al. (Appendix F.2) chose ``alpha`` in ``[0.1, 1]``. ``w_l = 1`` instead weighs the labelled and
-unlabelled bounds equally per step (common in re-implementations; the 100 labelled images are
-then fitted much more closely than the rest). The classification loss is evaluated at the *sampled* ``z1`` (the same draw as the
-bound); predictions (:meth:`M1M2.class_logits`) use the posterior mode of ``z1``.
+Kingma et al.'s :math:`\sum_l \mathcal{L} + \sum_u \mathcal{U} + 0.1 N\,\mathbb{E}_l[-\log q]`,
+divided by :math:`N_u` and estimated on mini-batches, gives ``w_l = N_l / N_u`` (each image
+weighs the same in the bound) and ``alpha = 0.1 N / N_u`` (about 0.1; Appendix F.2 chose it in
+``[0.1, 1]``). ``w_l = 1`` weighs the labelled and unlabelled bounds equally per step (common in
+re-implementations; the labelled images are then fitted much more closely). The classification
+loss uses the *sampled* ``z1``; predictions (:meth:`M1M2.class_logits`) its posterior mode.
 
 Example
 -------
@@ -88,11 +83,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ._utils import SeededEpochs
 from .nn.latent import LatentLayer, make_latent
 from .vae import MLP, bernoulli_log_prob, glorot_init_
 
-__all__ = ["COMBINATIONS", "M1M2", "LabelledBound", "SemiSupervisedLoader", "marginalise_labels"]
+__all__ = ["COMBINATIONS", "M1M2", "LabelledBound", "marginalise_labels"]
 
 #: the paper's names of the latent combinations -> (z1 latent, z2 latent)
 COMBINATIONS = {"N+N": ("normal", "normal"), "S+S": ("vmf", "vmf"), "S+N": ("vmf", "normal"),
@@ -426,63 +420,3 @@ class M1M2(nn.Module):
         K, B = self.num_classes, x.shape[0]
         ys = torch.arange(K, device=x.device).unsqueeze(0).expand(B, K)
         return self.generate(z2.unsqueeze(1).expand(B, K, z2.shape[-1]), ys)
-
-
-class SemiSupervisedLoader(SeededEpochs):
-    """Mini-batches ``(x_l, y_l, x_u)`` for semi-supervised training, re-binarised every draw.
-
-    One epoch is one shuffled pass over the unlabelled rows in batches of ``batch_size``; every
-    step also yields ``labelled_batch_size`` labelled rows, taken in order from a stream of
-    fresh permutations of the labelled set (with 100 labels and ``labelled_batch_size = 100``
-    every step sees all of them). Images are Bernoulli-binarised per draw (dynamic
-    binarisation). The randomness of epoch ``e`` comes from a generator seeded with
-    ``(seed, e)``; ``epoch`` is the next epoch's index, so setting it resumes a run (the
-    :class:`~pyg_spherical.repro.training.Trainer` does).
-
-    Args:
-        x_l: ``(N_l, D)`` labelled grey levels in ``[0, 1]``; ``y_l``: ``(N_l,)``.
-        x_u: ``(N_u, D)`` unlabelled grey levels.
-        batch_size: unlabelled rows per step (100).
-        labelled_batch_size: labelled rows per step (default ``min(batch_size, N_l)``).
-        seed: base seed.
-        binarize: draw Bernoulli images (default) or yield the inputs as they are.
-        drop_last: drop the last incomplete unlabelled batch.
-    """
-
-    _salt = (0x5E11,)  # separates its streams from a DynamicBinarizedLoader's
-
-    def __init__(self, x_l: Tensor, y_l: Tensor, x_u: Tensor, *, batch_size: int = 100,
-                 labelled_batch_size: int | None = None, seed: int = 0, binarize: bool = True,
-                 drop_last: bool = False):
-        if x_l.shape[0] != y_l.shape[0] or x_l.shape[0] < 1:
-            raise ValueError("SemiSupervisedLoader: x_l and y_l need the same, non-zero length.")
-        if x_u.shape[0] < 1 or batch_size < 1:
-            raise ValueError("SemiSupervisedLoader: need unlabelled rows and batch_size >= 1.")
-        self.x_l, self.y_l, self.x_u = x_l, y_l, x_u.to(x_l.device)
-        self.batch_size = int(batch_size)
-        self.labelled_batch_size = int(labelled_batch_size or min(batch_size, x_l.shape[0]))
-        if not 1 <= self.labelled_batch_size <= x_l.shape[0]:
-            raise ValueError("SemiSupervisedLoader: labelled_batch_size must be in [1, N_l].")
-        self.seed, self.binarize, self.drop_last = int(seed), binarize, drop_last
-        self.device = x_l.device
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        n = self.x_u.shape[0]
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def _batches(self, g: torch.Generator):
-        dev, steps = self.x_l.device, len(self)
-        n_u, n_l, bl = self.x_u.shape[0], self.x_l.shape[0], self.labelled_batch_size
-        order = torch.randperm(n_u, generator=g, device=dev)
-        n_perm = -(-steps * bl // n_l)
-        lab = torch.argsort(torch.rand(n_perm, n_l, generator=g, device=dev), dim=1).reshape(-1)
-        for b in range(steps):
-            iu = order[b * self.batch_size:(b + 1) * self.batch_size]
-            il = lab[b * bl:(b + 1) * bl]
-            xu = self.x_u.index_select(0, iu)
-            xl = self.x_l.index_select(0, il)
-            if self.binarize:
-                xu = torch.bernoulli(xu, generator=g)
-                xl = torch.bernoulli(xl, generator=g)
-            yield xl, self.y_l.index_select(0, il), xu

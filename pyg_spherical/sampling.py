@@ -23,11 +23,9 @@ Sampling semantics are PyG's ``subgraph_type="directional"`` (non-disjoint): hop
 up to ``num_neighbors[h]`` incoming neighbours, uniformly without replacement (or with
 replacement if ``replace=True``; ``-1`` takes all of them), of each node first reached at hop
 ``h - 1``. The output lists the seed nodes first (in the order given), then the nodes new at
-each hop; ``row``/``col`` hold the sampled edges (source = neighbour, target = the node it was
-sampled for) in local indices. As in PyG's sampler, repeated seeds are kept (a
-``NeighborLoader`` batch starts with its input nodes) and each occurrence draws its own
-neighbours; a repeated node reached again as a neighbour maps to its first occurrence. Fanouts
-must be ints (PyG's sampler refuses others too).
+each hop; ``row``/``col`` hold the sampled edges (neighbour -> the node it was sampled for) in
+local indices. As in PyG, repeated seeds are kept and each draws its own neighbours; a node
+reached again as a neighbour maps to its first occurrence. Fanouts must be ints.
 """
 from __future__ import annotations
 

@@ -12,11 +12,10 @@ Model (Appendix F.1)
 All weights are Glorot-uniform initialised (Glorot & Bengio, 2010), biases are zero. The latent
 layer is the one shared with the graph model (:mod:`pyg_spherical.nn.latent`):
 
-* ``latent="vmf"`` (S-VAE): ``q(z|x) = vMF(mu(x), kappa(x))`` on :math:`\mathcal{S}^{d-1}`, prior
-  :math:`U(\mathcal{S}^{d-1})`. **Convention of the paper**: an S-VAE with ``dim = d`` has
-  codes on the unit sphere :math:`\mathcal{S}^{d-1}` *embedded in* :math:`\mathbb{R}^d` (a
-  ``(d-1)``-dimensional manifold), so "d = 2" in Table 1 is the circle; Figure 2 shows an S-VAE on
-  :math:`\mathcal{S}^2` (``dim = 3``) beside an N-VAE in :math:`\mathbb{R}^2`.
+* ``latent="vmf"`` (S-VAE): ``q(z|x) = vMF(mu(x), kappa(x))``, prior :math:`U(\mathcal{S}^{d-1})`.
+  **The paper's convention**: ``dim = d`` puts the codes on :math:`\mathcal{S}^{d-1}` *in*
+  :math:`\mathbb{R}^d`, so "d = 2" in Table 1 is the circle; Figure 2's S-VAE on
+  :math:`\mathcal{S}^2` has ``dim = 3``.
 * ``latent="normal"`` (N-VAE): ``q(z|x) = N(mu(x), diag sigma(x)^2)``, prior ``N(0, I_d)``.
 
 Objectives
@@ -40,10 +39,8 @@ Marginal log-likelihood by importance sampling (Burda et al., 2016), with ``S`` 
         \frac{p(x|z_s)\, p(z_s)}{q(z_s|x)}
     = \operatorname{logsumexp}_s \big[\log p(x|z_s) + \log p(z_s) - \log q(z_s|x)\big] - \log S,
 
-a stochastic lower bound on :math:`\log p(x)` in expectation that tightens as ``S`` grows (``S =
-1`` is the ELBO). Densities on the sphere are w.r.t. its surface measure for both ``p`` and ``q``,
-so the ratio is well defined. The sum is evaluated in log space, batched over
-``(S, chunk of examples)``.
+a lower bound on :math:`\log p(x)` in expectation, tighter as ``S`` grows (``S = 1``: the ELBO);
+``p`` and ``q`` on the sphere are both densities w.r.t. its surface measure.
 
 Example
 -------

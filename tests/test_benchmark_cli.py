@@ -19,6 +19,8 @@ SINGLE = ["--latent", "vmf", "--dim", "5"]
 #: (script, argv, what the error line says); the first case of each script runs by default
 BAD_INPUT = [
     ("mnist_vae", ["--dim", "0"], "error: argument --dim: must be > 0 and finite, got 0"),
+    ("readme_timings", ["--epochs", "0"], "argument --epochs: must be > 0"),
+    ("readme_timings", ["--only", "bogus"], "argument --only: invalid choice"),
     ("mnist_vae", ["--latent", "vmf", "--dim", "0"], "argument --dim: must be > 0"),
     ("mnist_vae", [*SINGLE, "--lr", "nan"], "argument --lr: must be > 0 and finite, got nan"),
     ("mnist_vae", [*SINGLE, "--max-new-epochs", "0"], "argument --max-new-epochs: must be > 0"),
@@ -111,6 +113,7 @@ def test_every_benchmark_prints_its_help_from_anywhere(script, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- output
+@pytest.mark.slow
 def test_outputs_go_to_runs_unless_refreshed(tmp_path):
     """A run writes to runs/ beside benchmarks/ (ignored by git) and to results/ only with
     --refresh (the other tests write to --out-dir); the sampler table times all three
@@ -164,8 +167,8 @@ def _on_terminal(*argv) -> tuple[subprocess.CompletedProcess, str]:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
-@pytest.mark.parametrize("flags, bar", [
-    ((), True), pytest.param(("--no-progress",), False, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, bar", [((), True), (("--no-progress",), False)])
 def test_progress_bars_only_on_a_terminal(flags, bar, tmp_path):
     """A bar on a terminal (carriage-return refreshes) unless --no-progress; none on a pipe."""
     argv = ["--batch", "64", "--repeats", "1", "--dims", "3", "--kappas", "2", "3",
@@ -379,6 +382,32 @@ def test_a_gaussian_latent_may_have_one_dimension(tmp_path):
     res = cli("linkpred", "--model", "vgae", "--dim", "1", "--epochs", "1", "--runs", "1",
               "--no-progress", "--out-dir", tmp_path)
     assert res.returncode == 0 and res.stderr == "", res.stderr[-2000:]
+
+
+INTERRUPT_FIRST_STEP = """
+import torch
+
+
+def _interrupt(self, *args, **kwargs):
+    raise KeyboardInterrupt
+
+
+torch.optim.Adam.step = _interrupt  # Ctrl-C at the first optimiser step
+"""
+
+
+def test_ctrl_c_in_a_linkpred_run_is_one_line_exit_130_and_no_file(tmp_path):
+    """A Ctrl-C inside training (raised at the first optimiser step by a ``sitecustomize``):
+    exit 130, one ``interrupted:`` line, no traceback, nothing written."""
+    hook, out = tmp_path / "hook", tmp_path / "out"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(INTERRUPT_FIRST_STEP)
+    env = {**os.environ, "PYTHONPATH": str(hook)}
+    res = cli("linkpred", "--runs", "1", "--no-progress", "--out-dir", out, env=env)
+    err = res.stderr.splitlines()
+    assert res.returncode == 130 and len(err) == 1, res.stderr[-2000:]
+    assert err[0].startswith("interrupted: nothing half-written"), err
+    assert not out.exists() or list(out.iterdir()) == []
 
 
 @pytest.mark.slow

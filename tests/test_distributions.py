@@ -18,9 +18,10 @@ import torch
 from torch.distributions import kl_divergence
 
 from pyg_spherical import HypersphericalUniform, VonMisesFisher
-from pyg_spherical._utils import HostSyncCounter, accelerator_path
+from pyg_spherical._utils import accelerator_path
 from pyg_spherical.distributions import _sampling, log_sphere_area, sphere
 from pyg_spherical.distributions._sampling import dtheta_dkappa, dw_dkappa, sample_theta, sample_w
+from pyg_spherical.repro.host_syncs import HostSyncCounter
 from pyg_spherical.special import iv_ratio
 
 mp.mp.dps = 40

@@ -14,7 +14,8 @@ import pytest
 import torch
 from cli import cli
 
-from pyg_spherical._utils import HostSyncCounter, host_reads_are_free
+from pyg_spherical._utils import host_reads_are_free
+from pyg_spherical.repro.host_syncs import HostSyncCounter
 
 x = torch.arange(6.0) - 2.5
 mask = x > 0

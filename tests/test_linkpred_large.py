@@ -59,6 +59,7 @@ def test_pubmed_offline_is_one_error_line_in_flags(tmp_path):
     assert not (tmp_path / "linkpred_large").exists()
 
 
+@pytest.mark.slow
 def test_single_process_run_writes_json(tmp_path):
     res = cli("linkpred_large", *TINY, "--steps", "30", "--eval-every", "15",
               "--out-dir", tmp_path)

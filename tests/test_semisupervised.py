@@ -18,7 +18,7 @@ import torch
 from cli import cli
 from scipy import special as sps
 
-from pyg_spherical.m1m2 import COMBINATIONS, M1M2, SemiSupervisedLoader, marginalise_labels
+from pyg_spherical.m1m2 import COMBINATIONS, M1M2, marginalise_labels
 from pyg_spherical.nn import make_latent
 from pyg_spherical.repro.evaluation import (
     balanced_label_draw,
@@ -29,6 +29,7 @@ from pyg_spherical.repro.evaluation import (
     metric_for_latent,
     semi_supervised_knn,
 )
+from pyg_spherical.repro.training import SemiSupervisedLoader
 
 torch.set_num_threads(1)
 
@@ -499,6 +500,7 @@ RUN = {"seed": 0, "test_acc": 95.25, "val_acc": 95.0, "epochs": 80, "best_epoch"
        "epoch_time_s": {"median": 1.0}}
 
 
+@pytest.mark.slow
 def test_table3_keeps_the_runs_of_earlier_calls_and_protocol_variants_apart(tmp_path):
     """The Table 3 written from the stored per-run results lists every run of the same protocol
     variant (and only those), so a later call never drops what an earlier one wrote; a

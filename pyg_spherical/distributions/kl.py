@@ -45,8 +45,7 @@ def _kl_vmf_vmf(p: VonMisesFisher, q: VonMisesFisher):
     m = p.event_shape[0]
     out = torch.promote_types(p.loc.dtype, q.loc.dtype)
     work = compute_dtype(out)  # float16 / bfloat16 are computed in float32
-    kp, kq = p.concentration.to(work), q.concentration.to(work)
-    loc_p, loc_q = p.loc.to(work), q.loc.to(work)
+    kp, kq, loc_p, loc_q = (t.to(work) for t in (p.concentration, q.concentration, p.loc, q.loc))
     comp_p = iv_ratio_complement(m / 2, kp)
     cos = (loc_p * loc_q).sum(-1)
     one_minus_cos = 0.5 * ((loc_p - loc_q) ** 2).sum(-1)

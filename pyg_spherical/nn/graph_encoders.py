@@ -8,10 +8,9 @@ paper: one hidden GCN layer, then two GCN heads on the shared hidden representat
     \mathrm{loc} = \hat A\, \mathrm{drop}(H) W_\mu, \qquad
     \mathrm{scale} = \hat A\, \mathrm{drop}(H) W_\sigma,
 
-with :math:`\hat A = \tilde D^{-1/2}(A + I)\tilde D^{-1/2}` (computed once per forward pass and
-shared by the three layers), Glorot-uniform weights, a bias in every layer by default
-(``bias=False`` drops them, as in the reference code), and dropout on the input of every layer
-(as in the reference code).
+with :math:`\hat A = \tilde D^{-1/2}(A + I)\tilde D^{-1/2}` (computed once per forward pass),
+Glorot-uniform weights, dropout on every layer's input, and a bias in every layer unless
+``bias=False`` (the reference code has none).
 
 The encoders return the **raw** pair ``(loc_raw, scale_raw)`` that a latent layer
 (:mod:`pyg_spherical.nn.latent`) turns into a posterior:
@@ -19,9 +18,8 @@ The encoders return the **raw** pair ``(loc_raw, scale_raw)`` that a latent laye
 * :class:`SphericalGCNEncoder` (S-VGAE): ``loc_raw`` ``(N, d)`` and ``scale_raw`` ``(N, 1)``;
   :class:`~pyg_spherical.nn.latent.VMFLatent` makes them ``mu = loc_raw / ||loc_raw||`` on
   ``S^{d-1}`` and ``kappa = softplus(scale_raw) + 1``.
-* :class:`GaussianGCNEncoder` (N-VGAE): ``mu`` ``(N, d)`` and ``log sigma`` ``(N, d)`` -- exactly
-  what :class:`torch_geometric.nn.VGAE` expects, so it also works with PyG's own ``VGAE``. (Not
-  PyG's example ``GCNEncoder``, a plain graph auto-encoder's encoder with one output.)
+* :class:`GaussianGCNEncoder` (N-VGAE): ``mu`` and ``log sigma``, both ``(N, d)``, as PyG's own
+  ``VGAE`` expects (PyG's example ``GCNEncoder`` is a plain auto-encoder's, with one output).
 
 Each encoder carries ``latent_kind`` (``"vmf"`` / ``"power"`` / ``"normal"``) and ``out_channels``
 so that :class:`~pyg_spherical.models.SphericalVGAE` builds the matching latent layer by itself.
@@ -299,11 +297,10 @@ class GaussianGCNEncoder(GCNLatentEncoder):
 
 
 class GCNEncoder(GaussianGCNEncoder):
-    """Deprecated name of :class:`GaussianGCNEncoder` (a variational encoder, unlike PyG's
-    example ``GCNEncoder``); removed in the next release."""
+    """Deprecated name of :class:`GaussianGCNEncoder`; removed in the next release."""
 
     def __init__(self, *args, **kwargs):
         warnings.warn("pyg_spherical's GCNEncoder is renamed GaussianGCNEncoder (it returns "
-                      "(mu, logstd), unlike PyG's example GCNEncoder); the old name will be "
-                      "removed in the next release", DeprecationWarning, stacklevel=2)
+                      "(mu, logstd), unlike PyG's example GCNEncoder); the old name goes in the "
+                      "next release", DeprecationWarning, stacklevel=2)
         super().__init__(*args, **kwargs)

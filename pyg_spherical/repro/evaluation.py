@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._utils import to_numpy
+from ._utils import to_numpy
 
 __all__ = [
     "METRICS",

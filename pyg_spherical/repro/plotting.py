@@ -35,8 +35,8 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from scipy.special import ndtri
 
-from .._utils import to_numpy
 from ..distributions import log_sphere_area
+from ._utils import to_numpy
 
 __all__ = [
     "hammer_projection",

@@ -74,10 +74,11 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .._utils import renamed, to_numpy
+from .._utils import renamed
 from ..distributions import HypersphericalUniform, VonMisesFisher
 from ..nn.latent import LatentLayer, make_latent
 from ..vae import MLP, glorot_init_
+from ._utils import to_numpy
 
 __all__ = [
     "DEFAULT_KAPPAS",

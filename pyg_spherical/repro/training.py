@@ -29,10 +29,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["EarlyStopping", "Trainer", "linear_warmup", "save_atomic"]
+__all__ = ["EarlyStopping", "SeededEpochs", "SemiSupervisedLoader", "Trainer", "epoch_seed",
+           "linear_warmup", "save_atomic", "write_text_atomic"]
 
 
 def linear_warmup(epoch: int, warmup_epochs: int, start: float = 0.0) -> float:
@@ -111,13 +113,28 @@ class EarlyStopping:
             setattr(self, k, v)
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename (no torn checkpoints)."""
+def _replace_atomic(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``: ``path``
+    is the old file or the whole new one, never a torn one, whatever interrupts the write (and
+    the temporary file is removed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` without ever leaving a torn checkpoint."""
+    _replace_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` without ever leaving a half-written file (results, JSON)."""
+    _replace_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def _rng_state() -> dict:
@@ -341,3 +358,95 @@ class Trainer:
         """Copy the best weights seen so far into the model (no-op if none yet)."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+
+
+def epoch_seed(seed: int, epoch: int, *salt: int) -> int:
+    """A 63-bit seed for epoch ``epoch`` of a loader seeded with ``seed`` (``salt`` separates the
+    streams of different loaders), from NumPy's ``SeedSequence``."""
+    state = np.random.SeedSequence([seed, epoch, *salt]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+class SeededEpochs:
+    """Base of the loaders whose epoch ``e`` draws from a generator seeded with ``(seed, e)``.
+
+    ``iter(loader)`` is one epoch: a fresh generator on :attr:`device`, then :meth:`_batches`.
+    :attr:`epoch` is the next epoch's index, so setting it resumes a run (the
+    :class:`~pyg_spherical.repro.training.Trainer` does). Subclasses set ``seed``, ``epoch`` and
+    ``device`` and implement ``_batches(generator)``.
+    """
+
+    #: extra entropy that separates this loader's streams from another's with the same seed
+    _salt: tuple[int, ...] = ()
+    seed: int
+    epoch: int
+    device: torch.device
+
+    def __iter__(self):
+        g = torch.Generator(device=self.device)
+        g.manual_seed(epoch_seed(self.seed, self.epoch, *self._salt))
+        self.epoch += 1
+        return self._batches(g)
+
+    def _batches(self, g: torch.Generator):
+        raise NotImplementedError
+
+
+class SemiSupervisedLoader(SeededEpochs):
+    """Mini-batches ``(x_l, y_l, x_u)`` for semi-supervised training, re-binarised every draw.
+
+    One epoch is one shuffled pass over the unlabelled rows in batches of ``batch_size``; every
+    step also yields ``labelled_batch_size`` labelled rows, taken in order from a stream of
+    fresh permutations of the labelled set (with 100 labels and ``labelled_batch_size = 100``
+    every step sees all of them). Images are Bernoulli-binarised per draw (dynamic
+    binarisation). The randomness of epoch ``e`` comes from a generator seeded with
+    ``(seed, e)``; ``epoch`` is the next epoch's index, so setting it resumes a run (the
+    :class:`~pyg_spherical.repro.training.Trainer` does).
+
+    Args:
+        x_l: ``(N_l, D)`` labelled grey levels in ``[0, 1]``; ``y_l``: ``(N_l,)``.
+        x_u: ``(N_u, D)`` unlabelled grey levels.
+        batch_size: unlabelled rows per step (100).
+        labelled_batch_size: labelled rows per step (default ``min(batch_size, N_l)``).
+        seed: base seed.
+        binarize: draw Bernoulli images (default) or yield the inputs as they are.
+        drop_last: drop the last incomplete unlabelled batch.
+    """
+
+    _salt = (0x5E11,)  # separates its streams from a DynamicBinarizedLoader's
+
+    def __init__(self, x_l: Tensor, y_l: Tensor, x_u: Tensor, *, batch_size: int = 100,
+                 labelled_batch_size: int | None = None, seed: int = 0, binarize: bool = True,
+                 drop_last: bool = False):
+        if x_l.shape[0] != y_l.shape[0] or x_l.shape[0] < 1:
+            raise ValueError("SemiSupervisedLoader: x_l and y_l need the same, non-zero length.")
+        if x_u.shape[0] < 1 or batch_size < 1:
+            raise ValueError("SemiSupervisedLoader: need unlabelled rows and batch_size >= 1.")
+        self.x_l, self.y_l, self.x_u = x_l, y_l, x_u.to(x_l.device)
+        self.batch_size = int(batch_size)
+        self.labelled_batch_size = int(labelled_batch_size or min(batch_size, x_l.shape[0]))
+        if not 1 <= self.labelled_batch_size <= x_l.shape[0]:
+            raise ValueError("SemiSupervisedLoader: labelled_batch_size must be in [1, N_l].")
+        self.seed, self.binarize, self.drop_last = int(seed), binarize, drop_last
+        self.device = x_l.device
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = self.x_u.shape[0]
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _batches(self, g: torch.Generator):
+        dev, steps = self.x_l.device, len(self)
+        n_u, n_l, bl = self.x_u.shape[0], self.x_l.shape[0], self.labelled_batch_size
+        order = torch.randperm(n_u, generator=g, device=dev)
+        n_perm = -(-steps * bl // n_l)
+        lab = torch.argsort(torch.rand(n_perm, n_l, generator=g, device=dev), dim=1).reshape(-1)
+        for b in range(steps):
+            iu = order[b * self.batch_size:(b + 1) * self.batch_size]
+            il = lab[b * bl:(b + 1) * bl]
+            xu = self.x_u.index_select(0, iu)
+            xl = self.x_l.index_select(0, il)
+            if self.binarize:
+                xu = torch.bernoulli(xu, generator=g)
+                xl = torch.bernoulli(xl, generator=g)
+            yield xl, self.y_l.index_select(0, il), xu

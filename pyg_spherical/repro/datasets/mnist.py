@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..._utils import SeededEpochs
+from ..training import SeededEpochs
 from .root import CACHE_ENV, DATA_ENV, PathLike, resolve_cache, resolve_root
 
 __all__ = [
