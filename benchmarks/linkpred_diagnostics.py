@@ -60,6 +60,8 @@ Encoder variants (ours, not the paper's encoder), the same start and one change 
   with the highest validation AUC).
 * ``selected_two_hop_epochs400``  the two-hop heads for 400 epochs (at 200 their best epoch is
   near the end).
+* ``selected_skip_decoder_bias_epochs400``  the skip connection and the decoder bias for 400
+  epochs.
 """
 from __future__ import annotations
 
@@ -115,6 +117,8 @@ SELECTED_ABLATIONS = {
     "selected_skip": {"encoder": "skip"},
     "selected_skip_decoder_bias": {"encoder": "skip", "decoder_bias": True},
     "selected_two_hop_epochs400": {"encoder": "two_hop", "epochs": 400},
+    "selected_skip_decoder_bias_epochs400": {"encoder": "skip", "decoder_bias": True,
+                                             "epochs": 400},
 }
 ABLATIONS = ABLATIONS + tuple(SELECTED_ABLATIONS)
 
