@@ -57,6 +57,7 @@ from common import (
     run_metadata,
     set_threads,
     settings,
+    show_progress,
     shown,
     summarize,
     warn_ignored,
@@ -140,15 +141,17 @@ def build_parser() -> Parser:
     return p
 
 
-def train_runs(args, data, cfgs: dict, seeds, device, bar=None, budgets=()) -> dict:
+def train_runs(args, data, cfgs: dict, seeds, device, bar=None, budgets=(), log=False) -> dict:
     """Train every model of ``cfgs`` for each seed, side by side; returns per-model run lists.
 
     ``budgets``: epoch counts at which each run also records its best-validation point so far
-    (``run["at_budget"][b]``), so one run to the largest budget stands for every budget."""
+    (``run["at_budget"][b]``), so one run to the largest budget stands for every budget.
+    ``log``: print one line per finished run (the progress of a log without a progress bar)."""
     from pyg_spherical.repro.linkpred import Graph, LinkPredRun, make_split
 
     out = {name: [] for name in cfgs}
-    for seed in seeds:
+    started = time.time()
+    for i, seed in enumerate(seeds):
         graph = Graph(data, make_split(data, seed), device)
         trainers = {name: LinkPredRun(LATENT_OF[name], cfg, graph, device, seed)
                     for name, cfg in cfgs.items()}
@@ -171,6 +174,11 @@ def train_runs(args, data, cfgs: dict, seeds, device, bar=None, budgets=()) -> d
             if budgets:
                 res["at_budget"] = at_budget[name]
             out[name].append(res)
+        if log:
+            done = "; ".join(f"{NAMES[n]} test AUC {100 * r[-1]['test_auc']:.2f} (best epoch "
+                             f"{r[-1]['epoch']})" for n, r in out.items())
+            print(f"run {i + 1}/{len(seeds)} (seed {seed}): {done}; {time.time() - started:.0f} s",
+                  flush=True)
     return out
 
 
@@ -604,7 +612,7 @@ def main(argv=None) -> int:
     seeds = [args.seed + r for r in range(args.runs)]
     epochs = max(c["epochs"] for c in cfgs.values())
     bar = progress_bar(args, len(seeds) * epochs, f"{args.dataset} {'+'.join(NAMES[m] for m in models)}")
-    runs = train_runs(args, data, cfgs, seeds, device, bar)
+    runs = train_runs(args, data, cfgs, seeds, device, bar, log=not show_progress(args))
     bar.close()
     summaries = {m: summarize(runs[m]) for m in models}
     payload["runs"] = runs

@@ -203,6 +203,9 @@ def test_linkpred_run_writes_to_runs_and_logs_no_carriage_returns(tmp_path):
     assert "\r" not in res.stderr and "\r" not in res.stdout
     assert (tmp_path / "t.json").is_file() and "nan" not in res.stdout
     assert "(n=1)" in res.stdout
+    # without a progress bar, a log still shows each finished run
+    assert re.search(r"^run 1/1 \(seed 0\): S-VGAE test AUC \d+\.\d\d \(best epoch \d+\); \d+ s$",
+                     res.stdout, flags=re.M), res.stdout
 
 
 @pytest.mark.slow
