@@ -99,10 +99,10 @@ class HostSyncCounter:
     ``repeat_interleave`` without ``output_size``, ``bincount``), copies between devices,
     tensors made from host data (``torch.tensor``, ``torch.as_tensor``, ``torch.from_numpy``)
     and ``tolist()`` / ``numpy()`` / ``cpu()`` (these three outside backward passes, where
-    torch function modes do not reach). Inside it, :func:`host_reads_are_free` is ``False`` on the CPU too, so
+    torch function modes do not reach). Inside it, ``pyg_spherical._utils.host_reads_are_free`` is ``False`` on the CPU too, so
     that the code runs its accelerator path. The proxy cannot tell a tensor that would live on
     the host from one on the device: host-only work (a data loader's sampling) is counted too,
-    which :attr:`HostSync.package` helps to tell apart.
+    which ``HostSync.package`` helps to tell apart.
     """
 
     def __init__(self, device: str | torch.device = "cpu"):

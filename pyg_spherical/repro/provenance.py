@@ -31,7 +31,7 @@ def git_commit(repo: str | os.PathLike) -> str:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` says)."""
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` says)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -370,8 +370,8 @@ def epoch_seed(seed: int, epoch: int, *salt: int) -> int:
 class SeededEpochs:
     """Base of the loaders whose epoch ``e`` draws from a generator seeded with ``(seed, e)``.
 
-    ``iter(loader)`` is one epoch: a fresh generator on :attr:`device`, then :meth:`_batches`.
-    :attr:`epoch` is the next epoch's index, so setting it resumes a run (the
+    ``iter(loader)`` is one epoch: a fresh generator on ``device``, then :meth:`_batches`.
+    ``epoch`` is the next epoch's index, so setting it resumes a run (the
     :class:`~pyg_spherical.repro.training.Trainer` does). Subclasses set ``seed``, ``epoch`` and
     ``device`` and implement ``_batches(generator)``.
     """
