@@ -653,6 +653,14 @@ def summarize(runs: list[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# MNIST VAEs (Tables 1 and 2): the latent families mnist_vae.py trains and mnist_knn.py reads
+# ---------------------------------------------------------------------------------------------
+VAE_LATENTS = ("normal", "vmf", "power")
+VAE_SPHERICAL = ("vmf", "power")
+VAE_NAMES = {"normal": "N-VAE", "vmf": "S-VAE", "power": "P-VAE"}
+
+
+# ---------------------------------------------------------------------------------------------
 # Semi-supervised MNIST (Table 3): the M1+M2 training protocol, its flags and diagnostics
 # ---------------------------------------------------------------------------------------------
 def z2_options_of(args, combo):

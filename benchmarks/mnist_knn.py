@@ -37,6 +37,9 @@ import torch
 from common import (
     PAPER_TABLE2,
     REPO,
+    VAE_LATENTS,
+    VAE_NAMES,
+    VAE_SPHERICAL,
     Parser,
     add_common_args,
     fail,
@@ -55,9 +58,6 @@ from common import (
     wrote,
 )
 
-LATENTS = ("normal", "vmf", "power")
-SPHERICAL = ("vmf", "power")
-NAMES = {"normal": "N-VAE", "vmf": "S-VAE", "power": "P-VAE"}
 VARIANT_NAMES = {"normal": "N-VAE", "vmf": "S-VAE S^(d-1)", "vmf_sd": "S-VAE S^d",
                  "power": "P-VAE S^(d-1)", "power_sd": "P-VAE S^d"}
 LABELS = (100, 600, 1000)
@@ -104,7 +104,7 @@ def parse_args(argv=None):
                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--dims", type=int, nargs="+", default=[2, 5, 10],
                    help="latent dims d (S-VAE: the sphere S^{d-1} in R^d); paper: 2 5 10 20 40")
-    p.add_argument("--latents", nargs="+", default=["normal", "vmf"], choices=LATENTS,
+    p.add_argument("--latents", nargs="+", default=["normal", "vmf"], choices=VAE_LATENTS,
                    help="latent families (default: normal vmf)")
     p.add_argument("--labels", type=int, nargs="+", default=list(LABELS),
                    help="numbers of labelled points N (multiples of 10)")
@@ -143,7 +143,7 @@ def variants_of(args) -> list[tuple]:
     for d in args.dims:
         for lat in args.latents:
             variants.append((lat, lat, d, d))
-            if lat in SPHERICAL and args.intrinsic:
+            if lat in VAE_SPHERICAL and args.intrinsic:
                 variants.append((f"{lat}_sd", lat, d + 1, d))
     return variants
 
@@ -188,7 +188,7 @@ def print_table(args, results, keys, paper_lats, found, missing) -> None:
     print("  N-VAE: R^d.  S-VAE S^(d-1): latent_dim d (codes in R^d).  S-VAE S^d: latent_dim d+1 "
           "(intrinsic dimension d, as the authors' example code); P-VAE likewise")
     head = (f"{'d':>3s} {'N':>5s} " + " ".join(f"{VARIANT_NAMES[k]:>14s}" for k in keys)
-            + " " + " ".join(f"{'paper ' + NAMES[lat]:>12s}" for lat in paper_lats))
+            + " " + " ".join(f"{'paper ' + VAE_NAMES[lat]:>12s}" for lat in paper_lats))
     print(head)
     print("-" * len(head))
     for d in args.dims:

@@ -45,6 +45,9 @@ import torch
 from common import (
     PAPER_TABLE1,
     REPO,
+    VAE_LATENTS,
+    VAE_NAMES,
+    VAE_SPHERICAL,
     Parser,
     add_mnist_run_args,
     args_for_json,
@@ -67,9 +70,6 @@ from common import (
     wrote,
 )
 
-LATENTS = ("normal", "vmf", "power")
-SPHERICAL = ("vmf", "power")
-NAMES = {"normal": "N-VAE", "vmf": "S-VAE", "power": "P-VAE"}
 TABLE1_DIMS = (2, 5, 10, 20, 40)
 METRICS = ("LL", "ELBO", "RE", "KL")
 
@@ -233,9 +233,9 @@ def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
 # ----------------------------------------------------------------------------------- table
 def collect(args, dims, seeds):
     """Read the per-run JSONs (of :func:`out_dir`) into ``{latent: {dim: [test dicts]}}``."""
-    rows = {lat: {} for lat in LATENTS}
-    runs = {lat: {} for lat in LATENTS}
-    for lat in LATENTS:
+    rows = {lat: {} for lat in VAE_LATENTS}
+    runs = {lat: {} for lat in VAE_LATENTS}
+    for lat in VAE_LATENTS:
         for d in dims:
             for s in seeds:
                 p = out_dir(args) / f"{result_name(lat, d, s)}.json"
@@ -279,14 +279,14 @@ def print_table(summary, runs, dims, latents=("normal", "vmf")):
                 parts.append(f"{ours:>16s} {ref:>16s}")
             info = runs.get(lat, {}).get(d, [])
             ep = ",".join(f"{r['epochs']}{'' if r['finished'] else '+'}" for r in info) or "-"
-            print(f"{NAMES[lat]:6s} {d:3d} " + " ".join(parts) + f"  {cell['n'] if cell else 0:4d}  {ep}")
+            print(f"{VAE_NAMES[lat]:6s} {d:3d} " + " ".join(parts) + f"  {cell['n'] if cell else 0:4d}  {ep}")
     print("('+' after the epoch count: run not finished, i.e. best checkpoint so far.)")
 
 
 def print_intrinsic(summary, runs, dims, lat="vmf"):
     """S-VAE (or P-VAE) on S^d (latent_dim d + 1, intrinsic dimension d) beside the paper's "d"
     rows of the S-VAE."""
-    print(f"\n{NAMES[lat]} by intrinsic dimension: ours on S^d (latent_dim d+1) vs the paper's "
+    print(f"\n{VAE_NAMES[lat]} by intrinsic dimension: ours on S^d (latent_dim d+1) vs the paper's "
           "S-VAE at d (and our N-VAE in R^d)")
     head = (f"{'d':>3s} {'sphere':>6s} " + " ".join(f"{m + ' ours':>16s} {m + ' paper':>16s}"
                                                     for m in METRICS)
@@ -314,7 +314,7 @@ def stored_runs(args) -> tuple[set, set]:
     import re
 
     prefix = ("smoke_" if SMOKE["on"] else "") + "mnist_vae_"
-    pat = re.compile(re.escape(prefix) + r"(" + "|".join(LATENTS) + r")_d(\d+)_s(\d+)\.json")
+    pat = re.compile(re.escape(prefix) + r"(" + "|".join(VAE_LATENTS) + r")_d(\d+)_s(\d+)\.json")
     runs, seeds = set(), set()
     for p in out_dir(args).glob(prefix + "*.json"):
         m = pat.fullmatch(p.name)
@@ -329,13 +329,13 @@ def write_table(args, dims, seeds, started):
     seeds = sorted(set(seeds) | more_seeds)
     # Table 1's rows are the paper's dims; a spherical run at d + 1 is the intrinsic row of d.
     dims = sorted(set(dims) | {d for _, d in stored if d in TABLE1_DIMS})
-    latents = [lat for lat in LATENTS if lat in args.latents or any(lat == k for k, _ in stored)]
-    intrinsic = args.intrinsic or any(lat in SPHERICAL and d - 1 in dims for lat, d in stored)
+    latents = [lat for lat in VAE_LATENTS if lat in args.latents or any(lat == k for k, _ in stored)]
+    intrinsic = args.intrinsic or any(lat in VAE_SPHERICAL and d - 1 in dims for lat, d in stored)
     all_dims = sorted(set(dims) | ({d + 1 for d in dims} if intrinsic else set()))
     rows, runs = collect(args, all_dims, seeds)
     summary = summarize(rows)
     print_table(summary, runs, dims, latents)
-    spherical = [lat for lat in SPHERICAL if lat in latents]
+    spherical = [lat for lat in VAE_SPHERICAL if lat in latents]
     if intrinsic:
         for lat in spherical:
             print_intrinsic(summary, runs, dims, lat)
@@ -350,7 +350,7 @@ def write_table(args, dims, seeds, started):
                                 if intrinsic and d + 1 in summary.get("power", {})}}
            if "power" in spherical else {}),
         "paper": {lat: {str(d): PAPER_TABLE1[lat][d] for d in dims if d in PAPER_TABLE1[lat]}
-                  for lat in LATENTS if lat in PAPER_TABLE1},
+                  for lat in VAE_LATENTS if lat in PAPER_TABLE1},
         "runs": {lat: {str(d): r for d, r in by.items()} for lat, by in runs.items()},
         "meta": run_metadata(args_for_json(args)),
     }
@@ -418,7 +418,7 @@ def figures78(args, fig_dir, device) -> list:
             for i, (d, m) in enumerate(models[lat]):
                 ax = fig.add_subplot(1, len(models[lat]), i + 1)
                 image_grid(m.sample(100), nrow=10, ax=ax, title=f"d = {d}")
-            fig.suptitle(f"Random samples from the {NAMES[lat]} (Figure {figno})")
+            fig.suptitle(f"Random samples from the {VAE_NAMES[lat]} (Figure {figno})")
             fig.tight_layout()
             written.append(save_figure(fig, fig_dir / f"mnist_fig{figno}_samples_{lat}.png"))
     return written
@@ -478,9 +478,9 @@ def speed(args, device):
           f"interleaved repetitions, {torch.get_num_threads()} thread(s), device {device}")
     lats = list(args.latents)
     ratio_of = [lat for lat in lats if lat != "normal"] if "normal" in lats else []
-    print(f"{'d':>3s} " + " ".join(f"{NAMES[lat] + ' ms/step':>14s}" for lat in lats)
-          + "".join(f" {NAMES[lat][0] + '/N':>6s}" for lat in ratio_of) + " "
-          + " ".join(f"{NAMES[lat] + ' s/epoch':>14s}" for lat in lats))
+    print(f"{'d':>3s} " + " ".join(f"{VAE_NAMES[lat] + ' ms/step':>14s}" for lat in lats)
+          + "".join(f" {VAE_NAMES[lat][0] + '/N':>6s}" for lat in ratio_of) + " "
+          + " ".join(f"{VAE_NAMES[lat] + ' s/epoch':>14s}" for lat in lats))
     steps_per_epoch = math.ceil(train.x.shape[0] / args.batch_size)
     for d in dims:
         models = {}
@@ -525,12 +525,12 @@ def parse_args(argv=None):
                formatter_class=argparse.RawDescriptionHelpFormatter,
                epilog=__doc__.split("\n\n", 1)[1])
     pos_int = positive(int)
-    p.add_argument("--latent", choices=LATENTS, help="latent family of a single run")
+    p.add_argument("--latent", choices=VAE_LATENTS, help="latent family of a single run")
     p.add_argument("--dim", type=pos_int,
                    help="latent dimension d (S-VAE: the sphere S^{d-1} in R^d)")
     p.add_argument("--table1", action="store_true",
                    help="run every d in --dims for every --latents and print Table 1")
-    p.add_argument("--latents", nargs="+", choices=LATENTS, default=["normal", "vmf"],
+    p.add_argument("--latents", nargs="+", choices=VAE_LATENTS, default=["normal", "vmf"],
                    help="latent families of --table1 and --speed (default: normal vmf)")
     p.add_argument("--dims", type=pos_int, nargs="+", default=list(TABLE1_DIMS),
                    help="latent dims for --table1 (default: 2 5 10 20 40)")
@@ -572,8 +572,8 @@ def parse_args(argv=None):
         p.error("give --latent and --dim, or --table1, or --figures, or --speed")
     if single and (args.latent is None or args.dim is None):
         p.error("--latent and --dim go together")
-    if args.latent in SPHERICAL and args.dim < 2:
-        p.error(f"the {NAMES[args.latent]} needs --dim >= 2 (the circle S^1 in R^2)")
+    if args.latent in VAE_SPHERICAL and args.dim < 2:
+        p.error(f"the {VAE_NAMES[args.latent]} needs --dim >= 2 (the circle S^1 in R^2)")
     if args.table1 and min(args.dims) < 2:
         p.error("--dims must be >= 2 for the S-VAE")
     if args.eval_only and args.no_eval:
@@ -599,7 +599,7 @@ def main(argv=None):
     elif args.table1:
         configs = [(lat, d) for d in args.dims for lat in args.latents]
         if args.intrinsic:
-            configs += [(lat, d + 1) for lat in SPHERICAL if lat in args.latents
+            configs += [(lat, d + 1) for lat in VAE_SPHERICAL if lat in args.latents
                         for d in args.dims if d + 1 not in args.dims]
     elif args.latent:
         configs = [(args.latent, args.dim)]
