@@ -417,6 +417,15 @@ def args_for_json(args) -> argparse.Namespace:
     return argparse.Namespace(**{k: v for k, v in vars(args).items() if not k.startswith("_")})
 
 
+def start_segment(trainer, args) -> None:
+    """Record in ``trainer`` (and so in its checkpoints) that this command trains it from the
+    next epoch on: its command, commit, machine and start time. A run resumed across sessions
+    or machines then lists each part (``training`` in its result file)."""
+    meta = run_metadata(args_for_json(args))
+    meta.pop("args", None)  # the flags are in the result file's own meta
+    trainer.segments.append({"first_epoch": trainer.epoch + 1, **meta})
+
+
 # ------------------------------------------------------------------------------- progress
 def show_progress(args) -> bool:
     """Progress bars only on a terminal: tqdm on a pipe or file writes every refresh as a

@@ -66,6 +66,7 @@ from common import (
     set_threads,
     show_progress,
     shown,
+    start_segment,
     tqdm_factory,
     write_json,
     wrote,
@@ -125,6 +126,7 @@ def train_one(args, combo, d1, d2, seed, device):
               flush=True)
 
     if not trainer.finished:
+        start_segment(trainer, args)
         trainer.fit(loader, progress=tqdm_factory(args), max_new_epochs=args.max_new_epochs,
                     on_epoch_end=on_epoch_end)
     return trainer, lab
@@ -168,6 +170,8 @@ def evaluate_run(args, combo, d1, d2, seed, device, lab=None):
         "epochs": len(history), "best_epoch": int(ck["best"]["epoch"]),
         "stop_reason": stop, "finished": stop is not None, "max_epochs": args.max_epochs,
         "patience": args.patience,
+        # what trained it, part by part (empty for runs begun before segments were recorded)
+        "training": ck["last"].get("segments", []) if ck["last"] else [],
         "train_time_s": float(sum(times)),
         "val_time_s": float(sum(r["eval_time_s"] for r in history)),
         "epoch_time_s": {"median": float(np.median(times)) if times else None,

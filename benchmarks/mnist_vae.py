@@ -65,6 +65,7 @@ from common import (
     set_threads,
     show_progress,
     shown,
+    start_segment,
     tqdm_factory,
     write_json,
     wrote,
@@ -167,6 +168,7 @@ def train_one(args, latent, dim, seed, device):
                   f"  {rec['time_s']:.1f}s+{rec['eval_time_s']:.1f}s", flush=True)
 
     if not trainer.finished:
+        start_segment(trainer, args)
         trainer.fit(loader, progress=progress, max_new_epochs=args.max_new_epochs,
                     on_epoch_end=on_epoch_end)
     return model, trainer
@@ -216,6 +218,9 @@ def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
         "best_val": ck["best"]["record"],
         "stop_reason": stop_reason,
         "finished": stop_reason is not None,
+        # what trained it, part by part (empty for runs begun before segments were recorded);
+        # "meta" below describes this evaluation
+        "training": ck["last"].get("segments", []) if ck["last"] else [],
         "max_epochs": args.max_epochs,
         "train_time_s": float(sum(epoch_times)),
         "val_time_s": float(sum(r["eval_time_s"] for r in history)),

@@ -205,7 +205,7 @@ def test_linkpred_run_writes_to_runs_and_logs_no_carriage_returns(tmp_path):
     assert "(n=1)" in res.stdout
     # without a progress bar, a log still shows each finished run
     assert re.search(r"^run 1/1 \(seed 0\): S-VGAE test AUC \d+\.\d\d \(best epoch \d+\); \d+ s$",
-                     res.stdout, flags=re.M), res.stdout
+                     res.stdout, flags=re.MULTILINE), res.stdout
 
 
 @pytest.mark.slow
@@ -302,6 +302,10 @@ def test_mnist_vae_resume_eval_only_and_aggregation(tmp_path):
     res = cli("mnist_vae", *base, "--max-new-epochs", "1", "--lr", "0.5",
               "--use-checkpoint-settings")
     assert res.returncode == 0 and "continuing with the checkpoint's --lr 0.001 (not 0.5)" in res.stdout
+    # the run trained in two commands: its result lists both, from the epoch each began at
+    out = json.loads((tmp_path / "out" / "smoke_mnist_vae_vmf_d3_s0.json").read_text())
+    assert [seg["first_epoch"] for seg in out["training"]] == [1, 2]
+    assert all(seg["command"].startswith("python ") and seg["hardware"] for seg in out["training"])
     assert "vmf_d3_s7/best.pt" in error_line(cli("mnist_vae", *base, "--eval-only", "--seed", "7"))
     best = tmp_path / "ck" / "vmf_d3_s0" / "best.pt"
     good = best.read_bytes()

@@ -388,6 +388,26 @@ def test_short_training_improves_elbo_and_resumes_exactly(latent, tmp_path):
     assert t3.epoch == 7
 
 
+def test_training_segments_survive_resume_and_old_checkpoints_load(tmp_path):
+    """A run trained in two sessions lists both in its checkpoint; one written before
+    segments were recorded (no such key) still resumes, with none."""
+    data = _toy_problem()
+    _, t1, l1 = _make_trainer("normal", tmp_path, data)
+    t1.segments.append({"first_epoch": 1, "commit": "aaaa"})
+    t1.fit(l1, max_new_epochs=2)
+    _, t2, l2 = _make_trainer("normal", tmp_path, data)
+    assert t2.resume() and t2.segments == [{"first_epoch": 1, "commit": "aaaa"}]
+    t2.segments.append({"first_epoch": t2.epoch + 1, "commit": "bbbb"})
+    t2.fit(l2, max_new_epochs=1)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert [seg["commit"] for seg in state["segments"]] == ["aaaa", "bbbb"]
+    assert state["segments"][1]["first_epoch"] == 3
+    del state["segments"]
+    torch.save(state, tmp_path / "last.pt")
+    _, t3, _ = _make_trainer("normal", tmp_path, data)
+    assert t3.resume() and t3.segments == [] and t3.epoch == 3
+
+
 # ------------------------------------------------------------- posterior summaries
 class _StubPosterior(torch.nn.Module):
     """Posteriors with known spreads and means, for :func:`posterior_summary`."""

@@ -177,6 +177,9 @@ class Trainer:
             extras, ``time_s`` of the epoch and ``eval_time_s``).
         best_state (dict): ``state_dict`` of the best epoch (in memory).
         stop_reason (str or None): ``"early_stopping"`` or ``"max_epochs"`` once finished.
+        segments (list[dict]): what the caller records about each training session of a run
+            resumed across sessions (the benchmarks: first epoch, command, commit, machine);
+            saved in the checkpoints, empty in those written before it existed.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -200,6 +203,9 @@ class Trainer:
         self.best_state: dict | None = None
         self.stop_reason: str | None = None
         self.loader_epoch: int | None = None
+        # one entry per training session of a resumed run (what ran it: commit, machine), so
+        # that a run trained across sessions and machines says so in its checkpoint
+        self.segments: list[dict] = []
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -220,6 +226,7 @@ class Trainer:
             "history": self.history,
             "stop_reason": self.stop_reason,
             "loader_epoch": self.loader_epoch,
+            "segments": self.segments,
             "rng": _rng_state(),
         }
 
@@ -232,6 +239,7 @@ class Trainer:
         self.history = list(state["history"])
         self.stop_reason = state.get("stop_reason")
         self.loader_epoch = state.get("loader_epoch")
+        self.segments = list(state.get("segments", []))  # absent in older checkpoints
         if state.get("rng") is not None:
             _set_rng_state(state["rng"])
         self._update_stop()  # a larger max_epochs than the saved run's continues it
