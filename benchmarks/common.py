@@ -421,9 +421,10 @@ def start_segment(trainer, args) -> None:
     """Record in ``trainer`` (and so in its checkpoints) that this command trains it from the
     next epoch on: its command, commit, machine and start time. A run resumed across sessions
     or machines then lists each part (``training`` in its result file)."""
-    meta = run_metadata(args_for_json(args))
-    meta.pop("args", None)  # the flags are in the result file's own meta
-    trainer.segments.append({"first_epoch": trainer.epoch + 1, **meta})
+    # the flags as this session used them (--use-checkpoint-settings may have replaced some);
+    # the result file's own meta describes the command that evaluated the run
+    trainer.segments.append({"first_epoch": trainer.epoch + 1,
+                             **run_metadata(args_for_json(args))})
 
 
 # ------------------------------------------------------------------------------- progress

@@ -170,7 +170,7 @@ def evaluate_run(args, combo, d1, d2, seed, device, lab=None):
         "epochs": len(history), "best_epoch": int(ck["best"]["epoch"]),
         "stop_reason": stop, "finished": stop is not None, "max_epochs": args.max_epochs,
         "patience": args.patience,
-        # what trained it, part by part (empty for runs begun before segments were recorded)
+        # what trained it, part by part (older runs: one "unrecorded" first part)
         "training": ck["last"].get("segments", []) if ck["last"] else [],
         "train_time_s": float(sum(times)),
         "val_time_s": float(sum(r["eval_time_s"] for r in history)),

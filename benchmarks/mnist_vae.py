@@ -218,7 +218,7 @@ def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
         "best_val": ck["best"]["record"],
         "stop_reason": stop_reason,
         "finished": stop_reason is not None,
-        # what trained it, part by part (empty for runs begun before segments were recorded);
+        # what trained it, part by part (older runs: one "unrecorded" first part);
         # "meta" below describes this evaluation
         "training": ck["last"].get("segments", []) if ck["last"] else [],
         "max_epochs": args.max_epochs,

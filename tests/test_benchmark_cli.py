@@ -305,7 +305,10 @@ def test_mnist_vae_resume_eval_only_and_aggregation(tmp_path):
     # the run trained in two commands: its result lists both, from the epoch each began at
     out = json.loads((tmp_path / "out" / "smoke_mnist_vae_vmf_d3_s0.json").read_text())
     assert [seg["first_epoch"] for seg in out["training"]] == [1, 2]
-    assert all(seg["command"].startswith("python ") and seg["hardware"] for seg in out["training"])
+    first, second = out["training"]
+    assert "--use-checkpoint-settings" in second["command"]
+    assert "--use-checkpoint-settings" not in first["command"]
+    assert second["args"]["lr"] == 0.001  # the value the session trained with, not --lr 0.5
     assert "vmf_d3_s7/best.pt" in error_line(cli("mnist_vae", *base, "--eval-only", "--seed", "7"))
     best = tmp_path / "ck" / "vmf_d3_s0" / "best.pt"
     good = best.read_bytes()

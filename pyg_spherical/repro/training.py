@@ -179,7 +179,8 @@ class Trainer:
         stop_reason (str or None): ``"early_stopping"`` or ``"max_epochs"`` once finished.
         segments (list[dict]): what the caller records about each training session of a run
             resumed across sessions (the benchmarks: first epoch, command, commit, machine);
-            saved in the checkpoints, empty in those written before it existed.
+            saved in the checkpoints. A checkpoint written before it existed resumes with one
+            entry ``{"first_epoch": 1, "unrecorded": True}`` for the epochs it already holds.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -239,7 +240,11 @@ class Trainer:
         self.history = list(state["history"])
         self.stop_reason = state.get("stop_reason")
         self.loader_epoch = state.get("loader_epoch")
-        self.segments = list(state.get("segments", []))  # absent in older checkpoints
+        self.segments = list(state.get("segments", []))
+        if "segments" not in state and self.epoch > 0:
+            # a checkpoint from before segments were recorded: say that its epochs so far are
+            # unaccounted for rather than let the next session look like the whole run
+            self.segments = [{"first_epoch": 1, "unrecorded": True}]
         if state.get("rng") is not None:
             _set_rng_state(state["rng"])
         self._update_stop()  # a larger max_epochs than the saved run's continues it
