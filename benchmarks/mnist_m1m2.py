@@ -150,6 +150,8 @@ def load_best(args, combo, d1, d2, seed, device):
 
 def evaluate_run(args, combo, d1, d2, seed, device, lab=None):
     """Test accuracy of the best-validation checkpoint; writes ``mnist_m1m2_<run>.json``."""
+    from pyg_spherical.repro.training import training_segments
+
     started = time.time()
     model, ck = load_best(args, combo, d1, d2, seed, device)
     if model is None:
@@ -171,7 +173,7 @@ def evaluate_run(args, combo, d1, d2, seed, device, lab=None):
         "stop_reason": stop, "finished": stop is not None, "max_epochs": args.max_epochs,
         "patience": args.patience,
         # what trained it, part by part (older runs: one "unrecorded" first part)
-        "training": ck["last"].get("segments", []) if ck["last"] else [],
+        "training": training_segments(ck["last"]) if ck["last"] else [],
         "train_time_s": float(sum(times)),
         "val_time_s": float(sum(r["eval_time_s"] for r in history)),
         "epoch_time_s": {"median": float(np.median(times)) if times else None,

@@ -193,6 +193,7 @@ def load_best_model(args, latent, dim, seed, device):
 def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
     """Test-set metrics of a run's best checkpoint; writes ``mnist_vae_<run>.json``."""
     from pyg_spherical.repro.evaluation import posterior_summary
+    from pyg_spherical.repro.training import training_segments
 
     started = time.time()
     model, ck = load_best_model(args, latent, dim, seed, device)
@@ -220,7 +221,7 @@ def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
         "finished": stop_reason is not None,
         # what trained it, part by part (older runs: one "unrecorded" first part);
         # "meta" below describes this evaluation
-        "training": ck["last"].get("segments", []) if ck["last"] else [],
+        "training": training_segments(ck["last"]) if ck["last"] else [],
         "max_epochs": args.max_epochs,
         "train_time_s": float(sum(epoch_times)),
         "val_time_s": float(sum(r["eval_time_s"] for r in history)),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyg_spherical.repro.training import EarlyStopping, Trainer, linear_warmup
+from pyg_spherical.repro.training import EarlyStopping, Trainer, linear_warmup, training_segments
 from pyg_spherical.vae import MLP, VAE, bernoulli_log_prob
 
 torch.set_num_threads(1)
@@ -407,6 +407,7 @@ def test_training_segments_survive_resume_and_old_checkpoints_load(tmp_path):
     _, t3, _ = _make_trainer("normal", tmp_path, data)
     assert t3.resume() and t3.epoch == 3
     assert t3.segments == [{"first_epoch": 1, "unrecorded": True}]
+    assert training_segments(state) == t3.segments and training_segments({"epoch": 0}) == []
 
 
 # ------------------------------------------------------------- posterior summaries

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["EarlyStopping", "SeededEpochs", "SemiSupervisedLoader", "Trainer", "epoch_seed",
-           "linear_warmup", "save_atomic", "write_text_atomic"]
+           "linear_warmup", "save_atomic", "training_segments", "write_text_atomic"]
 
 
 def linear_warmup(epoch: int, warmup_epochs: int, start: float = 0.0) -> float:
@@ -150,6 +150,15 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def training_segments(state: Mapping[str, Any]) -> list[dict]:
+    """The training sessions a checkpoint ``state`` lists (:attr:`Trainer.segments`). One
+    written before they were recorded gets ``[{"first_epoch": 1, "unrecorded": True}]`` for
+    the epochs it holds, so that a later session never looks like the whole run."""
+    if "segments" in state:
+        return list(state["segments"])
+    return [{"first_epoch": 1, "unrecorded": True}] if state.get("epoch", 0) else []
+
+
 class Trainer:
     r"""Epoch loop with evaluation, early stopping, best-model tracking and resumable checkpoints.
 
@@ -240,11 +249,7 @@ class Trainer:
         self.history = list(state["history"])
         self.stop_reason = state.get("stop_reason")
         self.loader_epoch = state.get("loader_epoch")
-        self.segments = list(state.get("segments", []))
-        if "segments" not in state and self.epoch > 0:
-            # a checkpoint from before segments were recorded: say that its epochs so far are
-            # unaccounted for rather than let the next session look like the whole run
-            self.segments = [{"first_epoch": 1, "unrecorded": True}]
+        self.segments = training_segments(state)
         if state.get("rng") is not None:
             _set_rng_state(state["rng"])
         self._update_stop()  # a larger max_epochs than the saved run's continues it
