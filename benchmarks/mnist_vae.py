@@ -25,12 +25,19 @@ Examples::
     python benchmarks/mnist_vae.py --table1 --dims 20 40 --latents normal vmf power --intrinsic
     python benchmarks/mnist_vae.py --table1 --eval-only               # table from checkpoints
     python benchmarks/mnist_vae.py --figures                          # Figures 2, 7, 8, 9
+    python benchmarks/mnist_vae.py --ll-estimators --dims 20 40 --intrinsic   # LL estimator check
 
 Checkpoints: ``checkpoints/mnist_vae/<latent>_d<dim>_s<seed>/{last,best}.pt`` (resumable; a
 resumed run keeps its lr, patience and warm-up: other values are refused unless
 ``--use-checkpoint-settings``). Results: ``mnist_vae_<latent>_d<dim>_s<seed>.json``,
 ``mnist_table1.json`` and ``figures/mnist_*.png`` under ``runs/`` (``results/`` with
 ``--refresh``); the tables aggregate the per-run files of the same folder.
+
+``--ll-estimators`` evaluates the best checkpoints of ``--latents`` x ``--dims`` (spherical
+latents at ``d + 1`` with ``--intrinsic``) with the protocol's importance-sampled LL and, from the
+same draws, with the one-decode estimator of the authors' public example code
+(:func:`pyg_spherical.repro.evaluation.ll_estimators`), and writes
+``mnist_ll_estimators.json``: how far each sits above the ELBO, beside the paper's LL - ELBO.
 """
 from __future__ import annotations
 
@@ -234,6 +241,48 @@ def evaluate_run(args, latent, dim, seed, device, trainer=None, model=None):
     }
     write_json(result_name(latent, dim, seed), out, started, out_dir(args))
     return out
+
+
+def ll_estimator_check(args, device):
+    """Both LL estimators of :func:`~pyg_spherical.repro.evaluation.ll_estimators` on the best
+    checkpoints, beside the ELBO and the paper's numbers; writes ``mnist_ll_estimators.json``."""
+    from pyg_spherical.repro.evaluation import ll_estimators
+
+    started = time.time()
+    configs = [(lat, d, d + 1 if args.intrinsic and lat in VAE_SPHERICAL else d)
+               for d in args.dims for lat in args.latents]
+    test_x = args._data["test_x"]
+    rows = []
+    print(f"LL estimators on {test_x.shape[0]} test images, {args.ll_samples} samples "
+          "(gaps: estimate - ELBO; paper: its LL - ELBO)")
+    print(f"{'run':>16s} {'ELBO':>8s} {'IS LL':>8s} {'one-decode':>10s} {'gap IS':>7s} "
+          f"{'gap 1-dec':>9s} {'paper LL':>8s} {'paper gap':>9s}")
+    for lat, d, dim in configs:
+        model, _ = load_best_model(args, lat, dim, args.seed, device)
+        if model is None:
+            print(f"{run_name(lat, dim, args.seed):>16s}  (no checkpoint: skipped)")
+            continue
+        elbo = elbo_terms(model, test_x, seed=args.eval_seed + 2)["elbo"]
+        torch.manual_seed(args.eval_seed + 3)
+        is_ll, one = (float(t.double().mean()) for t in ll_estimators(model, test_x,
+                                                                       args.ll_samples))
+        paper = PAPER_TABLE1["vmf" if lat in VAE_SPHERICAL else lat].get(d, {})
+        p_ll, p_elbo = (paper[k][0] if k in paper else None for k in ("LL", "ELBO"))
+        p_gap = None if p_ll is None else p_ll - p_elbo
+        rows.append({"latent": lat, "dim": dim, "paper_d": d, "seed": args.seed, "ELBO": elbo,
+                     "is_ll": is_ll, "one_decode": one, "gap_is": is_ll - elbo,
+                     "gap_one_decode": one - elbo, "paper_LL": p_ll, "paper_ELBO": p_elbo,
+                     "paper_gap": p_gap})
+        print(f"{run_name(lat, dim, args.seed):>16s} {elbo:8.2f} {is_ll:8.2f} {one:10.2f} "
+              f"{is_ll - elbo:7.2f} {one - elbo:9.2f} "
+              f"{'-' if p_ll is None else f'{p_ll:.2f}':>8s} "
+              f"{'-' if p_gap is None else f'{p_gap:.2f}':>9s}", flush=True)
+    if not rows:
+        fail("--ll-estimators: none of the runs has a best checkpoint; train them first")
+    out = {"images": int(test_x.shape[0]), "ll_samples": args.ll_samples, "runs": rows,
+           "meta": run_metadata(args_for_json(args))}
+    write_json(("smoke_" if SMOKE["on"] else "") + "mnist_ll_estimators", out, started,
+               out_dir(args))
 
 
 # ----------------------------------------------------------------------------------- table
@@ -555,6 +604,9 @@ def parse_args(argv=None):
     p.add_argument("--speed", action="store_true",
                    help="only time training steps of the --latents (--dim, or --dims with "
                         "--table1)")
+    p.add_argument("--ll-estimators", action="store_true",
+                   help="only compare two LL estimators on the best checkpoints of --latents x "
+                        "--dims (spherical at d+1 with --intrinsic)")
     p.add_argument("--speed-steps", type=pos_int, default=200, help="steps per timing repetition")
     p.add_argument("--speed-reps", type=pos_int, default=3, help="interleaved timing repetitions")
     p.add_argument("--fig-dims", type=pos_int, nargs="+", default=[2, 5, 10, 20],
@@ -574,13 +626,14 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     # with --speed, --dim alone picks the timed dimension
     single = args.latent is not None or (args.dim is not None and not args.speed)
-    if not (args.table1 or args.figures or args.speed or single):
-        p.error("give --latent and --dim, or --table1, or --figures, or --speed")
+    if not (args.table1 or args.figures or args.speed or args.ll_estimators or single):
+        p.error("give --latent and --dim, or --table1, or --figures, or --speed, or "
+                "--ll-estimators")
     if single and (args.latent is None or args.dim is None):
         p.error("--latent and --dim go together")
     if args.latent in VAE_SPHERICAL and args.dim < 2:
         p.error(f"the {VAE_NAMES[args.latent]} needs --dim >= 2 (the circle S^1 in R^2)")
-    if args.table1 and min(args.dims) < 2:
+    if (args.table1 or args.ll_estimators) and min(args.dims) < 2:
         p.error("--dims must be >= 2 for the S-VAE")
     if args.eval_only and args.no_eval:
         p.error("--eval-only and --no-eval exclude each other")
@@ -598,6 +651,9 @@ def main(argv=None):
     seeds = list(range(args.seed, args.seed + args.runs))
     if args.speed:
         speed(args, device)
+        return
+    if args.ll_estimators:
+        ll_estimator_check(args, device)
         return
 
     if args.table1 and args.table_only:

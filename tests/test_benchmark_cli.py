@@ -310,6 +310,14 @@ def test_mnist_vae_resume_eval_only_and_aggregation(tmp_path):
     assert "--use-checkpoint-settings" not in first["command"]
     assert second["args"]["lr"] == 0.001  # the value the session trained with, not --lr 0.5
     assert "vmf_d3_s7/best.pt" in error_line(cli("mnist_vae", *base, "--eval-only", "--seed", "7"))
+    # the LL estimator check: vmf at d + 1 = 3 with --intrinsic; the missing N-VAE is skipped
+    res = cli("mnist_vae", "--ll-estimators", "--dims", "2", "--intrinsic", *base[4:])
+    assert res.returncode == 0 and "normal_d2_s0  (no checkpoint: skipped)" in res.stdout
+    (row,) = json.loads((tmp_path / "out" / "smoke_mnist_ll_estimators.json").read_text())["runs"]
+    assert (row["latent"], row["dim"], row["paper_d"], row["paper_LL"]) == ("vmf", 3, 2, -132.50)
+    assert row["gap_is"] == pytest.approx(row["is_ll"] - row["ELBO"])
+    assert "none of the runs" in error_line(cli("mnist_vae", "--ll-estimators", "--dims", "5",
+                                                *base[4:]))
     best = tmp_path / "ck" / "vmf_d3_s0" / "best.pt"
     good = best.read_bytes()
     for damaged in (good[:100], b"\x80\x04garbage" * 9, b""):

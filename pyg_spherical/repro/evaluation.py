@@ -27,6 +27,8 @@ Functions
 * :func:`knn_accuracy` -- test accuracy of one k-NN fit.
 * :func:`semi_supervised_knn` -- accuracies over repeated class-balanced draws (Table 2 cell).
 * :func:`posterior_summary` -- how a trained VAE's posteriors use the latent (spread, active units).
+* :func:`ll_estimators` -- the importance-sampled LL beside the one-decode estimator of the
+  authors' public example code, from the same draws (a diagnostic of Table 1's LL column).
 
 All functions take torch tensors or numpy arrays and return numpy values; nothing is printed.
 
@@ -45,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..vae import bernoulli_log_prob
 from ._utils import to_numpy
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "knn_accuracy",
     "knn_classifier",
     "knn_predict",
+    "ll_estimators",
     "metric_for_latent",
     "posterior_summary",
     "semi_supervised_knn",
@@ -230,3 +234,36 @@ def posterior_summary(model, x: Tensor) -> dict:
     name = "concentration" if model.kind != "normal" else "std"
     return {f"{name}_q10": float(qs[0]), f"{name}_median": float(qs[1]),
             f"{name}_q90": float(qs[2]), "active_units": active}
+
+
+@torch.no_grad()
+def ll_estimators(model, x: Tensor, num_samples: int = 500,
+                  batch_size: int = 20) -> tuple[Tensor, Tensor]:
+    r"""Two estimates of ``log p(x)`` per row of ``x`` from the same ``S = num_samples`` draws
+    ``z_s ~ q(z|x)`` and one more draw ``z_0``, for a :class:`~pyg_spherical.vae.VAE`:
+
+    * ``is_ll``: the importance-sampled bound of :meth:`~pyg_spherical.vae.VAE.log_likelihood`,
+      :math:`\operatorname{logsumexp}_s [\log p(x|z_s) + \log p(z_s) - \log q(z_s|x)] - \log S`;
+    * ``one_decode``: the estimator of the ``log_likelihood`` function in the authors' public
+      example code (``s-vae-tf``, ``examples/mnist.py``), which takes the likelihood term from the
+      one training draw ``z_0`` for every importance draw,
+      :math:`\log p(x|z_0) + \operatorname{logsumexp}_s [\log p(z_s) - \log q(z_s|x)] - \log S`.
+      As ``S`` grows it tends to ``log p(x|z_0)`` (its mean: the reconstruction term RE, above
+      ``log p(x)``), not to ``log p(x)``.
+
+    Returns ``(is_ll, one_decode)``, each of shape ``(B,)``. No gradients; seed with
+    ``torch.manual_seed``.
+    """
+    if num_samples < 1 or batch_size < 1:
+        raise ValueError("ll_estimators: need num_samples >= 1 and batch_size >= 1.")
+    is_ll, one = [], []
+    log_s = float(np.log(num_samples))
+    for xb in x.split(batch_size):
+        q = model.posterior(xb)
+        log_px_z0 = bernoulli_log_prob(model.decode(q.sample()), xb)
+        z = q.sample((num_samples,))  # (S, B, d)
+        log_ratio = model.prior(xb.device, z.dtype).log_prob(z) - q.log_prob(z)
+        log_px_z = bernoulli_log_prob(model.decode(z), xb)
+        is_ll.append(torch.logsumexp(log_px_z + log_ratio, dim=0) - log_s)
+        one.append(log_px_z0 + torch.logsumexp(log_ratio, dim=0) - log_s)
+    return torch.cat(is_ll), torch.cat(one)
