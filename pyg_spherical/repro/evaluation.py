@@ -248,8 +248,8 @@ def ll_estimators(model, x: Tensor, num_samples: int = 500,
       example code (``s-vae-tf``, ``examples/mnist.py``), which takes the likelihood term from the
       one training draw ``z_0`` for every importance draw,
       :math:`\log p(x|z_0) + \operatorname{logsumexp}_s [\log p(z_s) - \log q(z_s|x)] - \log S`.
-      As ``S`` grows it tends to ``log p(x|z_0)`` (its mean: the reconstruction term RE, above
-      ``log p(x)``), not to ``log p(x)``.
+      As ``S`` grows it tends to ``log p(x|z_0)``, whose mean is the reconstruction term RE,
+      not ``log p(x)``.
 
     Returns ``(is_ll, one_decode)``, each of shape ``(B,)``. No gradients; seed with
     ``torch.manual_seed``.
