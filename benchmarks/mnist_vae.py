@@ -646,7 +646,8 @@ def main(argv=None):
     set_threads(args)
     device = args.device
     SMOKE["on"] = bool(args.train_subset or args.eval_subset)
-    if not (args.table1 and args.table_only) or args.figures or args.speed:  # a table needs no data
+    if (not (args.table1 and args.table_only) or args.figures or args.speed
+            or args.ll_estimators):  # a table needs no data
         args._data = load_data(args, device)
     seeds = list(range(args.seed, args.seed + args.runs))
     if args.speed:

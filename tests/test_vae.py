@@ -495,38 +495,52 @@ class _LinearGaussianVAE(torch.nn.Module):
 
 
 def test_ll_estimators_against_quadrature():
-    """With ``q = p``, the importance-sampled LL estimates ``log p(x)`` and the one-decode
-    estimator of the authors' example code is exactly ``log p(x|z_0)``, whose mean is
-    ``E_q log p(x|z)`` (below ``log p(x)`` here by Jensen, by more than the tolerances);
-    each against Gauss-Hermite quadrature within 4 standard errors."""
+    """The importance-sampled LL estimates ``log p(x)`` for a proposal ``q != p``; with ``q = p``
+    the one-decode estimator of the authors' example code is exactly ``log p(x|z_0)``, whose
+    mean is ``E_q log p(x|z)`` (below ``log p(x)`` here by Jensen, by more than the
+    tolerances); each against Gauss-Hermite quadrature within 4 standard errors."""
     from pyg_spherical.repro.evaluation import ll_estimators
 
-    model = _LinearGaussianVAE()
     xrow = np.array([1.0, 0.0, 1.0])
     x = torch.tensor(xrow).repeat(400, 1)
-    log_px, e_log = model.quadrature(xrow)
+    log_px, _ = _LinearGaussianVAE().quadrature(xrow)
     torch.manual_seed(0)
+    is_ll, _ = ll_estimators(_LinearGaussianVAE(m=0.3, s=0.9), x, num_samples=2000,
+                             batch_size=100)
+    se_is = is_ll.std().item() / math.sqrt(len(x))
+    # the log of a 2000-sample mean is biased low by ~Var(w) / (2 S E[w]^2) < 1e-3 here
+    assert abs(is_ll.mean().item() - log_px) < 4 * se_is + 1e-3
+    model = _LinearGaussianVAE()
     is_ll, one = ll_estimators(model, x, num_samples=2000, batch_size=100)
+    log_px, e_log = model.quadrature(xrow)
     se_is = is_ll.std().item() / math.sqrt(len(x))
     se_one = one.std().item() / math.sqrt(len(x))
     assert abs(log_px - e_log) > 8 * se_one  # the two tolerances below cannot both hold
-    # the log of a 2000-sample mean is biased low by ~Var(w) / (2 S E[w]^2) < 1e-3 here
     assert abs(is_ll.mean().item() - log_px) < 4 * se_is + 1e-3
     assert abs(one.mean().item() - e_log) < 4 * se_one
+    assert ll_estimators(model, x[:0])[0].shape == (0,)
 
 
 def test_ll_estimators_share_the_importance_ratios():
     """A decoder that ignores ``z`` (``a = 0``) makes ``log p(x|z)`` a constant ``c``: both
-    estimators are then ``c + logmeanexp_s [log p(z_s) - log q(z_s|x)]`` from the same draws,
-    whose mean tends to ``c`` (``E_q[p/q] = 1``)."""
+    estimators are then ``c + logmeanexp_s w_s``, ``w = p(z) / q(z|x)``, from the same draws.
+    ``E_q[w] = 1``, and over rows the spread of ``log mean_s w_s`` is ``sqrt(Var_q(w) / S)``,
+    with ``Var_q(w) = E_q[w^2] - 1`` by quadrature: the ratios are there, with the right sign."""
     from pyg_spherical.repro.evaluation import ll_estimators
 
-    model = _LinearGaussianVAE(m=0.5, s=0.8, a=(0.0, 0.0, 0.0))
+    m, s, S, rows = 0.5, 0.8, 4000, 200
+    model = _LinearGaussianVAE(m=m, s=s, a=(0.0, 0.0, 0.0))
     xrow = np.array([1.0, 0.0, 1.0])
     c = float((xrow * model.b.numpy() - np.logaddexp(0, model.b.numpy())).sum())
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    z = m + s * nodes
+    log_w = -z**2 / 2 + (z - m) ** 2 / (2 * s**2) + np.log(s)  # log N(z; 0, 1) - log N(z; m, s^2)
+    var_w = np.sum(weights / weights.sum() * np.exp(2 * log_w)) - 1
     torch.manual_seed(1)
-    is_ll, one = ll_estimators(model, torch.tensor(xrow).repeat(50, 1), num_samples=4000)
+    is_ll, one = ll_estimators(model, torch.tensor(xrow).repeat(rows, 1), num_samples=S)
     torch.testing.assert_close(is_ll, one, rtol=0, atol=1e-12)
-    assert abs(is_ll.mean().item() - c) < 4 * is_ll.std().item() / math.sqrt(50) + 2e-3
+    assert abs(is_ll.mean().item() - c) < 4 * math.sqrt(var_w / S / rows) + 2e-3
+    # the sample std over 200 rows is within ~5% of its expectation (1 standard error)
+    assert is_ll.std().item() == pytest.approx(math.sqrt(var_w / S), rel=0.25)
     with pytest.raises(ValueError, match="num_samples"):
         ll_estimators(model, torch.tensor(xrow)[None], num_samples=0)

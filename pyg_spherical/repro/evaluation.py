@@ -242,20 +242,23 @@ def ll_estimators(model, x: Tensor, num_samples: int = 500,
     r"""Two estimates of ``log p(x)`` per row of ``x`` from the same ``S = num_samples`` draws
     ``z_s ~ q(z|x)`` and one more draw ``z_0``, for a :class:`~pyg_spherical.vae.VAE`:
 
-    * ``is_ll``: the importance-sampled bound of :meth:`~pyg_spherical.vae.VAE.log_likelihood`,
+    * ``is_ll``: the importance-sampled bound of :meth:`~pyg_spherical.vae.VAE.log_likelihood`
+      (the same estimator; not the same numbers under the same seed, as ``z_0`` is drawn first),
       :math:`\operatorname{logsumexp}_s [\log p(x|z_s) + \log p(z_s) - \log q(z_s|x)] - \log S`;
     * ``one_decode``: the estimator of the ``log_likelihood`` function in the authors' public
       example code (``s-vae-tf``, ``examples/mnist.py``), which takes the likelihood term from the
       one training draw ``z_0`` for every importance draw,
       :math:`\log p(x|z_0) + \operatorname{logsumexp}_s [\log p(z_s) - \log q(z_s|x)] - \log S`.
-      As ``S`` grows it tends to ``log p(x|z_0)``, whose mean is the reconstruction term RE,
-      not ``log p(x)``.
+      Its value depends on ``S``: in expectation it is at most ``E_q log p(x|z)`` (the
+      reconstruction term RE) and tends to it as ``S`` grows; it is not a bound on ``log p(x)``.
 
     Returns ``(is_ll, one_decode)``, each of shape ``(B,)``. No gradients; seed with
     ``torch.manual_seed``.
     """
     if num_samples < 1 or batch_size < 1:
         raise ValueError("ll_estimators: need num_samples >= 1 and batch_size >= 1.")
+    if x.shape[0] == 0:
+        return x.new_zeros((0,)), x.new_zeros((0,))
     is_ll, one = [], []
     log_s = float(np.log(num_samples))
     for xb in x.split(batch_size):
