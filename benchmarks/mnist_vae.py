@@ -35,7 +35,7 @@ resumed run keeps its lr, patience and warm-up: other values are refused unless
 
 ``--ll-estimators`` evaluates the best checkpoints of ``--latents`` x ``--dims`` (spherical
 latents at ``d + 1`` with ``--intrinsic``) with the protocol's importance-sampled LL and, from the
-same draws, with the one-decode estimator of the authors' public example code
+same draws, with the one-decode estimator of the authors' TensorFlow example
 (:func:`pyg_spherical.repro.evaluation.ll_estimators`), and writes
 ``mnist_ll_estimators.json``: how far each sits above the ELBO, beside the paper's LL - ELBO.
 """
@@ -629,6 +629,9 @@ def parse_args(argv=None):
     if not (args.table1 or args.figures or args.speed or args.ll_estimators or single):
         p.error("give --latent and --dim, or --table1, or --figures, or --speed, or "
                 "--ll-estimators")
+    if args.ll_estimators and (args.table1 or args.figures or args.speed or single):
+        p.error("--ll-estimators runs alone (with --latents, --dims, --intrinsic), not with "
+                "--table1, --figures, --speed or --latent/--dim")
     if single and (args.latent is None or args.dim is None):
         p.error("--latent and --dim go together")
     if args.latent in VAE_SPHERICAL and args.dim < 2:

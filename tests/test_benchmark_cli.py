@@ -30,6 +30,7 @@ BAD_INPUT = [
     ("mnist_vae", ["--latent", "vmf"], "--latent and --dim go together"),
     ("mnist_vae", ["--latent", "power", "--dim", "1"], "the P-VAE needs --dim >= 2"),
     ("mnist_vae", ["--table1", "--latents", "poincare"], "argument --latents: invalid choice"),
+    ("mnist_vae", ["--ll-estimators", "--table1"], "--ll-estimators runs alone"),
     ("mnist_m1m2", ["--max-new-epochs", "-1"], "argument --max-new-epochs: must be > 0"),
     ("mnist_m1m2", ["--train-subset", "-1"], "argument --train-subset: must be >= 0"),
     ("mnist_m1m2", ["--lr", "nan"], "argument --lr: must be > 0"),

@@ -28,9 +28,11 @@ Functions
 * :func:`semi_supervised_knn` -- accuracies over repeated class-balanced draws (Table 2 cell).
 * :func:`posterior_summary` -- how a trained VAE's posteriors use the latent (spread, active units).
 * :func:`ll_estimators` -- the importance-sampled LL beside the one-decode estimator of the
-  authors' public example code, from the same draws (a diagnostic of Table 1's LL column).
+  authors' TensorFlow example, from the same draws (a diagnostic of Table 1's LL column).
 
-All functions take torch tensors or numpy arrays and return numpy values; nothing is printed.
+The k-NN functions take torch tensors or numpy arrays and return numpy values; the two model
+diagnostics return a dict (:func:`posterior_summary`) and tensors (:func:`ll_estimators`).
+Nothing is printed.
 
 Example
 -------
@@ -246,7 +248,7 @@ def ll_estimators(model, x: Tensor, num_samples: int = 500,
       (the same estimator; not the same numbers under the same seed, as ``z_0`` is drawn first),
       :math:`\operatorname{logsumexp}_s [\log p(x|z_s) + \log p(z_s) - \log q(z_s|x)] - \log S`;
     * ``one_decode``: the estimator of the ``log_likelihood`` function in the authors' public
-      example code (``s-vae-tf``, ``examples/mnist.py``), which takes the likelihood term from the
+      TensorFlow example (``s-vae-tf``, ``examples/mnist.py``), which takes the likelihood term from the
       one training draw ``z_0`` for every importance draw,
       :math:`\log p(x|z_0) + \operatorname{logsumexp}_s [\log p(z_s) - \log q(z_s|x)] - \log S`.
       Its value depends on ``S``: in expectation it is at most ``E_q log p(x|z)`` (the
