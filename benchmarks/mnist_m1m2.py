@@ -231,13 +231,22 @@ def print_table(args, configs, seeds, started):
     print(f"\nTable 3 (M1+M2, {args.labels} labels, test accuracy %, ours vs paper; "
           "ours: mean ± std over runs, epochs reached in brackets, '+' = not finished)"
           + (f"; protocol variant {VARIANT['tag'].lstrip('_')}" if VARIANT["tag"] else ""))
-    head = f"{'z1':>3s} {'z2':>3s} " + " ".join(f"{c + ' ours':>22s} {c + ' paper':>12s}"
+    versus = [c for c in combos if c != "N+N"] if "N+N" in combos else []
+    head = f"{'z1':>3s} {'z2':>3s} " + " ".join(f"{c + ' ours':>23s} {c + ' paper':>13s}"
                                                  for c in combos)
+    if versus:
+        head += "   " + "  ".join(f"{c + ' - N+N':>13s}" for c in versus)
     print(head)
     print("-" * len(head))
-    table, missing = {}, []
+    table, missing, rows_vs = {}, [], {}
     for d1, d2 in pairs:
         parts = []
+        ours_row = {c: float(np.mean([r["test_acc"] for r in rows[(d1, d2, c)]]))
+                    for c in combos if rows.get((d1, d2, c))}
+        paper_row = {c: PAPER_TABLE3[(d1, d2)][c][0] for c in combos
+                     if PAPER_TABLE3.get((d1, d2), {}).get(c)}
+        best_ours = max(ours_row, key=ours_row.get) if len(ours_row) == len(combos) else None
+        best_paper = max(paper_row, key=paper_row.get) if len(paper_row) == len(combos) else None
         for c in combos:
             rs = rows.get((d1, d2, c), [])
             paper = PAPER_TABLE3.get((d1, d2), {}).get(c)
@@ -257,15 +266,49 @@ def print_table(args, configs, seeds, started):
                 ours = "not measured"
                 missing.append(f"{d1},{d2} {c}")
             ref = fmt(*paper, 1) if paper else "-"
-            parts.append(f"{ours:>22s} {ref:>12s}")
-        print(f"{d1:3d} {d2:3d} " + " ".join(parts))
+            parts.append(f"{ours + ('*' if c == best_ours else ' '):>23s} "
+                         f"{ref + ('*' if c == best_paper else ' '):>13s}")
+        line = f"{d1:3d} {d2:3d} " + " ".join(parts)
+        if versus:
+            # the paper's claim, per cell: a spherical z1 (S+S, S+N) ahead of N+N
+            vs = {c: {k: (round(row[c] - row["N+N"], 2) if c in row and "N+N" in row else None)
+                      for k, row in (("ours", ours_row), ("paper", paper_row))} for c in versus}
+            rows_vs[f"{d1},{d2}"] = {"minus_nn": vs, "best": {"ours": best_ours, "paper": best_paper}}
+            line += "   " + "  ".join(f"{_signed(vs[c]['ours']) + ' | ' + _signed(vs[c]['paper']):>13s}"
+                                      for c in versus)
+        print(line)
+    summary = _ahead_summary(rows_vs)
+    if versus:
+        print("'*': the best model of the row (ours: once all three are measured).  "
+              "X - N+N: accuracy difference in points, ours | paper ('?': no run of one of the two).")
+        for who in ("ours", "paper"):
+            got = summary[who]
+            print(f"  {who:5s}: a spherical z1 ahead of N+N in {got['ahead']} of {got['compared']} "
+                  f"compared cells" + (f" (not ahead: {', '.join(got['not_ahead'])})"
+                                       if got["not_ahead"] else ""))
     payload = {"variant": VARIANT["tag"].lstrip("_") or "paper-literal", "ours": table,
-               "not_measured": missing,
+               "versus_nn": rows_vs, "ahead_of_nn": summary, "not_measured": missing,
                "paper": {f"{d1},{d2}": PAPER_TABLE3.get((d1, d2)) for d1, d2 in pairs},
                "meta": run_metadata(args_for_json(args))}
     path = write_json(("smoke_" if SMOKE["on"] else "") + "mnist_m1m2_table3" + VARIANT["tag"], payload,
                       started, out_dir(args))
     wrote(path)
+
+
+def _signed(diff: float | None) -> str:
+    return "?" if diff is None else f"{diff:+.1f}"
+
+
+def _ahead_summary(rows_vs: dict) -> dict:
+    """How often a spherical z1 model (S+S, S+N) is ahead of N+N in the same (z1, z2) cell,
+    ours and the paper's, over the cells where both numbers exist."""
+    out = {}
+    for who in ("ours", "paper"):
+        diffs = [(f"{cell} {c}", d[who]) for cell, r in rows_vs.items()
+                 for c, d in r["minus_nn"].items() if d[who] is not None]
+        out[who] = {"compared": len(diffs), "ahead": sum(v > 0 for _, v in diffs),
+                    "not_ahead": [k for k, v in diffs if v <= 0]}
+    return out
 
 
 # --------------------------------------------------------------------------------- figure

@@ -537,3 +537,24 @@ def test_table3_marks_every_unmeasured_cell_of_the_paper(tmp_path):
     table = json.loads((tmp_path / "mnist_m1m2_table3.json").read_text())
     assert len(table["not_measured"]) == 26 and "10,5 S+N" not in table["not_measured"]
     assert table["ours"]["10,5"]["S+N"]["mean"] == 95.25
+
+
+@pytest.mark.slow
+def test_table3_marks_the_best_model_and_where_a_spherical_z1_is_ahead_of_nn(tmp_path):
+    """Each row marks its best model (ours only once all three are measured) and gives S+S and
+    S+N minus N+N, ours and the paper's; the summary counts the cells where a spherical z1 is
+    ahead. The paper's side is a fact of its Table 3: ahead in 17 of 18 cells, all but S+S at
+    z1 = 50, z2 = 5 (91.7 against 92.0)."""
+    for name, acc in (("NN_z1-10_z2-5_s0", 95.25), ("SN_z1-10_z2-5_s0", 96.0),
+                      ("SS_z1-10_z2-5_s0", 90.0), ("SN_z1-50_z2-10_s0", 97.0)):
+        (tmp_path / f"mnist_m1m2_{name}.json").write_text(json.dumps({**RUN, "test_acc": acc}))
+    out = _table3(tmp_path)
+    row = next(r for r in out.splitlines() if r.split()[:2] == ["10", "5"])
+    assert "96.0 (n=1) [80]*" in row and "+0.8 | +3.3" in row and "-5.2 | +1.0" in row
+    table = json.loads((tmp_path / "mnist_m1m2_table3.json").read_text())
+    assert table["versus_nn"]["10,5"]["minus_nn"]["S+N"] == {"ours": 0.75, "paper": 3.3}
+    assert table["versus_nn"]["10,5"]["best"] == {"ours": "S+N", "paper": "S+N"}
+    assert table["versus_nn"]["50,10"]["best"] == {"ours": None, "paper": "S+N"}
+    assert table["versus_nn"]["50,10"]["minus_nn"]["S+N"]["ours"] is None  # no N+N run there
+    assert table["ahead_of_nn"]["ours"] == {"compared": 2, "ahead": 1, "not_ahead": ["10,5 S+S"]}
+    assert table["ahead_of_nn"]["paper"] == {"compared": 18, "ahead": 17, "not_ahead": ["50,5 S+S"]}
