@@ -440,9 +440,15 @@ def test_sigint_during_a_linkpred_run_leaves_one_line_and_the_previous_result(tm
     old.write_text('{"old": 1}\n')
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "linkpred.py"),
-                             "--no-progress", "--out-dir", str(tmp_path)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # a launcher without job control (`cmd &`) starts us with SIGINT ignored, which a child
+    # would inherit; with a handler here the child starts with the default and Python's own
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "linkpred.py"),
+                                 "--no-progress", "--out-dir", str(tmp_path)], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert proc.stdout.readline().startswith("data: Cora")
     time.sleep(2)  # into the training loop
     proc.send_signal(signal.SIGINT)
